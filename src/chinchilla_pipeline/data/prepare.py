@@ -1,0 +1,256 @@
+"""Prepare one dataset: stream documents, tokenize in batches on all cores, write shards.
+
+Guarantees (tested):
+- exact size: ``max_samples`` training documents after filtering, and never
+  more than ``max_tokens`` training tokens (short by less than one document);
+  the first cap hit stops the run and the manifest says which;
+- byte-identical output for the same config, seed and tokenizer, whatever the
+  number of tokenizer threads, and after any number of ``kill -9`` + restart:
+  progress is committed only after a shard is complete, and a restart skips the
+  documents those shards hold;
+- flat memory: one batch of documents plus one shard's document lengths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import shutil
+import threading
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import remove_stale_temporaries, write_json
+from ..errors import UserError
+from ..tokenizer.load import LoadedTokenizer, load_tokenizer
+from .config import DatasetConfig, HubSource
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
+from .shards import ShardWriter
+from .sources import iter_documents, resolve_data_files
+
+STATE_NAME = ".progress.json"
+log = logging.getLogger(__name__)
+
+
+def rank_share(total: int | None, rank: int, world_size: int) -> int | None:
+    """This rank's part of a global count: ``total // W`` plus one for the first ``total % W`` ranks."""
+    if total is None:
+        return None
+    return total // world_size + (1 if rank < total % world_size else 0)
+
+
+def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) -> tuple[int, int]:
+    """Flags first, then torchrun (RANK/WORLD_SIZE), then a Slurm array, then a Slurm job step."""
+    pairs = [("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
+             ("SLURM_PROCID", "SLURM_NTASKS")]
+    env_rank, env_world = next(((int(env[r]), int(env[w])) for r, w in pairs if r in env and w in env), (0, 1))
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise UserError(f"rank {rank} is outside 0..{world_size - 1}", field="--rank/--world_size")
+    return rank, world_size
+
+
+def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path:
+    base = Path(out_dir) / name
+    return base if world_size == 1 else base / f"part_{rank:05d}_of_{world_size:05d}"
+
+
+def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int) -> str:
+    """Identity of a run's output: config as run, tokenizer, rank layout, format version."""
+    blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
+                       "rank": rank, "world_size": world_size, "format": FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class _Progress:
+    """What complete shards hold: the only state a restart needs."""
+
+    fingerprint: str
+    docs_consumed: int = 0  # documents of the stream (validation + training) in complete shards
+    shards: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"train": [], "validation": []})
+
+    @property
+    def num_train_tokens(self) -> int:
+        return sum(s["num_tokens"] for s in self.shards["train"])
+
+    @property
+    def num_train_docs(self) -> int:
+        return sum(s["num_docs"] for s in self.shards["train"])
+
+    @property
+    def num_val_docs(self) -> int:
+        return sum(s["num_docs"] for s in self.shards["validation"])
+
+
+def _prefetch(it: Iterator[list[str]], depth: int = 4) -> Iterator[list[str]]:
+    """Read the next batches in a thread while the current one is tokenized (GIL released there)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def worker():
+        try:
+            for item in it:
+                q.put(item)
+            q.put(done)
+        except BaseException as err:  # re-raised in the consumer
+            q.put(err)
+
+    threading.Thread(target=worker, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _encode(tok: LoadedTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of ``texts`` concatenated, each document preceded by end-of-text; and the lengths."""
+    encs = tok.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    raw_lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    flat = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(raw_lens.sum()))
+    starts = np.concatenate(([0], np.cumsum(raw_lens)[:-1]))
+    return np.insert(flat, starts, tok.eot_id), raw_lens + 1
+
+
+def _skip(batches: Iterator[list[str]], num_docs: int) -> Iterator[list[str]]:
+    """Drop the first ``num_docs`` documents (already in complete shards) without tokenizing them."""
+    for batch in batches:
+        if num_docs >= len(batch):
+            num_docs -= len(batch)
+            continue
+        yield batch[num_docs:]
+        num_docs = 0
+
+
+def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path,
+                    out_dir: str | Path, *, overwrite: bool = False, rank: int = 0, world_size: int = 1,
+                    progress: bool = True) -> dict[str, Any]:
+    """Write ``out_dir/<name>/`` (or this rank's part of it) and return its manifest."""
+    tok = load_tokenizer(tokenizer_dir)
+    if not isinstance(cfg.source, HubSource):
+        resolve_data_files(cfg, config_path)  # a missing file fails before anything is written
+    out = part_dir(out_dir, cfg.name, rank, world_size)
+    fp = fingerprint(cfg, tok.sha256, rank, world_size)
+    done = _finished(out, fp, overwrite, config_path)
+    if done is not None:
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    state = _load_state(out, fp)
+
+    max_samples = rank_share(cfg.max_samples, rank, world_size)
+    max_tokens = rank_share(cfg.max_tokens, rank, world_size)
+    val_docs = rank_share(cfg.validation_docs, rank, world_size)
+    stop_reason = "source_exhausted"
+    n_val, n_train, n_tokens = state.num_val_docs, state.num_train_docs, state.num_train_tokens
+    consumed = state.docs_consumed
+    writer: ShardWriter | None = None
+    bar = tqdm(total=max_tokens, initial=n_tokens, unit="tok", unit_scale=True, disable=not progress,
+               desc=cfg.name, mininterval=2)
+
+    def open_writer(split: str) -> ShardWriter:
+        return ShardWriter(out / shard_name(split, len(state.shards[split])), tok.vocab_size, tok.eot_id)
+
+    def commit(w: ShardWriter, split: str, docs_consumed: int) -> None:
+        w.close()
+        state.shards[split].append(shard_entry(w.bin_path, w.num_tokens, w.num_docs))
+        state.docs_consumed = docs_consumed
+        write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
+                                      "shards": state.shards})
+
+    batches = _skip(iter_documents(cfg, config_path, rank, world_size), consumed)
+    try:
+        for texts in _prefetch(batches):
+            tokens, lens = _encode(tok, texts)
+            offsets = np.concatenate(([0], np.cumsum(lens)))
+            for i, n in enumerate(lens.tolist()):
+                doc = tokens[offsets[i]:offsets[i + 1]]
+                if n_val < val_docs:
+                    writer = writer or open_writer("validation")
+                    writer.add(doc, [n])
+                    n_val += 1
+                    if n_val == val_docs:
+                        commit(writer, "validation", consumed + 1)
+                        writer = None
+                elif max_samples is not None and n_train >= max_samples:
+                    stop_reason = "max_samples"
+                    break
+                elif max_tokens is not None and n_tokens + n > max_tokens:
+                    stop_reason = "max_tokens"
+                    break
+                else:
+                    writer = writer or open_writer("train")
+                    writer.add(doc, [n])
+                    n_train += 1
+                    n_tokens += n
+                    bar.update(n)
+                    if writer.num_tokens >= cfg.shard_tokens:
+                        commit(writer, "train", consumed + 1)
+                        writer = None
+                consumed += 1
+            if stop_reason != "source_exhausted":
+                break
+        if max_tokens is not None and n_tokens == max_tokens and stop_reason == "source_exhausted":
+            stop_reason = "max_tokens"
+        for split in ("validation", "train"):
+            if writer is not None and writer.bin_path.name.startswith(split):
+                commit(writer, split, consumed)
+                writer = None
+            elif not state.shards[split]:  # keep one (possibly empty) shard per split
+                commit(open_writer(split), split, consumed)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+
+    if stop_reason == "source_exhausted" and max_samples is not None:
+        log.warning("%s: the source has only %d training documents after filtering (max_samples %d)",
+                    cfg.name, n_train, max_samples)
+    manifest = build_manifest(
+        name=cfg.name, vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_sha256=tok.sha256,
+        splits=state.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
+        fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason,
+        caps={"max_samples": max_samples, "max_tokens": max_tokens, "validation_docs": val_docs},
+        num_docs_read=consumed, **target_fields(cfg.target_tokens, n_tokens, world_size))
+    write_json(out / MANIFEST_NAME, manifest)
+    (out / STATE_NAME).unlink(missing_ok=True)
+    return manifest
+
+
+def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any] | None:
+    """The existing manifest if this exact run is done; clears the directory for ``overwrite``."""
+    mpath = out / MANIFEST_NAME
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+        return None
+    if not mpath.is_file():
+        return None
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("fingerprint") != fp:
+        raise UserError(f"{out} holds a dataset prepared with another config or tokenizer; "
+                        "pass --overwrite to replace it", path=config_path)
+    log.info("%s is already prepared (use --overwrite to redo it)", out)
+    return manifest
+
+
+def _load_state(out: Path, fp: str) -> _Progress:
+    """Resume from ``.progress.json`` when it belongs to this run; otherwise start clean."""
+    spath = out / STATE_NAME
+    if spath.is_file():
+        saved = json.loads(spath.read_text())
+        if saved.get("fingerprint") == fp:
+            log.info("resuming %s after %d documents", out, saved["docs_consumed"])
+            return _Progress(fp, saved["docs_consumed"], saved["shards"])
+    for p in list(out.glob("*.bin")) + list(out.glob("*.idx")) + [spath]:
+        p.unlink(missing_ok=True)
+    return _Progress(fp)

@@ -1,0 +1,1 @@
+"""Byte-level BPE tokenizer trained on the mix of all sources."""

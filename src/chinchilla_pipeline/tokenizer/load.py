@@ -1,0 +1,35 @@
+"""Load the trained tokenizer and identify it by the sha256 of ``tokenizer.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import sha256_file
+from ..errors import UserError
+
+TOKENIZER_FILE = "tokenizer.json"
+EOT_TOKEN = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    tokenizer: "object"  # tokenizers.Tokenizer
+    path: Path
+    sha256: str
+    vocab_size: int
+    eot_id: int
+
+
+def load_tokenizer(directory: str | Path, eot_token: str = EOT_TOKEN) -> LoadedTokenizer:
+    """Open ``directory/tokenizer.json``; missing means the tokenizer step has not run."""
+    from tokenizers import Tokenizer
+
+    path = Path(directory) / TOKENIZER_FILE
+    if not path.is_file():
+        raise UserError("no tokenizer.json: train it first with `make tokenizer-train-mix`", path=directory)
+    tok = Tokenizer.from_file(str(path))
+    eot_id = tok.token_to_id(eot_token)
+    if eot_id is None:
+        raise UserError(f"the tokenizer has no {eot_token!r} token", path=path)
+    return LoadedTokenizer(tok, path, sha256_file(path), tok.get_vocab_size(), eot_id)
