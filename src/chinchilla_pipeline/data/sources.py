@@ -61,9 +61,9 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
                         path=config_path, field=field) from None
 
 
-def _check_columns(cfg: DatasetConfig, columns: list[str] | None, config_path) -> None:
-    """Refuse a text field or template field the source does not have (when its schema is known)."""
-    if columns is None:
+def _check_columns(cfg: DatasetConfig, columns: list[str], config_path) -> None:
+    """Refuse a text field or template field the source does not have."""
+    if not columns:  # an empty source: nothing to check, nothing will be written
         return
     if cfg.text_template is not None:
         missing = [f for f in _template_fields(cfg.text_template) if f not in columns]
@@ -80,7 +80,8 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
     from datasets.distributed import split_dataset_by_node
 
     ds = _load_rows(cfg, config_path)
-    columns = ds.column_names
+    # Some builders (text, some Hub sets) resolve their columns only when read: peek one row.
+    columns = ds.column_names or list(next(iter(ds.take(1)), {}).keys())
     _check_columns(cfg, columns, config_path)
     template, field, sep = cfg.text_template, cfg.text_field, cfg.join_separator
     lo, hi = cfg.min_chars, cfg.max_chars

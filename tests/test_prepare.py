@@ -1,0 +1,198 @@
+"""prepare: exact sizes, determinism, resume after kill -9, ranks, round trip, formats."""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CORPUS, ROOT, write_dataset_config
+
+from chinchilla_pipeline.data.config import DatasetConfig
+from chinchilla_pipeline.data.merge import merge_parts
+from chinchilla_pipeline.data.prepare import prepare_dataset
+from chinchilla_pipeline.data.reader import open_prepared
+from chinchilla_pipeline.data.sources import iter_documents
+from chinchilla_pipeline.data.verify import verify_dataset
+from chinchilla_pipeline.schema import load_config
+from chinchilla_pipeline.tokenizer.load import load_tokenizer
+
+
+def run_prepare(cfg_path, tok, out, **kw):
+    return prepare_dataset(load_config(DatasetConfig, cfg_path), cfg_path, tok, out, progress=False, **kw)
+
+
+def all_docs(cfg_path):
+    cfg = load_config(DatasetConfig, cfg_path)
+    return [d for batch in iter_documents(cfg, cfg_path) for d in batch]
+
+
+def shard_docs(ds, split):
+    out = []
+    for s in ds.shards(split):
+        out += [s.tokens[a:b] for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])]
+    return out
+
+
+def tree_bytes(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_max_samples_is_exact_and_round_trips(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, max_samples=123)
+    m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    assert m["splits"]["train"]["num_docs"] == 123 and m["splits"]["validation"]["num_docs"] == 20
+    assert m["stop_reason"] == "max_samples"
+    assert len(m["splits"]["train"]["shards"]) > 1  # 10k-token shards
+    ds = open_prepared(tmp_path / "out" / "topics")
+    tok = load_tokenizer(tokenizer_dir).tokenizer
+    texts = all_docs(cfg)
+    decoded = [tok.decode(d[1:].tolist()) for d in shard_docs(ds, "validation") + shard_docs(ds, "train")]
+    assert decoded == texts[: 20 + 123]  # text -> shards -> text, in stream order
+    assert verify_dataset(ds.path, tokenizer_dir) == []
+
+
+def test_max_tokens_never_exceeded_and_short_by_less_than_a_document(tmp_path, tokenizer_dir):
+    full = run_prepare(write_dataset_config(tmp_path, "full"), tokenizer_dir, tmp_path / "out")
+    ds_full = open_prepared(tmp_path / "out/full")
+    doc_lens = [d.size for d in shard_docs(ds_full, "train")]
+    cap = 20_000
+    m = run_prepare(write_dataset_config(tmp_path, "capped", max_tokens=cap), tokenizer_dir, tmp_path / "out")
+    n_docs, n_tok = m["splits"]["train"]["num_docs"], m["splits"]["train"]["num_tokens"]
+    assert m["stop_reason"] == "max_tokens"
+    assert n_tok <= cap and n_tok == sum(doc_lens[:n_docs])
+    assert cap - n_tok < doc_lens[n_docs]  # the next document did not fit
+    assert full["stop_reason"] == "source_exhausted"
+
+
+def test_small_source_gives_every_document_with_a_warning(tmp_path, tokenizer_dir, caplog):
+    m = run_prepare(write_dataset_config(tmp_path, max_samples=10_000), tokenizer_dir, tmp_path / "out")
+    assert m["stop_reason"] == "source_exhausted"
+    assert m["splits"]["train"]["num_docs"] + 20 == len(all_docs(write_dataset_config(tmp_path, "same")))
+    assert "only" in caplog.text and "max_samples 10000" in caplog.text
+
+
+def test_target_and_caps_in_manifest(tmp_path, tokenizer_dir):
+    m = run_prepare(write_dataset_config(tmp_path, max_samples=50, _target_tokens="10K"), tokenizer_dir,
+                    tmp_path / "out")
+    n = m["splits"]["train"]["num_tokens"]
+    assert m["target_tokens"] == 10_000 and m["target_delta_tokens"] == n - 10_000
+    assert m["caps"]["max_samples"] == 50 and m["config"]["max_samples"] == 50
+
+
+def _prepare_cmd(cfg, tok, out, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
+           "--tokenizer", str(tok), "--out_dir", str(out)]
+    return cmd, env
+
+
+def test_identical_bytes_whatever_the_thread_count(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, max_samples=300)
+    for threads in (1, 2):
+        cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / f"t{threads}", threads)
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert tree_bytes(tmp_path / "t1") == tree_bytes(tmp_path / "t2")
+
+
+def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
+    # 12 copies of the corpus, small shards and batches: many commits to interrupt between.
+    cfg = write_dataset_config(tmp_path, source={"type": "local", "format": "json",
+                                                 "data_files": [str(CORPUS)] * 12},
+                               shard_tokens=20_000, batch_docs=64)
+    cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "ref", 2)
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "killed", 2)
+    out = tmp_path / "killed" / "topics"
+    for target in ("train_00003.bin", "train_00020.bin"):  # kill twice, mid-run
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not (out / target).exists() and p.poll() is None:
+            time.sleep(0.01)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert not (out / "manifest.json").exists()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert tree_bytes(tmp_path / "ref") == tree_bytes(tmp_path / "killed")
+
+
+def test_finished_dataset_is_skipped_and_other_config_refused(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, max_samples=40)
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    mtime = (tmp_path / "out/topics/manifest.json").stat().st_mtime_ns
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    assert (tmp_path / "out/topics/manifest.json").stat().st_mtime_ns == mtime
+    other = write_dataset_config(tmp_path, max_samples=41)
+    from chinchilla_pipeline.errors import UserError
+    with pytest.raises(UserError, match="--overwrite"):
+        run_prepare(other, tokenizer_dir, tmp_path / "out")
+    m = run_prepare(other, tokenizer_dir, tmp_path / "out", overwrite=True)
+    assert m["splits"]["train"]["num_docs"] == 41
+
+
+def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path)
+    single = run_prepare(cfg, tokenizer_dir, tmp_path / "one")
+    for rank in range(2):
+        run_prepare(cfg, tokenizer_dir, tmp_path / "two", rank=rank, world_size=2)
+    merged = merge_parts(tmp_path / "two", "topics", 2)
+    assert merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"] == \
+        single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
+    assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/topics") == []
+    one = open_prepared(tmp_path / "one/topics")
+    ref = [d.tobytes() for s in ("train", "validation") for d in shard_docs(one, s)]
+    assert len(set(ref)) == len(ref) == 789  # every document of the corpus, each once
+    parts = [open_prepared(tmp_path / f"two/topics/part_{r:05d}_of_00002") for r in range(2)]
+    a, b = ({d.tobytes() for s in ("train", "validation") for d in shard_docs(p, s)} for p in parts)
+    assert not a & b and a | b == set(ref)
+
+
+def test_verify_finds_corruption_and_wrong_tokenizer(tmp_path, tokenizer_dir):
+    run_prepare(write_dataset_config(tmp_path, max_samples=30), tokenizer_dir, tmp_path / "out")
+    d = tmp_path / "out/topics"
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 30, "sources": [{"config": str(
+        write_dataset_config(tmp_path, "x"))}]}))
+    from chinchilla_pipeline.tokenizer.train import train_tokenizer
+    train_tokenizer(mix, tmp_path / "other_tok")
+    assert any("tokenizer" in p for p in verify_dataset(d, tmp_path / "other_tok"))
+    data = bytearray((d / "train_00000.bin").read_bytes())
+    data[300] ^= 0xFF
+    (d / "train_00000.bin").write_bytes(bytes(data))
+    assert any("sha256" in p for p in verify_dataset(d))
+
+
+def test_local_formats_and_joined_rows(tmp_path, tokenizer_dir):
+    rows = [json.loads(line) for line in gzip.open(CORPUS, "rt")][:60]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    pq.write_table(pa.table({"body": [r["text"] for r in rows]}), tmp_path / "x.parquet")
+    (tmp_path / "x.txt").write_text("\n".join(r["title"] for r in rows) + "\n")
+    (tmp_path / "x.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        "".join(json.dumps(r) + "\n" for r in rows).encode()))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cases = {
+        "pq": {"source": {"type": "local", "format": "parquet", "data_files": [str(tmp_path / "x.parquet")]},
+               "text_field": "body", "text_template": None},
+        "txt": {"source": {"type": "local", "format": "text", "data_files": [str(tmp_path / "x.txt")],
+                           "sample_by": "line"}, "text_template": None, "join_rows": 6},
+        "zst": {"source": {"type": "local", "format": "json", "data_files": [str(tmp_path / "x.jsonl.zst")]}},
+        "hubdir": {"source": {"type": "hub", "path": str(tmp_path / "dir")}},
+    }
+    for name, fields in cases.items():
+        cfg = write_dataset_config(tmp_path, name, validation_docs=0, shuffle_buffer=0, **fields)
+        docs = all_docs(cfg)
+        if name == "txt":
+            titles = [r["title"] for r in rows]
+            assert docs == [" ".join(titles[i:i + 6]) for i in range(0, 60, 6)]
+        else:
+            assert len(docs) == 60
+        m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+        assert m["splits"]["train"]["num_docs"] == len(docs)

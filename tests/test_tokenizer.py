@@ -1,0 +1,57 @@
+import json
+
+from conftest import write_dataset_config
+
+from chinchilla_pipeline.atomic import sha256_file
+from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.train import train_tokenizer
+
+
+def test_report_round_trip_and_compression(tokenizer_dir):
+    report = json.loads((tokenizer_dir / "tokenizer_report.json").read_text())
+    src = report["sources"]["topics"]
+    assert report["round_trip_ok"] and src["round_trip_failures"] == 0
+    assert src["num_heldout_docs"] == 20 and src["num_train_docs"] == 600
+    # Byte-level BPE with 1,024 entries compresses English prose well beyond 1 byte per token.
+    assert 2.0 < src["bytes_per_token"] < 6.0
+    tok = load_tokenizer(tokenizer_dir)
+    assert tok.vocab_size == 1024 and tok.tokenizer.id_to_token(tok.eot_id) == "<|endoftext|>"
+
+
+def test_training_is_deterministic_and_weighted(tmp_path, tokenizer_dir):
+    a = write_dataset_config(tmp_path, "a", validation_docs=20)
+    b = write_dataset_config(tmp_path, "b", validation_docs=20, seed=7)
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 512, "max_samples": 300, "report_docs": 10,
+                               "sources": [{"config": str(a), "weight": 2}, {"config": str(b), "weight": 1}]}))
+    r1 = train_tokenizer(mix, tmp_path / "t1")
+    r2 = train_tokenizer(mix, tmp_path / "t2")
+    assert sha256_file(tmp_path / "t1/tokenizer.json") == sha256_file(tmp_path / "t2/tokenizer.json")
+    assert r1["sources"]["a"]["num_train_docs"] == 200 and r1["sources"]["b"]["num_train_docs"] == 100
+    assert r1["sources"] == r2["sources"]
+
+
+def test_transformers_loads_the_saved_tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tok = load_tokenizer(tokenizer_dir)
+    text = "def f(x):\n    return x ** 2  # naïve"
+    assert hf(text)["input_ids"] == tok.tokenizer.encode(text, add_special_tokens=False).ids
+    assert hf.decode(hf(text)["input_ids"]) == text
+    assert hf.eos_token == "<|endoftext|>"
+
+
+def test_finished_tokenizer_is_kept_without_overwrite(tmp_path, tokenizer_dir):
+    import shutil
+
+    out = tmp_path / "tok"
+    shutil.copytree(tokenizer_dir, out)
+    before = sha256_file(out / "tokenizer.json")
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50,
+                               "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
+    train_tokenizer(mix, out)
+    assert sha256_file(out / "tokenizer.json") == before
+    train_tokenizer(mix, out, overwrite=True)
+    assert load_tokenizer(out).vocab_size == 300
