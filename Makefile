@@ -44,7 +44,33 @@ estimate-phases: ## dry run: tokens per document and the max_samples each phase 
 verify-data: ## re-read every prepared dataset: sizes, checksums, tokenizer
 	$(CLI) verify --tokenizer $(TOK) $(patsubst %/manifest.json,%,$(wildcard $(PREP)/*/manifest.json))
 
+bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
+	$(PYTHON) benchmarks/bench_prepare.py
+
 test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_samples 100
 	$(CLI) tokenizer-train --config_path config/tokenizer_mix_test.json --out_dir $(DATA)/tokenizer_test
 	$(PYTHON) scripts/01_prepare_data.py --config_path $(DS)/test_max_samples.json --max_samples 100 \
 		--tokenizer $(DATA)/tokenizer_test --out_dir $(PREP) --overwrite
+
+# --- training ---
+# One GPU or CPU by default; for DDP set TRAIN_CLI, e.g.
+#   make pretrain-curriculum-phase-a TRAIN_CLI=".venv/bin/torchrun --nproc_per_node=8 -m chinchilla_pipeline.cli"
+CURRICULUM ?= config/curriculum/chinchilla_124m.json
+RUNS       ?= runs
+TRAIN_CLI  ?= $(CLI)
+PRETRAIN    = $(TRAIN_CLI) pretrain --config $(CURRICULUM) --out_dir $(RUNS)
+
+.PHONY: pretrain-plan pretrain-curriculum-phase-a pretrain-curriculum-phase-b pretrain-curriculum \
+        bench-train bench-train-gpu
+pretrain-plan: ## print the curriculum's budget, steps and tokens per phase (trains nothing)
+	$(CLI) pretrain --config $(CURRICULUM) --plan_only
+pretrain-curriculum-phase-a: ## phase A (wikipedia + books) from scratch, or resumed; ends with its final checkpoint
+	$(PRETRAIN) --phase a
+pretrain-curriculum-phase-b: ## phase B (c4 + forums) from phase A's final checkpoint
+	$(PRETRAIN) --phase b
+pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
+	$(PRETRAIN) --phase all
+bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
+	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 20
+bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and MFU
+	$(PYTHON) benchmarks/bench_gpu_124m.py

@@ -171,31 +171,34 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
         for texts in _prefetch(batches):
             tokens, lens = _encode(tok, texts)
             offsets = np.concatenate(([0], np.cumsum(lens)))
-            for i, n in enumerate(lens.tolist()):
-                doc = tokens[offsets[i]:offsets[i + 1]]
-                if n_val < val_docs:
-                    writer = writer or open_writer("validation")
-                    writer.add(doc, [n])
-                    n_val += 1
-                    if n_val == val_docs:
-                        commit(writer, "validation", consumed + 1)
-                        writer = None
-                elif max_samples is not None and n_train >= max_samples:
-                    stop_reason = "max_samples"
-                    break
-                elif max_tokens is not None and n_tokens + n > max_tokens:
-                    stop_reason = "max_tokens"
-                    break
-                else:
+            i, n = 0, len(lens)
+            if n_val < val_docs:  # the stream's first documents are the validation split
+                take = min(val_docs - n_val, n)
+                writer = writer or open_writer("validation")
+                writer.add(tokens[:offsets[take]], lens[:take])
+                n_val, consumed, i = n_val + take, consumed + take, take
+                if n_val == val_docs:
+                    commit(writer, "validation", consumed)
+                    writer = None
+            while i < n:
+                # Whole documents that fit under both caps, then the ones that fit this shard.
+                start, cum = i, np.cumsum(lens[i:])
+                by_samples = n - i if max_samples is None else min(n - i, max_samples - n_train)
+                by_tokens = n - i if max_tokens is None else int(np.searchsorted(cum, max_tokens - n_tokens, "right"))
+                fit = min(by_samples, by_tokens)
+                if fit > 0:
                     writer = writer or open_writer("train")
-                    writer.add(doc, [n])
-                    n_train += 1
-                    n_tokens += n
-                    bar.update(n)
+                    take = min(fit, int(np.searchsorted(cum, cfg.shard_tokens - writer.num_tokens, "left")) + 1)
+                    writer.add(tokens[offsets[i]:offsets[i + take]], lens[i:i + take])
+                    added = int(cum[take - 1])
+                    n_train, n_tokens, consumed, i = n_train + take, n_tokens + added, consumed + take, i + take
+                    bar.update(added)
                     if writer.num_tokens >= cfg.shard_tokens:
-                        commit(writer, "train", consumed + 1)
+                        commit(writer, "train", consumed)
                         writer = None
-                consumed += 1
+                if i - start == fit and i < n:  # the next document is over a cap
+                    stop_reason = "max_samples" if by_samples <= by_tokens else "max_tokens"
+                    break
             if stop_reason != "source_exhausted":
                 break
         if max_tokens is not None and n_tokens == max_tokens and stop_reason == "source_exhausted":

@@ -84,23 +84,28 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
     columns = ds.column_names or list(next(iter(ds.take(1)), {}).keys())
     _check_columns(cfg, columns, config_path)
     template, field, sep = cfg.text_template, cfg.text_field, cfg.join_separator
+    fields = _template_fields(template) if template is not None else [field]
     lo, hi = cfg.min_chars, cfg.max_chars
 
     def to_documents(batch: dict[str, list]) -> dict[str, list[str]]:
-        n = len(next(iter(batch.values())))
         if template is None:
             texts = [t if isinstance(t, str) else "" for t in batch[field]]
         else:
-            texts = [template.format_map({k: ("" if v[i] is None else v[i]) for k, v in batch.items()})
-                     for i in range(n)]
+            texts = [template.format_map({f: "" if v is None else v for f, v in zip(fields, row)})
+                     for row in zip(*(batch[f] for f in fields))]
         if cfg.join_rows > 1:
-            texts = [sep.join(t for t in texts[i:i + cfg.join_rows] if t) for i in range(0, n, cfg.join_rows)]
+            texts = [sep.join(t for t in texts[i:i + cfg.join_rows] if t)
+                     for i in range(0, len(texts), cfg.join_rows)]
         return {DOC_COLUMN: [t for t in texts if lo <= len(t) and (hi is None or len(t) <= hi)]}
 
     # join_rows rows per map batch: a document never spans two source files.
     batch = cfg.join_rows * max(1, 1000 // cfg.join_rows)
+    if cfg.join_rows == 1 and cfg.shuffle_buffer > 0:
+        # Rows are documents: shuffle the rows (Arrow-backed, ~5x faster than shuffling mapped rows).
+        ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     ds = ds.map(to_documents, batched=True, batch_size=batch, remove_columns=columns)
-    if cfg.shuffle_buffer > 0:
+    if cfg.join_rows > 1 and cfg.shuffle_buffer > 0:
+        # Rows are pieces of documents (sentences): join consecutive rows first, then shuffle documents.
         ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     if world_size > 1:
         ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)

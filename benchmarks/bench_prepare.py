@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Benchmark `prepare` against the tokenizer's raw `encode_batch` on the same corpus.
+
+Prints: raw encode_batch_fast tokens/s on all cores (texts already in memory), the
+pipeline's end-to-end tokens/s (stream, shuffle, tokenize, write shards, checksums),
+their ratio (target >= 0.85), and the peak RSS of `prepare` for two corpus sizes 4x
+apart (flat memory means about the same figure).
+
+    make bench-prepare
+    .venv/bin/python benchmarks/bench_prepare.py --corpus data/demo_corpus/wikipedia.jsonl.gz --repeat 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(d: Path, name: str, corpus: str, repeat: int) -> Path:
+    cfg = {"name": name, "source": {"type": "local", "format": "json", "data_files": [corpus] * repeat},
+           "validation_docs": 0, "shuffle_buffer": 10_000, "shard_tokens": 50_000_000}
+    path = d / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def peak_rss_mb(cfg: Path, tok: Path, out: Path) -> float:
+    """Run `prepare` in a fresh process; its peak RSS from wait4 (MB)."""
+    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
+           "--tokenizer", str(tok), "--out_dir", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "prepare failed"
+    return usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default=str(ROOT / "tests/fixtures/pydoc_topics.jsonl.gz"), help="jsonl(.gz) with 'text'")
+    ap.add_argument("--repeat", type=int, default=24, help="times the corpus file is read (size of the run)")
+    ap.add_argument("--vocab_size", type=int, default=8192)
+    args = ap.parse_args()
+
+    from chinchilla_pipeline.data.config import DatasetConfig
+    from chinchilla_pipeline.data.prepare import prepare_dataset
+    from chinchilla_pipeline.data.sources import iter_documents
+    from chinchilla_pipeline.schema import load_config
+    from chinchilla_pipeline.tokenizer.load import load_tokenizer
+    from chinchilla_pipeline.tokenizer.train import train_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        base = write_config(d, "bench", args.corpus, 1)
+        mix = d / "mix.json"
+        mix.write_text(json.dumps({"vocab_size": args.vocab_size, "max_samples": 100_000, "report_docs": 1,
+                                   "sources": [{"config": str(base)}]}))
+        train_tokenizer(mix, d / "tok")
+        tok = load_tokenizer(d / "tok")
+
+        cfg_path = write_config(d, "pipeline", args.corpus, args.repeat)
+        cfg = load_config(DatasetConfig, cfg_path)
+        texts = [t for batch in iter_documents(cfg, cfg_path) for t in batch]
+        num_bytes = sum(len(t.encode()) for t in texts)
+        t0 = time.perf_counter()
+        raw_tokens = 0
+        for i in range(0, len(texts), cfg.batch_docs):
+            raw_tokens += sum(len(e.ids) for e in tok.tokenizer.encode_batch_fast(
+                texts[i:i + cfg.batch_docs], add_special_tokens=False))
+        raw_s = time.perf_counter() - t0
+        del texts
+
+        t0 = time.perf_counter()
+        m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", progress=False)
+        pipe_s = time.perf_counter() - t0
+        pipe_tokens = m["splits"]["train"]["num_tokens"] - m["splits"]["train"]["num_docs"]  # without end-of-text
+        assert pipe_tokens == raw_tokens, (pipe_tokens, raw_tokens)
+
+        small = peak_rss_mb(write_config(d, "rss1", args.corpus, max(1, args.repeat // 4)), d / "tok", d / "o1")
+        large = peak_rss_mb(write_config(d, "rss4", args.corpus, 4 * max(1, args.repeat // 4)), d / "tok", d / "o4")
+
+    print(f"corpus: {args.corpus} x{args.repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
+          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores")
+    print(f"raw encode_batch_fast (all cores, texts in memory): {raw_tokens / raw_s / 1e6:.3f} M tokens/s")
+    print(f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s")
+    print(f"ratio pipeline / raw: {raw_s / pipe_s:.3f} (target >= 0.85)")
+    print(f"peak RSS of prepare: {small:.0f} MB at x{max(1, args.repeat // 4)}, {large:.0f} MB at "
+          f"x{4 * max(1, args.repeat // 4)} (4x the data): ratio {large / small:.2f}")
+
+
+if __name__ == "__main__":
+    main()
