@@ -196,3 +196,17 @@ def test_local_formats_and_joined_rows(tmp_path, tokenizer_dir):
             assert len(docs) == 60
         m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
         assert m["splits"]["train"]["num_docs"] == len(docs)
+
+
+def test_estimate_projects_what_prepare_produces(tmp_path, tokenizer_dir):
+    from chinchilla_pipeline.data.estimate import estimate
+
+    cfg_path = write_dataset_config(tmp_path, validation_docs=0, max_samples=789, _target_tokens=50_000)
+    e = estimate(load_config(DatasetConfig, cfg_path), cfg_path, tokenizer_dir, sample_docs=789)
+    m = run_prepare(cfg_path, tokenizer_dir, tmp_path / "out")
+    assert e["num_sample_docs"] == 789 and e["binding_cap"] == "max_samples"
+    assert abs(e["projected_train_tokens"] - m["splits"]["train"]["num_tokens"]) <= 1
+    lens = [d.size for d in shard_docs(open_prepared(tmp_path / "out/topics"), "train")]
+    needed = int(np.searchsorted(np.cumsum(lens), 50_000)) + 1  # documents that really reach the target
+    assert abs(e["max_samples_for_target"] - needed) <= 0.1 * needed
+    assert e["max_samples_suggested"] > e["max_samples_for_target"]
