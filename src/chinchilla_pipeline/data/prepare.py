@@ -201,8 +201,11 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
                     break
             if stop_reason != "source_exhausted":
                 break
-        if max_tokens is not None and n_tokens == max_tokens and stop_reason == "source_exhausted":
-            stop_reason = "max_tokens"
+        if stop_reason == "source_exhausted":  # the source ended exactly at a cap: the cap stopped it
+            if max_samples is not None and n_train == max_samples:
+                stop_reason = "max_samples"
+            elif max_tokens is not None and n_tokens == max_tokens:
+                stop_reason = "max_tokens"
         for split in ("validation", "train"):
             if writer is not None and writer.bin_path.name.startswith(split):
                 commit(writer, split, consumed)

@@ -1,0 +1,1 @@
+"""The demo corpus: real English text from pinned PyPI archives, turned into jsonl documents."""
