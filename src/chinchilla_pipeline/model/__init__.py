@@ -1,0 +1,1 @@
+"""The GPT-2-style model and its config."""

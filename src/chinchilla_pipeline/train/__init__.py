@@ -1,0 +1,1 @@
+"""Curriculum pretraining: sampler, schedule, checkpoints, trainer, metrics."""

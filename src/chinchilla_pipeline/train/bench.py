@@ -1,0 +1,128 @@
+"""``chinchilla bench-train``: the trainer's tokens/s against a bare PyTorch loop, in one process.
+
+Both train the same model config (same init seed, AdamW, clipping, dtype,
+compilation) on the same micro-batch size and accumulation. The bare loop
+reuses one batch already on the device; the trainer draws its batches through
+the sampler from a prepared dataset (random tokens, written to a temporary
+directory) and does its logging, so the ratio is the trainer's whole overhead.
+Rounds alternate (bare, trainer, bare, trainer, ...) and the best of each counts:
+on a shared machine the best round is the least disturbed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.manifest import write_token_dataset
+from ..model.config import ModelConfig, load_model_config
+from ..model.gpt import GPT
+from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig
+from .distributed import setup_distributed
+from .metrics import mfu, peak_flops
+from .setup import autocast_factory, want_compile
+from .trainer import Trainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum: int, steps: int, warmup: int,
+              dtype: str, compile_: str, seed: int) -> float:
+    """Tokens/s of the plainest loop: forward, backward, clip, AdamW on one fixed batch."""
+    torch.manual_seed(seed)
+    raw = GPT(model_cfg).to(device)
+    model = torch.compile(raw) if want_compile(compile_, device) else raw
+    opt = torch.optim.AdamW(raw.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
+    autocast = autocast_factory(dtype, device)
+    batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
+    x, y = batch[:, :-1], batch[:, 1:]
+
+    def step() -> torch.Tensor:
+        for _ in range(accum):
+            with autocast():
+                loss = model(x, y)
+            (loss / accum).backward()
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.item()
+    return steps * accum * micro * model_cfg.block_size / (time.perf_counter() - t0)
+
+
+def make_trainer(model_cfg: ModelConfig, device: str, work: Path, *, micro: int, accum: int, steps: int,
+                 dtype: str, compile_: str, seed: int) -> Trainer:
+    """A Trainer on a one-source curriculum over random tokens, sized so no phase ends while timed."""
+    ctx, vocab = model_cfg.block_size, model_cfg.vocab_size
+    rng = np.random.default_rng(seed)
+    tokens_per_step = micro * accum * ctx
+    num_docs = steps * tokens_per_step // 4096 + 2  # enough for the timed steps without starting a new epoch
+    docs = [np.concatenate([[0], rng.integers(1, vocab, 4095)]) for _ in range(num_docs)]
+    path = write_token_dataset(work / "data", "bench", {"train": docs, "validation": docs[:1]},
+                               vocab_size=vocab, eot_id=0)
+    cfg = CurriculumConfig(name="bench", model="<bench>", seed=seed, total_tokens=100 * steps * tokens_per_step,
+                           phases=[{"name": "bench", "share": 1.0, "sources": [{"name": "random", "path": str(path)}]}],
+                           batch=BatchConfig(global_batch_tokens=tokens_per_step, micro_batch_size=micro),
+                           eval=EvalConfig(interval_steps=10**9, tokens_per_source=ctx),
+                           checkpoint=CheckpointConfig(interval_steps=10**9), dtype=dtype, compile=compile_)
+    return Trainer(cfg, model_cfg, setup_distributed(device), work / "run")
+
+
+def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8, accum: int = 1, steps: int = 20,
+                warmup: int = 3, dtype: str = "auto", compile_: str = "auto", rounds: int = 4,
+                peak_tflops: float | None = None) -> dict[str, float]:
+    """Best-of-``rounds`` tokens/s of the bare loop and of the trainer, and trainer / bare."""
+    model_cfg = load_model_config(model_path)
+    bare, trained = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer(model_cfg, device, Path(tmp), micro=micro, accum=accum, steps=warmup + rounds * steps,
+                               dtype=dtype, compile_=compile_, seed=1337)
+        dev = trainer.dist.device
+        trainer.train(warmup)
+        for _ in range(rounds):
+            bare.append(bare_loop(model_cfg, dev, micro=micro, accum=accum, steps=steps, warmup=warmup,
+                                  dtype=dtype, compile_=compile_, seed=1337))
+            t0 = time.perf_counter()
+            trainer.train(trainer.step + steps)  # ends with a flush: a host sync
+            trained.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0))
+        trainer.log.close()
+    peak = peak_tflops * 1e12 if peak_tflops else peak_flops(dev)
+    fpt = model_cfg.flops_per_token()
+    out = {"bare_tokens_per_s": max(bare), "trainer_tokens_per_s": max(trained)}
+    out["ratio"] = out["trainer_tokens_per_s"] / out["bare_tokens_per_s"]
+    out["trainer_mfu"] = mfu(fpt, out["trainer_tokens_per_s"], peak)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"model {model_cfg.name}: {model_cfg.num_params():,} params, context {model_cfg.block_size}, "
+          f"{fpt:,} FLOPs/token; device {name}; micro-batch {micro} x accum {accum}; "
+          f"dtype {dtype}, compile {compile_}; best of {rounds} rounds of {steps} steps")
+    print(f"bare loop:  {out['bare_tokens_per_s']:,.0f} tokens/s   (rounds: {', '.join(f'{v:,.0f}' for v in bare)})")
+    print(f"trainer:    {out['trainer_tokens_per_s']:,.0f} tokens/s   "
+          f"(rounds: {', '.join(f'{v:,.0f}' for v in trained)})")
+    print(f"ratio trainer/bare: {out['ratio']:.3f}")
+    if out["trainer_mfu"] is not None:
+        print(f"trainer MFU: {100 * out['trainer_mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s dense bf16 peak")
+    else:
+        print("MFU: not reported (no known peak for this device; pass --peak_tflops)")
+    return out
+
+
+def bench_from_cli(args: argparse.Namespace) -> int:
+    bench_train(args.model, device=args.device, micro=args.micro_batch_size, accum=args.grad_accum,
+                steps=args.steps, warmup=args.warmup_steps, dtype=args.dtype, compile_=args.compile,
+                rounds=args.rounds, peak_tflops=args.peak_tflops)
+    return 0

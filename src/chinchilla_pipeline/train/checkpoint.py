@@ -1,0 +1,99 @@
+"""Checkpoints: atomic files, the last K kept plus every phase's final, and a fingerprint.
+
+Layout under ``<run_dir>/checkpoints/``::
+
+    step_0000250.pt            periodic, the last ``keep_last`` kept
+    step_0002373_final-a.pt    the end of phase "a", never deleted
+
+Each file is one ``torch.save`` dict written through ``atomic_open`` (temporary
+file, fsync, rename): a file under its final name is always complete, so the
+latest one by step is always loadable, even after ``kill -9`` mid-write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import atomic_open, remove_stale_temporaries
+from ..errors import UserError
+
+CKPT_VERSION = 1
+_PERIODIC = re.compile(r"^step_(\d{7})\.pt$")
+_FINAL = re.compile(r"^step_(\d{7})_final-(.+)\.pt$")
+
+
+def config_hash(data: Any) -> str:
+    """sha256 of canonical JSON (sorted keys): equal configs hash equal whatever their layout."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every finished checkpoint, oldest first (a final sorts after a periodic of its step)."""
+    d = checkpoint_dir(run_dir)
+    found = []
+    for p in d.glob("*.pt") if d.is_dir() else []:
+        if m := _PERIODIC.match(p.name):
+            found.append((int(m.group(1)), 0, p))
+        elif m := _FINAL.match(p.name):
+            found.append((int(m.group(1)), 1, p))
+    return [(s, p) for s, _, p in sorted(found)]
+
+
+def find_final(run_dir: Path, phase: str) -> Path | None:
+    """Phase ``phase``'s final checkpoint, or None."""
+    for _, p in list_checkpoints(run_dir):
+        m = _FINAL.match(p.name)
+        if m and m.group(2) == phase:
+            return p
+    return None
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], *, keep_last: int, final_of: str | None = None) -> Path:
+    """Write ``state`` atomically; prune periodic checkpoints beyond the newest ``keep_last``."""
+    d = checkpoint_dir(run_dir)
+    remove_stale_temporaries(d)
+    name = f"step_{state['step']:07d}" + (f"_final-{final_of}" if final_of else "")
+    path = d / f"{name}.pt"
+    with atomic_open(path, "wb") as f:
+        torch.save({"version": CKPT_VERSION, **state}, f)
+    periodic = sorted(p for p in d.glob("step_*.pt") if _PERIODIC.match(p.name))
+    for old in periodic[:-keep_last]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load on CPU; only tensors and plain containers (``weights_only``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("version") != CKPT_VERSION:
+        raise UserError(f"checkpoint version {state.get('version')}, expected {CKPT_VERSION}", path=path)
+    return state
+
+
+def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path, allow_changes: bool) -> list[str]:
+    """Differences between the checkpoint's fingerprint and the current one.
+
+    Raises a ``UserError`` listing them unless ``allow_changes``; returns them
+    (for the log) when allowed.
+    """
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            diffs.append(key)
+    if diffs and not allow_changes:
+        raise UserError(f"was made with a different {', '.join(diffs)} than this run; resuming would mix "
+                        "runs (pass --allow_changes to resume anyway)", path=path)
+    return diffs

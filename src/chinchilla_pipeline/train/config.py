@@ -1,0 +1,202 @@
+"""``config/curriculum/*.json``: the token budget, the phases and their sources, the optimiser.
+
+Numbers a user types are tokens, shares and rates; everything derived from
+them (the total budget from the parameter count, steps from tokens, gradient
+accumulation from the batch) is computed by ``make_plan`` and never typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from ..data.config import NAME_PATTERN, parse_token_count
+from ..errors import UserError
+from ..model.config import ModelConfig, load_model_config
+from ..schema import StrictModel, load_config
+
+
+class SourceConfig(StrictModel):
+    """One dataset in a phase. ``weight`` is a share of the phase's tokens (normalised in the phase)."""
+
+    name: str = Field(pattern=NAME_PATTERN)  # the domain, e.g. "wikipedia"; names its validation loss
+    path: str = Field(min_length=1)  # a prepared dataset directory (data/prepared/<name>)
+    weight: PositiveFloat = 1.0
+
+
+class PhaseConfig(StrictModel):
+    """A phase: a share of the total budget drawn from its sources with their weights."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    share: float = Field(gt=0, le=1)
+    sources: list[SourceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_sources(self):
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique within a phase, got {names}")
+        return self
+
+
+class BatchConfig(StrictModel):
+    # 2^19 = 524,288 tokens per optimiser step, as llm.c's GPT-2 small runs (512 x 1,024).
+    global_batch_tokens: PositiveInt = 524_288
+    # Sequences per rank per forward pass; 16 x 1,024 tokens fit a 40 GB+ GPU in bf16 at 124M.
+    micro_batch_size: PositiveInt = 16
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW, GPT-3 small's settings: lr 6e-4, betas (0.9, 0.95), decay 0.1 on matrices only."""
+
+    lr: PositiveFloat = 6e-4
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # final lr = 6e-5
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.95, ge=0, lt=1)
+    eps: PositiveFloat = 1e-8
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float = Field(default=1.0, ge=0)  # max global L2 norm; 0 turns clipping off
+
+
+class ScheduleConfig(StrictModel):
+    """One schedule over the whole run (all phases): linear warmup, then cosine or WSD decay."""
+
+    kind: Literal["cosine", "wsd"] = "cosine"
+    # 2% of 4,747 steps = 95 steps = 50M tokens at 124M with 0.5M-token steps.
+    warmup_share: float = Field(default=0.02, ge=0, lt=1)
+    # WSD only: the lr stays at its peak until this share of the steps, then decays
+    # linearly to min_lr (0.9 = a decay over the last 10%, as MiniCPM).
+    decay_start_share: float = Field(default=0.9, gt=0, lt=1)
+
+
+class EvalConfig(StrictModel):
+    interval_steps: PositiveInt = 250  # also always at every phase boundary and at the end
+    # Tokens of each validation split evaluated (capped by the split's size): 1M = 1,024 sequences.
+    tokens_per_source: PositiveInt = 1_048_576
+
+
+class CheckpointConfig(StrictModel):
+    interval_steps: PositiveInt = 250  # ~131M tokens between checkpoints at 0.5M tokens per step
+    keep_last: PositiveInt = 3  # periodic checkpoints kept; every phase's final one is kept too
+
+
+class CurriculumConfig(StrictModel):
+    """A curriculum run: outputs go to ``<out_dir>/<name>/`` (checkpoints, metrics, TensorBoard)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(min_length=1)  # path of a model config (config/models/*.json)
+    seed: int = 1337
+    # Total training tokens; default tokens_per_param x the model's parameter count (Chinchilla's ~20).
+    total_tokens: Optional[Union[int, str]] = None
+    tokens_per_param: PositiveFloat = 20.0
+    phases: list[PhaseConfig] = Field(min_length=1)
+    batch: BatchConfig = BatchConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log_interval_steps: PositiveInt = 10  # the only per-step host sync happens at this interval
+    # "auto": bf16 autocast on CUDA, float32 on CPU.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # "auto": torch.compile on CUDA only (compiling costs ~20 s on CPU for a ~9% gain).
+    compile: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("total_tokens", mode="before")
+    @classmethod
+    def _parse_total(cls, v):
+        return None if v is None else parse_token_count(v)
+
+    @model_validator(mode="after")
+    def _check_phases(self):
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        total = sum(p.share for p in self.phases)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"phase shares must sum to 1, got {total:g}")
+        paths: dict[str, str] = {}
+        for p in self.phases:
+            for s in p.sources:
+                if paths.setdefault(s.name, s.path) != s.path:
+                    raise ValueError(f"source '{s.name}' has two paths: {paths[s.name]} and {s.path}")
+        return self
+
+    def domains(self) -> dict[str, str]:
+        """Every source over all phases, name -> dataset path, in first-seen order."""
+        out: dict[str, str] = {}
+        for p in self.phases:
+            for s in p.sources:
+                out.setdefault(s.name, s.path)
+        return out
+
+    def phase_index(self, name: str) -> int:
+        for i, p in enumerate(self.phases):
+            if p.name == name:
+                return i
+        raise UserError(f"no phase named '{name}' (phases: {', '.join(p.name for p in self.phases)})")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Every number derived from the configs and the world size.
+
+    ``phase_steps[i]`` = (first step, end step) of phase i, end exclusive. A
+    phase ends at round(cumulative share x total_tokens / tokens_per_step), so
+    rounding never accumulates: each phase is within half a step of its share.
+    """
+
+    context: int
+    micro_batch_size: int
+    world_size: int
+    grad_accum: int
+    tokens_per_step: int
+    sequences_per_step: int
+    target_tokens: int
+    total_steps: int
+    phase_steps: tuple[tuple[int, int], ...]
+    warmup_steps: int
+    decay_start_step: int
+
+    def phase_at(self, step: int) -> int:
+        """Index of the phase that trains step ``step``."""
+        for i, (a, b) in enumerate(self.phase_steps):
+            if a <= step < b:
+                return i
+        raise ValueError(f"step {step} is outside the run (0..{self.total_steps})")
+
+
+def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "") -> RunPlan:
+    """Steps, accumulation and phase boundaries; a batch that does not divide is a ``UserError``."""
+    ctx, mb = model.block_size, cfg.batch.micro_batch_size
+    per_micro = mb * ctx * world_size
+    if cfg.batch.global_batch_tokens % per_micro:
+        raise UserError(f"{cfg.batch.global_batch_tokens} tokens is not a multiple of micro_batch_size "
+                        f"{mb} x context {ctx} x {world_size} ranks = {per_micro}",
+                        path=path, field="batch.global_batch_tokens")
+    accum = cfg.batch.global_batch_tokens // per_micro
+    tps = cfg.batch.global_batch_tokens
+    target = cfg.total_tokens if cfg.total_tokens is not None else round(cfg.tokens_per_param * model.num_params())
+    bounds, start, cum = [], 0, 0.0
+    for p in cfg.phases:
+        cum += p.share
+        end = round(cum * target / tps)
+        if end <= start:
+            raise UserError(f"phase '{p.name}' gets no step ({p.share} x {target} tokens < one step of {tps})",
+                            path=path, field="phases")
+        bounds.append((start, end))
+        start = end
+    total = bounds[-1][1]
+    return RunPlan(context=ctx, micro_batch_size=mb, world_size=world_size, grad_accum=accum,
+                   tokens_per_step=tps, sequences_per_step=tps // ctx, target_tokens=target,
+                   total_steps=total, phase_steps=tuple(bounds),
+                   warmup_steps=round(cfg.schedule.warmup_share * total),
+                   decay_start_step=round(cfg.schedule.decay_start_share * total))
+
+
+def load_curriculum(path: str | Path) -> tuple[CurriculumConfig, ModelConfig]:
+    """The curriculum config and the model config it names (both validated)."""
+    cfg = load_config(CurriculumConfig, path)
+    return cfg, load_model_config(cfg.model)

@@ -1,0 +1,124 @@
+"""Training metrics: one JSONL file per run, TensorBoard scalars, a one-line progress log.
+
+``<run_dir>/metrics.jsonl`` is append-only across invocations (phase A, then
+phase B, then resumes); a ``start`` record opens each invocation. After a
+kill, the resumed run logs again the steps after its checkpoint: a reader keeps
+the last record per (type, step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense bf16 peak FLOP/s (no sparsity), from ../shared/FACTS.md: nanoGPT's A100 figure, H100 SXM.
+PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The card's dense bf16 peak, or None where unknown (CPUs): MFU is then not reported."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def mfu(flops_per_token: int, tokens_per_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved training FLOP/s over the peak (0..1)."""
+    return None if not peak else flops_per_token * tokens_per_s / peak
+
+
+def transition_summary(before: dict[str, float], after: dict[str, float],
+                       earlier_domains: list[str], phase_domains: list[str]) -> dict[str, Any]:
+    """Per-domain validation loss before and after a phase.
+
+    ``forgetting``: for domains of earlier phases that this phase does not train
+    on, how much their loss rose (after - before; > 0 means forgotten).
+    ``gain``: for this phase's domains, how much their loss fell (before - after).
+    """
+    return {"before": before, "after": after,
+            "forgetting": {d: after[d] - before[d] for d in earlier_domains
+                           if d not in phase_domains and d in before and d in after},
+            "gain": {d: before[d] - after[d] for d in phase_domains if d in before and d in after}}
+
+
+def format_duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class MetricsLog:
+    """JSONL + TensorBoard writer; a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One JSONL line; numeric fields (and dicts of them) also go to TensorBoard at ``step``."""
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+        self._jsonl.flush()
+        step = record.get("step")
+        if step is None:
+            return
+        kind = record["type"]
+        for key, value in record.items():
+            if key in ("type", "step"):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self._tb.add_scalar(f"{kind}/{key}", value, step)
+            elif isinstance(value, dict):
+                for sub, v in value.items():
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        self._tb.add_scalar(f"{kind}/{key}/{sub}", v, step)
+
+    def say(self, line: str) -> None:
+        if self.enabled:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+class RateMeter:
+    """Tokens/s over the steps since the last ``reset`` (reset after evals and checkpoints)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0 = time.perf_counter()
+        self.steps = 0
+
+    def tick(self) -> None:
+        self.steps += 1
+
+    def seconds_per_step(self) -> float:
+        return (time.perf_counter() - self.t0) / max(1, self.steps)
+
+
+def read_metrics(path: Path, kind: str) -> dict[int, dict[str, Any]]:
+    """The last record of type ``kind`` for each step (resumed steps replace killed ones)."""
+    out: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("type") == kind:
+                out[rec["step"]] = rec
+    return out

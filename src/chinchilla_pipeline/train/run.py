@@ -1,0 +1,80 @@
+"""``chinchilla pretrain``: one phase (or the whole curriculum) of a run, resumed where it stopped."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .checkpoint import list_checkpoints
+from .config import CurriculumConfig, RunPlan, load_curriculum, make_plan
+from .distributed import setup_distributed, teardown
+from .trainer import NonFiniteLoss, Trainer, check_phase_ready
+
+
+def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
+    """The derived numbers of a run, one per line: budget, steps and tokens per phase and source."""
+    lines = [f"parameters (all, with embeddings): {num_params:,}",
+             f"target tokens: {plan.target_tokens:,}"
+             + ("" if cfg.total_tokens is not None else f" = {cfg.tokens_per_param:g} x {num_params:,}"),
+             f"tokens per step: {plan.tokens_per_step:,} = {plan.micro_batch_size} sequences x {plan.context} "
+             f"tokens x {plan.grad_accum} accumulation x {plan.world_size} ranks",
+             f"steps: {plan.total_steps:,} ({plan.total_steps * plan.tokens_per_step:,} tokens); warmup "
+             f"{plan.warmup_steps}" + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else "")]
+    for phase, (a, b) in zip(cfg.phases, plan.phase_steps):
+        tokens = (b - a) * plan.tokens_per_step
+        total_w = sum(s.weight for s in phase.sources)
+        per = ", ".join(f"{s.name} ≈{tokens * s.weight / total_w:,.0f}" for s in phase.sources)
+        lines.append(f"phase {phase.name}: steps {a:,}..{b:,} = {tokens:,} tokens (share {phase.share:g}: "
+                     f"{phase.share * plan.target_tokens:,.0f}); per source: {per}")
+    return "\n".join(lines)
+
+
+def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: str | Path = "runs",
+                 allow_changes: bool = False, device: str = "auto", peak_tflops: float | None = None,
+                 plan_only: bool = False) -> int:
+    """Train ``phase`` (None: every remaining phase) of the run ``<out_dir>/<config name>``.
+
+    Resumes from the run's latest checkpoint. Returns 0 when done, 1 when the
+    loss became NaN/inf (the message names the step and the last checkpoint).
+    Run under torchrun for DDP. User errors raise ``UserError``. ``plan_only``
+    prints the derived numbers (for WORLD_SIZE ranks) and trains nothing.
+    """
+    cfg, model_cfg = load_curriculum(config_path)
+    run_dir = Path(out_dir) / cfg.name
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    plan = make_plan(cfg, model_cfg, world, path=config_path)
+    if plan_only:
+        print(describe_plan(cfg, plan, model_cfg.num_params()))
+        return 0
+    check_phase_ready(cfg, plan, run_dir, phase)  # fails at once, before any process group or model
+    dist = setup_distributed(device)
+    trainer, together = None, False
+    try:
+        trainer = Trainer(cfg, model_cfg, dist, run_dir, config_path=config_path, peak_tflops=peak_tflops)
+        end = trainer.resume(phase, allow_changes)
+        if trainer.step < end:
+            trainer.train(end)
+        else:
+            trainer.log.say(f"nothing to do: {run_dir} is at step {trainer.step}, "
+                            f"{'phase ' + repr(phase) if phase else 'the run'} ends at step {end}")
+        together = True
+        return 0
+    except NonFiniteLoss as err:  # raised on every rank alike (losses are all-reduced)
+        together = True
+        ckpts = list_checkpoints(run_dir)
+        last = f"{ckpts[-1][1]} (step {ckpts[-1][0]})" if ckpts else "none"
+        if dist.is_main:
+            print(f"error: {err}; last checkpoint: {last}", file=sys.stderr)
+        return 1
+    finally:
+        if trainer is not None:
+            trainer.log.close()
+        teardown(dist, together)
+
+
+def pretrain_from_cli(args: argparse.Namespace) -> int:
+    phase = None if args.phase == "all" else args.phase
+    return run_pretrain(args.config, phase=phase, out_dir=args.out_dir, allow_changes=args.allow_changes,
+                        device=args.device, peak_tflops=args.peak_tflops, plan_only=args.plan_only)

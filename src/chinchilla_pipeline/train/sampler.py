@@ -1,0 +1,145 @@
+"""``WeightedMultiDatasetSampler``: training sequences from several token streams by weight.
+
+A source's train split is its shards concatenated into one token stream of N
+tokens. Window i is tokens[i·T : i·T + T + 1] (T = context): T inputs and the
+T next-token targets, so consecutive windows share one token and every token
+is an input exactly once per epoch; a source holds (N - 1) // T windows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.shards import Shard
+
+
+class TokenStream:
+    """The shards of one split read as a single token array (memory-mapped, zero-copy)."""
+
+    def __init__(self, shards: Sequence[Shard]):
+        self.shards = [s for s in shards if s.num_tokens]
+        self.starts = np.cumsum([0] + [s.num_tokens for s in self.shards])  # shard i = [starts[i], starts[i+1])
+        self.num_tokens = int(self.starts[-1])
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """``length`` tokens from global offset ``start`` (may span shards), as int64."""
+        i = int(np.searchsorted(self.starts, start, side="right")) - 1
+        local = start - int(self.starts[i])
+        shard = self.shards[i].tokens
+        if local + length <= shard.size:
+            return shard[local: local + length].astype(np.int64)
+        parts, need = [], length
+        while need:
+            chunk = self.shards[i].tokens[local: local + need]
+            parts.append(chunk)
+            need -= chunk.size
+            i, local = i + 1, 0
+        return np.concatenate(parts).astype(np.int64)
+
+
+class WeightedMultiDatasetSampler:
+    """The global stream of training sequences of one phase, blended from its sources.
+
+    - **Weights mean tokens**, not documents: every sequence has the same
+      length, so a weight of 2/3 gives 2/3 of the phase's sequences and tokens.
+    - **Exact proportions**: sequence p goes to the source with the largest
+      deficit ``w_s · (p + 1) - drawn_s`` (Megatron's greedy blending; ties to
+      the first source), which keeps every prefix of the stream within one
+      sequence of ``w_s`` x its length, for every source.
+    - **Order within a source**: a permutation of its windows seeded by
+      (seed, crc32(source name), epoch). No window repeats inside an epoch; a
+      source that runs out starts epoch e + 1 with a different permutation,
+      recorded in ``epoch_events``. ``offset`` carries the windows a source
+      used in earlier phases, so a source shared by two phases keeps going.
+    - **State**: ``position`` (sequences drawn in this phase), ``drawn`` and
+      ``offset`` per source: a few integers (``state_dict``). Restoring them
+      gives exactly the sequences an unbroken run gives next.
+    - **DDP**: ``next_step(n, rank, world)`` advances the global stream by
+      ``n`` sequences for every rank alike and returns rank ``rank``'s
+      contiguous slice of them; the stream does not depend on ``world``.
+    """
+
+    def __init__(self, names: Sequence[str], streams: Sequence[TokenStream], weights: Sequence[float], *,
+                 context: int, seed: int, offset: Sequence[int] | None = None):
+        if len(names) != len(streams) or len(names) != len(weights):
+            raise ValueError("names, streams and weights must have the same length")
+        total = float(sum(weights))
+        self.names = list(names)
+        self.streams = list(streams)
+        self.weights = [float(w) / total for w in weights]
+        self.context = context
+        self.seed = seed
+        self.num_windows = [(s.num_tokens - 1) // context for s in streams]
+        for name, n in zip(self.names, self.num_windows):
+            if n < 1:
+                raise ValueError(f"source '{name}' has fewer than context + 1 = {context + 1} train tokens")
+        self.position = 0
+        self.drawn = [0] * len(names)
+        self.offset = list(offset) if offset is not None else [0] * len(names)
+        self.epoch_events: list[dict[str, Any]] = []
+        self._perms: dict[int, tuple[int, np.ndarray]] = {}  # source -> (epoch, permutation)
+
+    # --- blending -------------------------------------------------------------
+    def _next_source(self) -> int:
+        p = self.position + 1
+        best, best_deficit = 0, -float("inf")
+        for s, (w, d) in enumerate(zip(self.weights, self.drawn)):
+            deficit = w * p - d
+            if deficit > best_deficit:
+                best, best_deficit = s, deficit
+        return best
+
+    def _window(self, s: int, used: int) -> int:
+        """Window index of the ``used``-th draw ever made from source ``s``."""
+        epoch, k = divmod(used, self.num_windows[s])
+        cached = self._perms.get(s)
+        if cached is None or cached[0] != epoch:
+            key = zlib.crc32(self.names[s].encode("utf-8"))
+            rng = np.random.default_rng([self.seed, key, epoch])
+            self._perms[s] = cached = (epoch, rng.permutation(self.num_windows[s]))
+        return int(cached[1][k])
+
+    def _advance(self) -> tuple[int, int]:
+        """Take the next sequence of the global stream: (source, draw count before it)."""
+        s = self._next_source()
+        used = self.offset[s] + self.drawn[s]
+        if used and used % self.num_windows[s] == 0:
+            self.epoch_events.append({"source": self.names[s], "epoch": used // self.num_windows[s],
+                                      "position": self.position})
+        self.drawn[s] += 1
+        self.position += 1
+        return s, used
+
+    def next_sources(self, n: int) -> list[int]:
+        """Advance by ``n`` sequences without reading tokens; their sources (for tests and planning)."""
+        return [self._advance()[0] for _ in range(n)]
+
+    def next_step(self, n: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Advance by ``n`` sequences; rank ``rank``'s slice as (tokens (n/world, T+1) int64, sources)."""
+        assert n % world == 0, "sequences per step must divide among ranks"
+        per_rank = n // world
+        lo, hi = rank * per_rank, (rank + 1) * per_rank
+        picks = [self._advance() for _ in range(n)][lo:hi]
+        out = np.empty((per_rank, self.context + 1), dtype=np.int64)
+        for row, (s, used) in enumerate(picks):
+            out[row] = self.streams[s].read(self._window(s, used) * self.context, self.context + 1)
+        return out, np.array([s for s, _ in picks], dtype=np.int64)
+
+    # --- state ----------------------------------------------------------------
+    def consumed(self) -> dict[str, int]:
+        """Sequences taken from each source over every phase so far (``offset + drawn``)."""
+        return {n: o + d for n, o, d in zip(self.names, self.offset, self.drawn)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "drawn": list(self.drawn), "offset": list(self.offset),
+                "names": list(self.names)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert state["names"] == self.names, "sampler state belongs to another phase's sources"
+        self.position = int(state["position"])
+        self.drawn = [int(x) for x in state["drawn"]]
+        self.offset = [int(x) for x in state["offset"]]
+        self._perms.clear()

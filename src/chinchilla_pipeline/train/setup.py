@@ -1,0 +1,71 @@
+"""What a run is built from: checked datasets, the model, its optimiser, the fingerprint."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data.reader import PreparedDataset, open_prepared
+from ..errors import UserError
+from ..model.config import ModelConfig
+from .checkpoint import config_hash
+from .config import CurriculumConfig, OptimizerConfig
+
+
+def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | Path) -> dict[str, PreparedDataset]:
+    """Open every source of every phase; refuse vocabularies, end-of-text ids or tokenizers
+    that disagree with the model config or with each other, naming both sides."""
+    out = {name: open_prepared(path) for name, path in cfg.domains().items()}
+    first = next(iter(out.values()))
+    for name, ds in out.items():
+        if ds.vocab_size != model.vocab_size:
+            raise UserError(f"source '{name}' has vocab_size {ds.vocab_size} (its manifest) but the model config "
+                            f"{cfg.model} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
+                            path=ds.path / "manifest.json", field="vocab_size")
+        if (ds.eot_id, ds.tokenizer_sha256) != (first.eot_id, first.tokenizer_sha256):
+            raise UserError(f"source '{name}' was tokenized differently from '{first.name}' (eot_id {ds.eot_id} vs "
+                            f"{first.eot_id}, tokenizer {ds.tokenizer_sha256[:12]} vs {first.tokenizer_sha256[:12]})",
+                            path=ds.path / "manifest.json", field="tokenizer_sha256")
+        if ds.num_tokens("train") <= model.block_size:
+            raise UserError(f"source '{name}' has {ds.num_tokens('train')} train tokens, fewer than context + 1",
+                            path=config_path, field="phases")
+    return out
+
+
+def fingerprint(cfg: CurriculumConfig, model: ModelConfig, domains: dict[str, PreparedDataset]) -> dict:
+    """What a checkpoint must agree with to be resumed: model, training recipe, tokenizer, data.
+
+    Eval, checkpoint and logging intervals are left out: changing them does not
+    change the trajectory.
+    """
+    recipe = cfg.model_dump(exclude={"eval", "checkpoint", "log_interval_steps", "model", "compile"})
+    return {"model_config": config_hash(model.model_dump()),
+            "curriculum_config": config_hash(recipe),
+            "tokenizer": next(iter(domains.values())).tokenizer_sha256,
+            "data": {name: config_hash(ds.manifest) for name, ds in domains.items()}}
+
+
+def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (Linear and embedding weights) only, not on biases or LayerNorms.
+    Fused kernel on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                             fused=device.type == "cuda")
+
+
+def autocast_factory(dtype: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory: bf16 autocast ("auto" on CUDA, or "bfloat16"), else full float32."""
+    use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+
+
+def want_compile(setting: str, device: torch.device) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")

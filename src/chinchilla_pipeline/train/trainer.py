@@ -1,0 +1,269 @@
+"""The training loop of a curriculum run: phases, evaluation, checkpoints, resume.
+
+Hot path per optimiser step: draw the rank's sequences (integer bookkeeping
+and memory-mapped reads), copy them to the device (pinned, non-blocking on
+CUDA), ``grad_accum`` forward/backward passes, clip, AdamW. Losses and
+gradient norms stay on the device until the log interval, where one
+all-reduce and one ``tolist`` bring them to the host: no per-step sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..errors import UserError
+from ..model.config import ModelConfig
+from ..model.gpt import GPT
+from .checkpoint import check_fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import CurriculumConfig, RunPlan, make_plan
+from .distributed import Dist, all_reduce_sum, barrier
+from .evaluate import Validator
+from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
+from .sampler import TokenStream, WeightedMultiDatasetSampler
+from .schedule import lr_at
+from .setup import autocast_factory, build_optimizer, fingerprint, open_domains, want_compile
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the run stops before writing any later checkpoint."""
+
+
+def check_phase_ready(cfg: CurriculumConfig, plan: RunPlan, run_dir: Path, phase: str | None) -> int:
+    """The end step of ``phase`` (None: of the run); a phase after the first needs a checkpoint
+    at or beyond its first step (the previous phase's final one), else a ``UserError``."""
+    if phase is None:
+        return plan.total_steps
+    i = cfg.phase_index(phase)
+    start, end = plan.phase_steps[i]
+    ckpts = list_checkpoints(run_dir)
+    if i > 0 and (not ckpts or ckpts[-1][0] < start):
+        prev = cfg.phases[i - 1].name
+        raise UserError(f"phase '{phase}' continues from the final checkpoint of phase '{prev}' (step {start}), and "
+                        f"{Path(run_dir) / 'checkpoints'} has none: run phase '{prev}' first "
+                        f"(make pretrain-curriculum-phase-{prev}, or chinchilla pretrain --phase {prev})")
+    return end
+
+
+class Trainer:
+    """One rank's view of a curriculum run stored in ``run_dir``."""
+
+    def __init__(self, cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dist, run_dir: Path, *,
+                 config_path: str | Path = "", peak_tflops: float | None = None):
+        self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
+        self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path)
+        self.domains = open_domains(cfg, model_cfg, config_path)
+        self.streams = {name: TokenStream(ds.shards("train")) for name, ds in self.domains.items()}
+        self.fingerprint = fingerprint(cfg, model_cfg, self.domains)
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.raw = GPT(model_cfg).to(dist.device)
+        model = torch.compile(self.raw) if want_compile(cfg.compile, dist.device) else self.raw
+        self.model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
+            if dist.enabled else model
+        self.optimizer = build_optimizer(self.raw, cfg.optimizer, dist.device)
+        self.autocast = autocast_factory(cfg.dtype, dist.device)
+        self.validator = Validator(self.domains, context=self.plan.context, max_tokens=cfg.eval.tokens_per_source,
+                                   micro_batch_size=self.plan.micro_batch_size, dist=dist)
+        self.log = MetricsLog(self.run_dir, dist.is_main)
+        self.peak = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
+        self.flops_per_token = model_cfg.flops_per_token()
+        self.step = 0
+        self.sampler: WeightedMultiDatasetSampler | None = None
+        self.sampler_phase = -1
+        self.consumed: dict[str, int] = {name: 0 for name in self.domains}  # sequences, all phases
+        self.boundary_evals: dict[str, dict[str, float]] = {}  # phase -> validation loss at its end
+        self.last_eval: dict[str, float] = {}
+        self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+        self._rate = RateMeter()
+
+    # --- resume ---------------------------------------------------------------
+    def resume(self, phase: str | None, allow_changes: bool = False) -> int:
+        """Load the latest checkpoint that this invocation may continue; returns the end step.
+
+        ``phase`` None trains to the end of the run. A phase after the first
+        needs the previous phase's final checkpoint (or a later one).
+        """
+        end = check_phase_ready(self.cfg, self.plan, self.run_dir, phase)
+        ckpts = list_checkpoints(self.run_dir)
+        if ckpts and ckpts[-1][0] >= end:
+            self.step = ckpts[-1][0]  # nothing left to train here: no need to load it
+        elif ckpts:
+            self.load(ckpts[-1][1], allow_changes)
+        return end
+
+    def load(self, path: Path, allow_changes: bool) -> None:
+        state = load_checkpoint(path)
+        diffs = check_fingerprint(state["fingerprint"], self.fingerprint, path, allow_changes)
+        if diffs:
+            self.log.say(f"warning: resuming {path.name} despite a different {', '.join(diffs)} (--allow_changes)")
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.consumed.update({k: int(v) for k, v in state["consumed"].items()})
+        self.boundary_evals = state["boundary_evals"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.dist.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        if self.step < self.plan.total_steps and state["sampler"]["phase"] == self.plan.phase_at(self.step):
+            self._enter_phase(state["sampler"]["phase"])
+            if state["sampler"]["names"] != self.sampler.names:
+                raise UserError(f"was saved mid-phase with sources {state['sampler']['names']}, the config now "
+                                f"has {self.sampler.names}: resume from a phase's final checkpoint instead",
+                                path=path)
+            self.sampler.load_state_dict(state["sampler"])
+        self.log.say(f"resumed {path} at step {self.step}")
+
+    # --- loop -------------------------------------------------------------------
+    def _enter_phase(self, i: int) -> None:
+        phase = self.cfg.phases[i]
+        names = [s.name for s in phase.sources]
+        self.sampler = WeightedMultiDatasetSampler(
+            names, [self.streams[n] for n in names], [s.weight for s in phase.sources],
+            context=self.plan.context, seed=self.cfg.seed, offset=[self.consumed[n] for n in names])
+        self.sampler_phase = i
+
+    def train(self, end: int) -> None:
+        """Train from ``self.step`` to ``end`` with evaluations, checkpoints and summaries."""
+        plan, cfg = self.plan, self.cfg
+        self.log.write({"type": "start", "step": self.step, "end_step": end, "world_size": self.dist.world_size,
+                        "grad_accum": plan.grad_accum, "tokens_per_step": plan.tokens_per_step,
+                        "total_steps": plan.total_steps, "phase_steps": [list(p) for p in plan.phase_steps],
+                        "num_params": self.model_cfg.num_params(), "time": time.time()})
+        self.log.say(f"{self.model_cfg.name}: {self.model_cfg.num_params():,} parameters; "
+                     f"{plan.tokens_per_step:,} tokens/step = {plan.micro_batch_size} seq x {plan.context} tokens"
+                     f" x {plan.grad_accum} accum x {self.dist.world_size} ranks; steps {self.step}..{end} "
+                     f"of {plan.total_steps}")
+        self._rate.reset()
+        while self.step < end:
+            i = plan.phase_at(self.step)
+            if self.sampler_phase != i:
+                self._enter_phase(i)
+                self.log.write({"type": "phase_start", "step": self.step, "phase": cfg.phases[i].name})
+            self.train_step()
+            phase_end = self.step == plan.phase_steps[i][1]
+            if self.step % cfg.log_interval_steps == 0 or phase_end or self.step == end:
+                self.flush(end)
+            if self.step % cfg.eval.interval_steps == 0 or phase_end:
+                self.evaluate()
+            if phase_end:
+                self.finish_phase(i)
+            elif self.step % cfg.checkpoint.interval_steps == 0:
+                self.save()
+
+    def train_step(self) -> None:
+        """One optimiser step over the global batch; no host synchronisation."""
+        plan, dev = self.plan, self.dist.device
+        lr = lr_at(self.step, plan, self.cfg.schedule, self.cfg.optimizer)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        rows, _ = self.sampler.next_step(plan.sequences_per_step, self.dist.rank, self.dist.world_size)
+        batch = torch.from_numpy(rows)
+        if dev.type == "cuda":
+            batch = batch.pin_memory().to(dev, non_blocking=True)
+        total = torch.zeros((), device=dev)
+        mb = plan.micro_batch_size
+        for m in range(plan.grad_accum):
+            chunk = batch[m * mb: (m + 1) * mb]
+            sync = self.model.no_sync() if self.dist.enabled and m < plan.grad_accum - 1 else contextlib.nullcontext()
+            with sync:
+                with self.autocast():
+                    loss = self.model(chunk[:, :-1], chunk[:, 1:])
+                (loss / plan.grad_accum).backward()
+            total += loss.detach()
+        clip = self.cfg.optimizer.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._pending.append((self.step, lr, total / plan.grad_accum, norm))
+        self.step += 1
+        self._rate.tick()
+
+    def flush(self, end: int) -> None:
+        """Bring the pending steps' losses to the host (one all-reduce), log them, stop on NaN/inf."""
+        if not self._pending:
+            return
+        losses = all_reduce_sum(torch.stack([p[2] for p in self._pending]).float(), self.dist) / self.dist.world_size
+        values = torch.stack([losses, torch.stack([p[3].float() for p in self._pending])]).tolist()
+        for (step, lr, _, _), loss, norm in zip(self._pending, *values):
+            if loss != loss or abs(loss) == float("inf"):
+                raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without writing a checkpoint")
+        sec = self._rate.seconds_per_step()
+        tok_s = self.plan.tokens_per_step / sec
+        last = len(self._pending) - 1
+        for k, ((step, lr, _, _), loss, norm) in enumerate(zip(self._pending, *values)):
+            rec = {"type": "train", "step": step, "loss": loss, "lr": lr, "grad_norm": norm}
+            if k == last:
+                rec.update(tokens_per_s=tok_s, mfu=mfu(self.flops_per_token, tok_s, self.peak),
+                           tokens_seen=self.tokens_seen(), phase=self.cfg.phases[self.sampler_phase].name)
+            self.log.write(rec)
+        for ev in self.sampler.epoch_events:
+            self.log.write({"type": "epoch", "step": self.step, **ev})
+            self.log.say(f"source '{ev['source']}' exhausted: starting epoch {ev['epoch']} (reshuffled)")
+        self.sampler.epoch_events.clear()
+        m = mfu(self.flops_per_token, tok_s, self.peak)
+        self.log.say(f"[{self.cfg.phases[self.sampler_phase].name}] step {self.step}/{self.plan.total_steps} "
+                     f"loss {values[0][last]:.4f} lr {self._pending[last][1]:.2e} gnorm {values[1][last]:.3f} "
+                     f"{tok_s:,.0f} tok/s" + (f" mfu {100 * m:.1f}%" if m is not None else "")
+                     + f" eta {format_duration(sec * (end - self.step))}")
+        self._pending.clear()
+        self._rate.reset()
+
+    def tokens_seen(self) -> dict[str, int]:
+        """Training tokens (inputs) drawn from each source over all phases."""
+        seqs = dict(self.consumed)
+        if self.sampler is not None:
+            seqs.update(self.sampler.consumed())
+        return {k: v * self.plan.context for k, v in seqs.items()}
+
+    # --- evaluation, checkpoints, transitions ---------------------------------
+    def evaluate(self) -> dict[str, float]:
+        losses = self.validator.evaluate(self.raw, self.autocast)
+        self.log.write({"type": "validation", "step": self.step, "loss": losses})
+        self.log.say(f"validation at step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        self.last_eval = losses
+        self._rate.reset()
+        return losses
+
+    def finish_phase(self, i: int) -> None:
+        """Record the boundary's validation losses, write the phase's final checkpoint and its summary."""
+        name = self.cfg.phases[i].name
+        self.boundary_evals[name] = dict(self.last_eval)
+        record: dict[str, Any] = {"type": "transition", "step": self.step, "phase": name,
+                                  "validation_loss": self.boundary_evals[name]}
+        if i > 0 and self.cfg.phases[i - 1].name in self.boundary_evals:
+            prev = self.cfg.phases[i - 1].name
+            earlier = [s.name for p in self.cfg.phases[:i] for s in p.sources]
+            record.update(after_phase=prev, **transition_summary(
+                self.boundary_evals[prev], self.boundary_evals[name], earlier,
+                [s.name for s in self.cfg.phases[i].sources]))
+        self.log.write(record)
+        self.log.say(f"phase '{name}' done at step {self.step}" + (
+            f"; validation loss after phase '{record['after_phase']}' -> after '{name}': " + ", ".join(
+                f"{d} {record['before'][d]:.4f} -> {v:.4f}" for d, v in record["after"].items())
+            + "; forgetting " + ", ".join(f"{d} {v:+.4f}" for d, v in record["forgetting"].items())
+            + "; gain " + ", ".join(f"{d} {v:+.4f}" for d, v in record["gain"].items())
+            if "after_phase" in record else ""))
+        self.consumed.update(self.sampler.consumed())
+        self.save(final_of=name)
+
+    def save(self, final_of: str | None = None) -> None:
+        """Checkpoint (rank 0 writes, others wait); pending losses are checked first."""
+        self.flush(self.plan.total_steps)
+        if self.dist.is_main:
+            rng = {"torch": torch.get_rng_state()}
+            if self.dist.device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
+            state = {"step": self.step, "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "sampler": {"phase": self.sampler_phase, **self.sampler.state_dict()},
+                     "consumed": {**self.consumed, **self.sampler.consumed()},
+                     "tokens_seen": self.tokens_seen(), "boundary_evals": self.boundary_evals,
+                     "rng": rng, "fingerprint": self.fingerprint, "world_size": self.dist.world_size}
+            path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
+            self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
+        barrier(self.dist)
+        self._rate.reset()

@@ -1,0 +1,110 @@
+"""End-to-end curriculum runs of a tiny GPT on tiny real shards (in-process, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from chinchilla_pipeline.cli import main
+from chinchilla_pipeline.errors import UserError
+from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
+from chinchilla_pipeline.train.metrics import read_metrics
+from chinchilla_pipeline.train.run import run_pretrain
+from trainkit import SEED_ORDER, make_domain, write_curriculum, write_model
+
+
+def _run(cfg, tmp_path, **kw):
+    return run_pretrain(cfg, out_dir=tmp_path / "runs", device="cpu", **kw)
+
+
+def _metrics(tmp_path, kind, name="run"):
+    return read_metrics(tmp_path / "runs" / name / "metrics.jsonl", kind)
+
+
+def test_curriculum_trains_and_records_the_transition(tmp_path):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=40)
+    assert _run(cfg, tmp_path) == 0
+    train = _metrics(tmp_path, "train")
+    assert sorted(train) == list(range(40))
+    first = sum(train[s]["loss"] for s in range(3)) / 3
+    end_a = sum(train[s]["loss"] for s in range(17, 20)) / 3
+    assert end_a < first - 0.3  # the loss falls (nats/token)
+    val = _metrics(tmp_path, "validation")
+    assert sorted(val) == [10, 20, 30, 40] and set(val[20]["loss"]) == {"wiki", "books", "c4", "forums"}
+    trans = _metrics(tmp_path, "transition")
+    assert trans[20]["validation_loss"] == val[20]["loss"]
+    summary = trans[40]
+    assert summary["before"] == val[20]["loss"] and summary["after"] == val[40]["loss"]
+    assert set(summary["forgetting"]) == {"wiki", "books"} and set(summary["gain"]) == {"c4", "forums"}
+    assert summary["gain"]["c4"] == pytest.approx(val[20]["loss"]["c4"] - val[40]["loss"]["c4"])
+    assert summary["gain"]["c4"] > 0
+    # tokens per source: weights 2:1 within each phase, 20 steps x 8 sequences x 32 tokens per phase
+    seen = train[39]["tokens_seen"]
+    assert seen["wiki"] + seen["books"] == seen["c4"] + seen["forums"] == 20 * 256
+    assert abs(seen["wiki"] - 2 * seen["books"]) <= 3 * 32
+    # last 2 periodic checkpoints kept, plus each phase's final
+    names = [p.name for _, p in list_checkpoints(tmp_path / "runs" / "run")]
+    assert names == ["step_0000020_final-a.pt", "step_0000030.pt", "step_0000035.pt", "step_0000040_final-b.pt"]
+    state = load_checkpoint(tmp_path / "runs/run/checkpoints/step_0000040_final-b.pt")
+    assert state["step"] == 40 and state["tokens_seen"] == seen
+    assert set(state["fingerprint"]) == {"model_config", "curriculum_config", "tokenizer", "data"}
+
+
+def test_phase_b_alone_refuses_then_phases_in_turn_equal_one_run(tmp_path):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20)
+    with pytest.raises(UserError, match="make pretrain-curriculum-phase-a"):
+        _run(cfg, tmp_path, phase="b")
+    assert main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--phase", "b"]) == 2
+    assert _run(cfg, tmp_path, phase="a") == 0
+    assert max(_metrics(tmp_path, "train")) == 9  # phase a only
+    assert _run(cfg, tmp_path, phase="a") == 0  # done already: nothing to do
+    assert _run(cfg, tmp_path, phase="b") == 0
+    split = {s: r["loss"] for s, r in _metrics(tmp_path, "train").items()}
+    whole = write_curriculum(tmp_path, SEED_ORDER, steps=20, name="whole")
+    assert _run(whole, tmp_path) == 0
+    assert {s: r["loss"] for s, r in _metrics(tmp_path, "train", "whole").items()} == split  # bitwise
+
+
+def test_swapped_phase_order(tmp_path):
+    swapped = [("b", {"c4": 2, "forums": 1}), ("a", {"wiki": 2, "books": 1})]
+    cfg = write_curriculum(tmp_path, swapped, steps=20, schedule={"kind": "wsd", "decay_start_share": 0.5})
+    with pytest.raises(UserError, match="run phase 'b' first"):
+        _run(cfg, tmp_path, phase="a")
+    assert _run(cfg, tmp_path, phase="b") == 0 and _run(cfg, tmp_path, phase="a") == 0
+    summary = _metrics(tmp_path, "transition")[20]
+    assert summary["after_phase"] == "b"
+    assert set(summary["forgetting"]) == {"c4", "forums"} and set(summary["gain"]) == {"wiki", "books"}
+    seen = _metrics(tmp_path, "train")[9]["tokens_seen"]
+    assert seen["wiki"] == seen["books"] == 0 and seen["c4"] + seen["forums"] == 10 * 256
+
+
+def test_vocabulary_mismatch_refused(tmp_path):
+    make_domain(tmp_path / "data", "wiki", vocab=512)  # shards tokenized with a 512-token vocabulary
+    write_model(tmp_path, vocab_size=256)
+    cfg = write_curriculum(tmp_path, [("a", {"wiki": 1})], steps=4)
+    with pytest.raises(UserError, match=r"vocab_size 512 .* vocab_size 256"):
+        _run(cfg, tmp_path)
+
+
+def test_resume_with_other_data_refused_unless_allowed(tmp_path):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20)
+    assert _run(cfg, tmp_path, phase="a") == 0
+    make_domain(tmp_path / "data", "c4", seed=1)  # phase b's data rebuilt differently
+    with pytest.raises(UserError, match=r"data\.c4 .*--allow_changes"):
+        _run(cfg, tmp_path, phase="b")
+    assert _run(cfg, tmp_path, phase="b", allow_changes=True) == 0
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, optimizer={"lr": 1e30},
+                           schedule={"warmup_share": 0}, log_interval_steps=1, checkpoint={"interval_steps": 1})
+    assert _run(cfg, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "at step 1;" in err and "step_0000001.pt" in err
+    ckpts = list_checkpoints(tmp_path / "runs" / "run")
+    assert [s for s, _ in ckpts] == [1]
+    state = load_checkpoint(ckpts[0][1])
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert json.loads((tmp_path / "runs/run/metrics.jsonl").read_text().splitlines()[-1])["type"] == "checkpoint"

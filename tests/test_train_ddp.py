@@ -1,0 +1,45 @@
+"""torchrun DDP on CPU (gloo): 2 processes train like 1 on the same global batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
+from chinchilla_pipeline.train.metrics import read_metrics
+from trainkit import SEED_ORDER, write_curriculum
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+@pytest.mark.skipif(not TORCHRUN.exists() and not shutil.which("torchrun"), reason="torchrun not installed")
+def test_two_ranks_match_one_rank(tmp_path):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, checkpoint={"interval_steps": 10, "keep_last": 1})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    args = ["-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg), "--device", "cpu"]
+    one = subprocess.run([sys.executable, *args, "--out_dir", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-4000:]
+    two = subprocess.run([str(TORCHRUN if TORCHRUN.exists() else "torchrun"), "--standalone", "--nproc_per_node=2",
+                          *args, "--out_dir", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-4000:]
+    assert "x 1 accum x 2 ranks" in two.stderr  # the same 256-token global batch, split over 2 ranks
+
+    a = read_metrics(tmp_path / "one/run/metrics.jsonl", "train")
+    b = read_metrics(tmp_path / "two/run/metrics.jsonl", "train")
+    assert sorted(a) == sorted(b) == list(range(20))
+    for s in range(20):
+        assert b[s]["loss"] == pytest.approx(a[s]["loss"], rel=1e-5, abs=1e-5)
+    va = read_metrics(tmp_path / "one/run/metrics.jsonl", "validation")
+    vb = read_metrics(tmp_path / "two/run/metrics.jsonl", "validation")
+    for step in va:
+        assert vb[step]["loss"] == pytest.approx(va[step]["loss"], rel=1e-5)
+    fa = load_checkpoint(list_checkpoints(tmp_path / "one/run")[-1][1])
+    fb = load_checkpoint(list_checkpoints(tmp_path / "two/run")[-1][1])
+    assert fa["tokens_seen"] == fb["tokens_seen"] and fb["world_size"] == 2
