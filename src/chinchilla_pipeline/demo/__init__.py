@@ -1,0 +1,1 @@
+"""Scaled-down runs: the demo, the curriculum ablation and the IsoFLOP study."""
