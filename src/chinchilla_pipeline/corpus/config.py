@@ -11,7 +11,8 @@ from ..data.config import NAME_PATTERN
 from ..schema import StrictModel
 
 # What a part's reader turns into documents (see the modules of this package).
-Reader = Literal["mediawiki_xml_bz2", "gutenberg", "lines", "chatterbot_yaml", "newsgroups_pickle"]
+Reader = Literal["mediawiki_xml_bz2", "gutenberg", "lines", "chatterbot_yaml", "newsgroups_pickle",
+                 "rst_docs", "rated_snippets"]
 
 
 class Archive(StrictModel):
@@ -32,6 +33,8 @@ class Part(StrictModel):
     archive: str
     reader: Reader
     members: list[str] = Field(min_length=1)
+    # A tar.gz or zip member of the archive (data packed inside an sdist); members are then inside it.
+    inner_archive: Optional[str] = None
     encoding: str = "utf-8"
     # gutenberg: INI files naming each book ("[hamlet_gut] title = Hamlet"); chunk size in characters.
     metadata: list[str] = Field(default_factory=list)

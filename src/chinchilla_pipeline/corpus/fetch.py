@@ -7,6 +7,7 @@ a file already in the cache with the pinned sha256 is used as is, offline.
 from __future__ import annotations
 
 import fnmatch
+import io
 import subprocess
 import sys
 import tarfile
@@ -51,18 +52,30 @@ def fetch_archive(name: str, archive: Archive, cache_dir: Path, config_path: str
 
 
 class ArchiveReader:
-    """Read members of a wheel (zip) or sdist (tar.gz) by exact path or glob, without extracting to disk."""
+    """Read members of a wheel (zip) or sdist (tar.gz) by exact path or glob, without extracting to disk.
 
-    def __init__(self, path: Path):
+    ``data`` reads an archive held in memory (one nested inside another); ``path`` then only names it.
+    """
+
+    def __init__(self, path: Path | str, data: bytes | None = None):
         self.path = path
-        if zipfile.is_zipfile(path):
-            self._zip = zipfile.ZipFile(path)
+        source = io.BytesIO(data) if data is not None else path
+        if zipfile.is_zipfile(source):
+            self._zip = zipfile.ZipFile(source)
             self.names = sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
             self._tar = None
         else:
-            self._tar = tarfile.open(path, "r:*")
+            if data is None:
+                self._tar = tarfile.open(path, "r:*")
+            else:
+                source.seek(0)  # is_zipfile moved it
+                self._tar = tarfile.open(fileobj=source, mode="r:*")
             self.names = sorted(m.name for m in self._tar.getmembers() if m.isfile())
             self._zip = None
+
+    def open_inner(self, name: str) -> "ArchiveReader":
+        """The archive stored as member ``name`` (e.g. a tar.gz of data files inside an sdist)."""
+        return ArchiveReader(f"{self.path}!{name}", data=self.read(name))
 
     def match(self, patterns: list[str]) -> list[str]:
         """Member names matching the patterns, in pattern order then sorted; each pattern must match."""

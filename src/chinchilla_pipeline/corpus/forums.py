@@ -5,10 +5,14 @@
 - The 20 Newsgroups sample gensim ships (a zlib-compressed pickle of a scikit-learn
   ``Bunch``): one post = one document, the transport headers dropped but the subject
   kept as the first line, the body (quotes and signatures included) as posted.
+- VADER's rated snippets (``ID<TAB>rating<TAB>text``, one per line): tweets are one line
+  each (``ID`` = ``17``); customer reviews come one sentence a line (``ID`` = ``review_sentence``,
+  ``12_1``, ``12_2`` ...), and a review's consecutive sentences are joined into one document.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import pickle
 import re
@@ -123,3 +127,31 @@ def usenet_documents(posts: Iterable[str]) -> Iterator[dict]:
         if text.strip() and text not in seen:
             seen.add(text)
             yield {"text": text}
+
+
+def rated_snippet_documents(text: str) -> Iterator[dict]:
+    """``ID<TAB>rating<TAB>text`` lines -> ``{text}``, one per ID before ``_``; entities decoded, repeats dropped."""
+    seen: set[str] = set()
+    key, sentences = None, []
+
+    def flush():
+        doc = " ".join(sentences)
+        if doc and doc not in seen:
+            seen.add(doc)
+            return {"text": doc}
+        return None
+
+    for line in text.splitlines():
+        fields = line.split("\t", 2)
+        if len(fields) < 3:
+            continue
+        doc_id = fields[0].strip().split("_", 1)[0]
+        if doc_id != key:
+            if (doc := flush()) is not None:
+                yield doc
+            key, sentences = doc_id, []
+        sentence = " ".join(html.unescape(fields[2]).split())
+        if sentence:
+            sentences.append(sentence)
+    if (doc := flush()) is not None:
+        yield doc
