@@ -6,12 +6,15 @@ TOK    ?= $(DATA)/tokenizer
 PREP   ?= $(DATA)/prepared
 DS     := config/datasets
 
-.PHONY: help install test
+.PHONY: help install install-cpu test
 help:
 	@grep -E '^[a-zA-Z0-9_.-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-install: ## create .venv and install the package (unpinned torch: CUDA build on GPU machines)
-	python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'
+install: ## .venv with the package; torch as pip resolves it (the CUDA build on GPU machines)
+	scripts/install.sh
+
+install-cpu: ## .venv with the package and the pinned CPU torch of constraints/ci.txt
+	scripts/install.sh --cpu
 
 test: ## install (CPU torch) and run the test suite
 	./scripts/test.sh
@@ -101,3 +104,46 @@ demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared dem
 
 demo-size: ## measure this machine; write runs/demo/model.json: 20 tokens/param in DEMO_SECONDS of training
 	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out $(DEMO_RUNS)/demo/model.json
+
+# --- report and export ---
+# A run's report, its Hugging Face export and a few sampled lines; defaults: the demo run.
+RUN_DIR    ?= $(DEMO_RUNS)/demo
+TOKENIZER  ?= $(DEMO)/tokenizer
+EXPORT_DIR ?= $(RUN_DIR)/hf
+PROMPT     ?= The
+GENERATE_FLAGS ?= --max_new_tokens 64 --temperature 0.8 --top_k 40 --seed 0 --num_samples 3
+
+.PHONY: report export generate
+report: ## report.md and PNG plots of RUN_DIR (default runs/demo) into RUN_DIR/report
+	$(CLI) report --run_dir $(RUN_DIR)
+export: ## RUN_DIR's latest final checkpoint as a Hugging Face GPT-2 directory in EXPORT_DIR
+	$(CLI) export --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --out_dir $(EXPORT_DIR)
+generate: ## sample text from RUN_DIR's latest final checkpoint (PROMPT, GENERATE_FLAGS)
+	$(CLI) generate --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --prompt "$(PROMPT)" $(GENERATE_FLAGS)
+
+# --- experiments ---
+# Both resume: a rerun skips the runs already finished and rewrites the tables and plots.
+ABLATION_CONF ?= $(DEMO_CONF)/ablation.json
+ISOFLOP_CONF  ?= $(DEMO_CONF)/isoflop.json
+
+.PHONY: ablate-curriculum isoflop isoflop-plan
+ablate-curriculum: ## seed's order vs reversed vs no curriculum, same tokens and schedule, 3 seeds: runs/ablation/
+	$(CLI) ablate --config $(ABLATION_CONF) --out_dir $(RUNS)/ablation
+isoflop: ## Chinchilla approach 2: loss vs N at fixed compute, fitted N_opt, D_opt, D/N: runs/isoflop/
+	$(CLI) isoflop --config $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop
+isoflop-plan: ## print the isoflop runs (N, D = C/6N, D/N, steps) without training
+	$(CLI) isoflop --config $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop --plan_only
+
+# --- the whole pipeline on the embedded corpus ---
+DEMO_CURRICULUM := $(DEMO_CONF)/curriculum.json
+
+.PHONY: demo demo-train demo-evaluate
+demo: install-cpu ## everything, on the embedded real corpus: ~10 minutes on 2 CPU cores (README's first command)
+	$(MAKE) demo-data demo-size demo-train demo-evaluate report export generate
+
+demo-train: ## phase a then phase b of config/demo/curriculum.json (the model comes from demo-size)
+	$(CLI) pretrain --config $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase a --device cpu
+	$(CLI) pretrain --config $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase b --device cpu
+
+demo-evaluate: ## the demo's final checkpoint on each domain's whole validation split
+	$(CLI) evaluate --checkpoint $(DEMO_RUNS)/demo --tokenizer $(DEMO)/tokenizer --config $(DEMO_CURRICULUM)

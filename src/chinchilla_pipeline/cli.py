@@ -212,16 +212,117 @@ def _add_demo_size(sub) -> None:
     p.add_argument("--micro_batch_size", type=int, default=16, help="sequences per forward pass while measuring")
     p.add_argument("--out", default="runs/demo/model.json", help="model config to write (sizing.json goes beside it)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="measure again although the model config exists")
 
     def run(a):
+        from pathlib import Path
+
         from .demo.sizing import write_demo_model
         from .tokenizer.load import load_tokenizer
+        if Path(a.out).is_file() and not a.overwrite:
+            print(f"{a.out} exists (a run may depend on it): kept; --overwrite measures again")
+            return 0
         vocab = load_tokenizer(a.tokenizer).vocab_size
         s = write_demo_model(a.out, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
         m = s["model"]
         print(f"{a.out}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
               f"vocabulary {m.vocab_size:,}: N = {s['num_params']:,} parameters, D = {s['num_tokens']:,} tokens "
               f"(20 N) at ~{s['expected_tokens_per_s']:,.0f} tokens/s measured")
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="a run's report.md and PNG plots from its metrics.jsonl")
+    p.add_argument("--run_dir", required=True, help="the run directory (runs/<name>) holding metrics.jsonl")
+    p.add_argument("--out_dir", help="where report.md and the plots go (default: RUN_DIR/report)")
+    from .plan import DEFAULT_TOKENS_PER_PARAM
+    p.add_argument("--tokens_per_param", type=float, default=DEFAULT_TOKENS_PER_PARAM,
+                   help=f"the planner's D/N, drawn beside the tokens trained (default: {DEFAULT_TOKENS_PER_PARAM:g})")
+
+    def run(a):
+        from .report.build import make_report
+        print(make_report(a.run_dir, a.out_dir, a.tokens_per_param))
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="a checkpoint as a Hugging Face GPT-2 directory (safetensors + tokenizer)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    p.add_argument("--out_dir", required=True, help="directory to write (config.json, model.safetensors, ...)")
+
+    def run(a):
+        from .export.huggingface import export_huggingface
+        rec = export_huggingface(a.checkpoint, a.tokenizer, a.out_dir)
+        print(f"{a.out_dir}: GPT2LMHeadModel, {rec['num_params']:,} parameters, from {rec['checkpoint']} "
+              f"(step {rec['step']:,})")
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="a checkpoint's loss and perplexity on every domain's whole validation split")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    p.add_argument("--config", required=True, help="the curriculum config: its domains are evaluated")
+
+    def run(a):
+        from .export.evaluate import evaluate_checkpoint, format_evaluation
+        print(format_evaluation(evaluate_checkpoint(a.checkpoint, a.tokenizer, a.config)))
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="sample text from a checkpoint with the project's model")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    p.add_argument("--prompt", default="", help="text to continue (default: none, an unconditional sample)")
+    p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top_k", type=int, default=40, help="sample among the k likeliest tokens (1 = greedy)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same text")
+    p.add_argument("--num_samples", type=int, default=1)
+
+    def run(a):
+        from .export.generate import generate_from_checkpoint
+        texts = generate_from_checkpoint(a.checkpoint, a.tokenizer, a.prompt,
+                                         max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                                         top_k=a.top_k, seed=a.seed, num_samples=a.num_samples)
+        for i, text in enumerate(texts):
+            print(f"--- sample {i + 1} (seed {a.seed})\n{a.prompt}{text}")
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_ablate(sub) -> None:
+    p = sub.add_parser("ablate", help="curriculum ablation: phase orders and no curriculum, same tokens, over seeds")
+    p.add_argument("--config", default="config/demo/ablation.json", help="ablation config JSON")
+    p.add_argument("--out_dir", default="runs/ablation", help="runs, results.md, results.json and ablation.png go here")
+    p.add_argument("--seeds", type=int, nargs="+", help="train only these seeds (default: the config's)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+
+    def run(a):
+        from .experiments.ablation import run_ablation
+        run_ablation(a.config, a.out_dir, seeds=a.seeds, device=a.device)
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_isoflop(sub) -> None:
+    p = sub.add_parser("isoflop", help="IsoFLOP curves: measured compute-optimal N, D and D/N (Chinchilla approach 2)")
+    p.add_argument("--config", default="config/demo/isoflop.json", help="isoflop config JSON")
+    p.add_argument("--out_dir", default="runs/isoflop", help="runs, results.md, results.json and isoflop.png go here")
+    p.add_argument("--seeds", type=int, nargs="+", help="train only these seeds (default: the config's)")
+    p.add_argument("--budgets", type=float, nargs="+", help="train only these budgets (FLOPs) of the config")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--plan_only", action="store_true", help="print the runs (N, D, D/N, steps); train nothing")
+
+    def run(a):
+        from .experiments.isoflop import run_isoflop
+        run_isoflop(a.config, a.out_dir, seeds=a.seeds, budgets=a.budgets, device=a.device, plan_only=a.plan_only)
         return 0
     p.set_defaults(func=run)
 
@@ -234,8 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ADDERS: list[Callable] = [_add_tokenizer_train, _add_prepare, _add_merge, _add_verify, _add_estimate, _add_plan, _add_demo_corpus, _add_pretrain, _add_bench_train,
-                          _add_demo_size]
+ADDERS: list[Callable] = [
+    _add_tokenizer_train,
+    _add_prepare,
+    _add_merge,
+    _add_verify,
+    _add_estimate,
+    _add_plan,
+    _add_demo_corpus,
+    _add_pretrain,
+    _add_bench_train,
+    _add_demo_size,
+    _add_report,
+    _add_export,
+    _add_evaluate,
+    _add_generate,
+    _add_ablate,
+    _add_isoflop,
+]
 
 
 def main(argv: list[str] | None = None) -> int:

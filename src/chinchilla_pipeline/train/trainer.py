@@ -262,7 +262,8 @@ class Trainer:
                      "sampler": {"phase": self.sampler_phase, **self.sampler.state_dict()},
                      "consumed": {**self.consumed, **self.sampler.consumed()},
                      "tokens_seen": self.tokens_seen(), "boundary_evals": self.boundary_evals,
-                     "rng": rng, "fingerprint": self.fingerprint, "world_size": self.dist.world_size}
+                     "rng": rng, "fingerprint": self.fingerprint, "world_size": self.dist.world_size,
+                     "model_config": self.model_cfg.model_dump()}
             path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
             self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
         barrier(self.dist)

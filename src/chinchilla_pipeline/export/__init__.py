@@ -1,0 +1,1 @@
+"""A trained checkpoint out of the trainer: Hugging Face export and text generation."""

@@ -1,0 +1,53 @@
+"""Evaluate a checkpoint on every domain's whole validation split (the demo's "evaluate" stage).
+
+The trainer's own evaluations read at most ``eval.tokens_per_source`` tokens per
+domain to stay cheap during training; this reads the whole split once, at the
+end, and writes ``<run_dir>/evaluation.json``, which ``report`` adds as a table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_json
+from ..train.config import load_curriculum
+from ..train.distributed import Dist
+from ..train.evaluate import Validator
+from ..train.setup import open_domains
+from .trained import load_trained
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def evaluate_checkpoint(checkpoint: str | Path, tokenizer: str | Path, curriculum: str | Path,
+                        micro_batch_size: int = 16) -> dict[str, Any]:
+    """Loss (nats/token) and perplexity of the checkpoint on each curriculum domain's validation split."""
+    trained = load_trained(checkpoint, tokenizer)
+    cfg, _ = load_curriculum(curriculum)
+    domains = open_domains(cfg, trained.config, curriculum)
+    sizes = {name: ds.num_tokens("validation") for name, ds in domains.items()}
+    validator = Validator(domains, context=trained.config.block_size, max_tokens=max(sizes.values()),
+                          micro_batch_size=micro_batch_size, dist=Dist(0, 0, 1, torch.device("cpu")))
+    losses = validator.evaluate(trained.model, contextlib.nullcontext)
+    context = trained.config.block_size
+    result = {"checkpoint": str(trained.checkpoint), "step": trained.step, "curriculum": str(curriculum),
+              "domains": {d: {"loss": loss, "perplexity": math.exp(loss),
+                              "num_tokens": len(validator.windows[d]) * context}
+                          for d, loss in losses.items()},
+              "mean_loss": sum(losses.values()) / len(losses)}
+    write_json(trained.checkpoint.parent.parent / EVALUATION_FILE, result)
+    return result
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    lines = [f"{result['checkpoint']} (step {result['step']:,}), whole validation splits:",
+             f"{'domain':<14}{'tokens':>10}{'loss':>10}{'perplexity':>12}"]
+    for d, r in result["domains"].items():
+        lines.append(f"{d:<14}{r['num_tokens']:>10,}{r['loss']:>10.4f}{r['perplexity']:>12.2f}")
+    lines.append(f"{'mean':<14}{'':>10}{result['mean_loss']:>10.4f}{math.exp(result['mean_loss']):>12.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Export a checkpoint as a Hugging Face GPT-2 directory (safetensors) with its tokenizer.
+
+The result loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
+``AutoTokenizer.from_pretrained(dir)``, so lm-evaluation-harness and other
+``transformers`` tools can evaluate it. Mapping from ``model.gpt.GPT``:
+
+- HF's GPT-2 uses ``Conv1D`` (weight stored (in, out)) where we use ``nn.Linear``
+  (out, in): every block matrix is transposed.
+- Our embedding has ``padded_vocab_size`` rows (4,096 -> 4,096; 50,257 -> 50,304);
+  the padding rows are never predicted, so the export keeps the first
+  ``vocab_size`` rows and the tokenizer's vocabulary equals the model's.
+- Output head tied to the token embedding (``tie_word_embeddings``), so only
+  ``transformer.wte.weight`` is stored.
+- GELU with the tanh approximation = HF ``gelu_new``; LayerNorm eps read from
+  the model (PyTorch's default 1e-5, as GPT-2's); a model built with
+  ``bias: false`` gets zero biases, which computes the same function.
+
+Files: ``config.json``, ``model.safetensors``, ``tokenizer.json``,
+``tokenizer_config.json``, then ``export.json`` (provenance), written last.
+Each is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_bytes, write_json
+from ..tokenizer.load import EOT_TOKEN, TOKENIZER_FILE
+from .trained import TrainedModel, load_trained
+
+# Block matrices stored transposed by HF's Conv1D.
+_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def hf_config(trained: TrainedModel) -> dict[str, Any]:
+    """``config.json`` of a ``GPT2LMHeadModel`` computing the same function as ``trained.model``."""
+    from transformers import GPT2Config
+
+    cfg, model = trained.config, trained.model
+    eot = trained.tokenizer.eot_id
+    hf = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
+                    n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=4 * cfg.n_embd,
+                    activation_function="gelu_new", layer_norm_epsilon=model.ln_f.eps,
+                    resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+                    scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False,
+                    tie_word_embeddings=True, bos_token_id=eot, eos_token_id=eot,
+                    architectures=["GPT2LMHeadModel"], dtype="float32")
+    return hf.to_dict()
+
+
+def hf_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
+    """Our weights under GPT-2's names and layouts (float32, contiguous)."""
+    cfg = trained.config
+    ours = {k: v.detach().float() for k, v in trained.model.state_dict().items()}
+    out = {"transformer.wte.weight": ours["wte.weight"][: cfg.vocab_size],
+           "transformer.wpe.weight": ours["wpe.weight"]}
+    d = cfg.n_embd
+    widths = {"ln_1": d, "ln_2": d, "attn.c_attn": 3 * d, "attn.c_proj": d, "mlp.c_fc": 4 * d, "mlp.c_proj": d}
+    for i in range(cfg.n_layer):
+        for name, width in widths.items():
+            key = f"h.{i}.{name}"
+            w = ours[f"{key}.weight"]
+            out[f"transformer.{key}.weight"] = w.t() if name in _CONV1D else w
+            out[f"transformer.{key}.bias"] = ours.get(f"{key}.bias", torch.zeros(width))
+    out["transformer.ln_f.weight"] = ours["ln_f.weight"]
+    out["transformer.ln_f.bias"] = ours.get("ln_f.bias", torch.zeros(d))
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def tokenizer_config(trained: TrainedModel) -> dict[str, Any]:
+    """The tokenizer's own ``tokenizer_config.json``, with end-of-text as eos/bos and the context as max length."""
+    src = trained.tokenizer.path.parent / "tokenizer_config.json"
+    cfg = json.loads(src.read_text(encoding="utf-8")) if src.is_file() else {}
+    cfg.setdefault("eos_token", EOT_TOKEN)
+    cfg.setdefault("bos_token", EOT_TOKEN)
+    cfg["model_max_length"] = trained.config.block_size  # harnesses truncate inputs to this
+    return cfg
+
+
+def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, Any]:
+    """Write the HF directory of a loaded model; returns the provenance record (``export.json``)."""
+    from safetensors.torch import save as save_safetensors
+
+    out = Path(out_dir)
+    write_json(out / "config.json", hf_config(trained))
+    write_bytes(out / "model.safetensors", save_safetensors(hf_state_dict(trained), metadata={"format": "pt"}))
+    write_bytes(out / TOKENIZER_FILE, trained.tokenizer.path.read_bytes())
+    write_json(out / "tokenizer_config.json", tokenizer_config(trained))
+    record = {"checkpoint": str(trained.checkpoint), "step": trained.step, "model_config": trained.config.model_dump(),
+              "num_params": trained.config.num_params(), "tokens_seen": trained.tokens_seen,
+              "tokenizer_sha256": trained.tokenizer.sha256, "architecture": "GPT2LMHeadModel"}
+    write_json(out / "export.json", record)
+    return record
+
+
+def export_huggingface(checkpoint: str | Path, tokenizer: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Export ``checkpoint`` (a file, or a run directory: its latest final checkpoint) to ``out_dir``."""
+    return write_huggingface(load_trained(checkpoint, tokenizer), out_dir)

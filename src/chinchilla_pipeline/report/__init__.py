@@ -1,0 +1,1 @@
+"""Run reports: metrics.jsonl -> report.md and PNG plots."""

@@ -1,0 +1,179 @@
+"""The report's PNG plots, every one against tokens trained, phase boundaries marked.
+
+Matplotlib's Agg backend (no display needed), a fixed size and dpi
+(8 x 4.5 in at 100 dpi = 800 x 450 pixels) and no "Software" metadata, so the
+same metrics give the same PNG bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_open
+from .runlog import RunLog
+
+FIGSIZE = (8.0, 4.5)  # inches
+DPI = 100  # -> 800 x 450 pixels
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def compact(x: float) -> str:
+    """An axis label: 0, 950, 100K, 1.5M, 2.48B."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _tokens_axis(ax, xlabel: str = "tokens trained") -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
+    ax.set_xlabel(xlabel)
+    ax.grid(True, alpha=0.3)
+
+
+def _mark_phases(ax, run: RunLog) -> None:
+    """A dashed line at each phase boundary, labelled with the phase that starts there."""
+    for name, x in run.boundaries():
+        ax.axvline(x, color="black", linestyle="--", linewidth=1)
+        ax.annotate(f"phase {name} →", xy=(x, 1), xycoords=("data", "axes fraction"), xytext=(4, -14),
+                    textcoords="offset points", fontsize=9)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values (shorter at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_train_loss(run: RunLog, path: Path) -> Path:
+    """Per-step training loss, and its trailing mean over 1/50 of the run (at least 5 steps)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    window = max(5, len(run.train_loss) // 50)
+    ax.plot(run.train_tokens, run.train_loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+    # The mean restarts at each phase so that it does not smear the jump at a boundary.
+    starts = [0] + [tokens for _, tokens in run.boundaries()]
+    for k, lo in enumerate(starts):
+        hi = starts[k + 1] if k + 1 < len(starts) else float("inf")
+        seg = [i for i, x in enumerate(run.train_tokens) if lo < x <= hi]
+        if seg:
+            ax.plot([run.train_tokens[i] for i in seg], moving_average([run.train_loss[i] for i in seg], window),
+                    color="tab:blue", label=f"mean of {window} steps (per phase)" if k == 0 else None)
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title(f"{run.name}: training loss")
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_validation(run: RunLog, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for d in [d for d in run.domains if d in run.val_loss[-1]]:
+        ax.plot(run.val_tokens, [v[d] for v in run.val_loss], marker="o", markersize=3, label=d)
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title(f"{run.name}: validation loss per domain")
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_tokens_per_source(run: RunLog, path: Path) -> Path:
+    """Stacked area of the tokens drawn from each source so far (from 0 at the start)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    sources = [d for d in run.domains if any(d in seen for seen in run.tokens_seen)]
+    xs = [0] + run.rate_tokens
+    ax.stackplot(xs, *[[0] + [seen.get(k, 0) for seen in run.tokens_seen] for k in sources], labels=sources,
+                 alpha=0.85)
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: compact(y)))
+    ax.set_ylabel("tokens drawn from each source")
+    ax.set_title(f"{run.name}: tokens consumed per source (stacked)")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_learning_rate(run: RunLog, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(run.train_tokens, run.lr, color="tab:green")
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{run.name}: learning rate (one schedule across phases)")
+    return _save(fig, path)
+
+
+def plot_throughput(run: RunLog, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(run.rate_tokens, run.tokens_per_s, color="tab:orange", marker="o", markersize=3)
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("tokens/s (each log interval)")
+    ax.set_title(f"{run.name}: training throughput")
+    return _save(fig, path)
+
+
+def plot_budget(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
+    """Horizontal bars: the planner's and the fits' token budgets beside the tokens trained."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    labels, values = [r[0] for r in rows], [r[1] for r in rows]
+    bars = ax.barh(range(len(rows)), values, color=["tab:gray"] * (len(rows) - 1) + ["tab:blue"])
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    for bar, v in zip(bars, values):
+        ax.annotate(compact(v), xy=(bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=9)
+    ax.set_xlim(right=max(values) * 1.18)
+    _tokens_axis(ax, "tokens")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path) -> dict[str, Any]:
+    """Every plot into ``out_dir``; returns {key: file name}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = {
+        "train_loss": plot_train_loss(run, out_dir / "train_loss.png"),
+        "tokens_per_source": plot_tokens_per_source(run, out_dir / "tokens_per_source.png"),
+        "learning_rate": plot_learning_rate(run, out_dir / "learning_rate.png"),
+        "throughput": plot_throughput(run, out_dir / "throughput.png"),
+        "budget": plot_budget(budget_rows, f"{run.name}: token budget, N = {run.num_params:,} parameters",
+                              out_dir / "budget.png"),
+    }
+    if run.val_loss:
+        made["validation"] = plot_validation(run, out_dir / "validation_loss.png")
+    return {k: p.name for k, p in made.items()}
