@@ -142,6 +142,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
         return done
+    documents = iter_documents(cfg, config_path, rank, world_size)  # opens the source before writing anything
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     state = _load_state(out, fp)
@@ -166,7 +167,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
         write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
                                       "shards": state.shards})
 
-    batches = _skip(iter_documents(cfg, config_path, rank, world_size), consumed)
+    batches = _skip(documents, consumed)
     try:
         for texts in _prefetch(batches):
             tokens, lens = _encode(tok, texts)

@@ -114,7 +114,10 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
 
 def iter_documents(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
                    batch_docs: int | None = None) -> Iterator[list[str]]:
-    """Yield this rank's documents in batches of ``batch_docs`` (default: the config's)."""
+    """This rank's documents in batches of ``batch_docs`` (default: the config's).
+
+    The source is opened now (a missing file or an unreachable Hub fails here);
+    rows are read as the iterator is consumed.
+    """
     ds = document_dataset(cfg, config_path, rank, world_size)
-    for batch in ds.iter(batch_size=batch_docs or cfg.batch_docs):
-        yield batch[DOC_COLUMN]
+    return (batch[DOC_COLUMN] for batch in ds.iter(batch_size=batch_docs or cfg.batch_docs))
