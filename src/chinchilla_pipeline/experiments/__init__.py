@@ -1,0 +1,1 @@
+"""Experiments built on the trainer: the curriculum ablation and the IsoFLOP measurement."""

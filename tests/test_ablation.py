@@ -1,0 +1,124 @@
+"""Curriculum ablation: generated variants differ only in phase structure; results aggregate over seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chinchilla_pipeline.errors import UserError
+from chinchilla_pipeline.experiments.ablation import (AblationConfig, aggregate, format_table, run_ablation,
+                                                      run_configs, variant_phases)
+from chinchilla_pipeline.experiments.runs import overall_proportions, summarize
+from chinchilla_pipeline.schema import load_config, read_json
+from chinchilla_pipeline.model.config import ModelConfig
+from chinchilla_pipeline.train.config import CurriculumConfig, make_plan
+from trainkit import SEED_ORDER, write_curriculum
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = [{"name": "hq_first", "order": "as_base"}, {"name": "hq_last", "order": "reversed"},
+            {"name": "mixed", "order": "mixed"}]
+
+
+def _ablation(tmp_path, **fields):
+    base = write_curriculum(tmp_path, SEED_ORDER, steps=16)
+    cfg = {"base": str(base), "width": 16, "block_size": 32, "tokens_per_param": 0.4, "seeds": [1, 2],
+           "variants": VARIANTS, **fields}
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_shipped_config_is_valid_and_its_base_loads():
+    cfg = load_config(AblationConfig, ROOT / "config/demo/ablation.json")
+    base = load_config(CurriculumConfig, ROOT / cfg.base)
+    assert [v.order for v in cfg.variants] == ["as_base", "reversed", "mixed"] and len(cfg.seeds) >= 2
+    assert len(base.phases) == 2
+
+
+def test_variants_share_tokens_schedule_and_overall_proportions(tmp_path):
+    path = _ablation(tmp_path)
+    cfg = load_config(AblationConfig, path)
+    base = read_json(cfg.base)
+    runs = run_configs(cfg, base, "m.json", 10_000, [1, 2])
+    assert [(v, s) for v, s, _ in runs] == [(v["name"], s) for s in (1, 2) for v in VARIANTS]
+    datas = [d for _, _, d in runs]
+    for key in ("batch", "optimizer", "schedule", "eval", "total_tokens"):
+        assert all(d[key] == datas[0][key] for d in datas), key
+    assert datas[0]["total_tokens"] == 4_000  # 0.4 tokens/param x 10,000 parameters
+    assert {d["seed"] for d in datas} == {1, 2} and len({d["name"] for d in datas}) == 6
+    want = overall_proportions(base["phases"])
+    assert want == pytest.approx({"wiki": 1 / 3, "books": 1 / 6, "c4": 1 / 3, "forums": 1 / 6})
+    by_name = {d["name"]: d for d in datas}
+    first, last, mixed = (by_name[f"{v}_seed1"]["phases"] for v in ("hq_first", "hq_last", "mixed"))
+    assert [p["name"] for p in first] == ["a", "b"] and [p["name"] for p in last] == ["b", "a"]
+    assert len(mixed) == 1 and {s["name"]: s["weight"] for s in mixed[0]["sources"]} == pytest.approx(want)
+    for phases in (first, last, mixed):
+        assert overall_proportions(phases) == pytest.approx(want)
+        CurriculumConfig.model_validate({**by_name["hq_first_seed1"], "phases": phases})
+    # Each source gets the same tokens in every variant, within the trainer's step rounding.
+    model = ModelConfig(name="m", n_layer=1, n_head=1, n_embd=16, block_size=32, vocab_size=256)
+    for d in datas:
+        plan = make_plan(CurriculumConfig.model_validate(d), model, 1)
+        assert plan.total_steps == 4_000 // 256 + (4_000 % 256 >= 128)
+
+
+def test_schedule_override_reaches_every_variant(tmp_path):
+    cfg = load_config(AblationConfig, _ablation(tmp_path, schedule={"kind": "wsd", "decay_start_share": 0.8}))
+    runs = run_configs(cfg, read_json(cfg.base), "m.json", 10_000, [1])
+    assert {d["schedule"]["kind"] for _, _, d in runs} == {"wsd"}
+    assert {d["schedule"]["decay_start_share"] for _, _, d in runs} == {0.8}
+
+
+def test_mixed_merges_a_source_present_in_two_phases():
+    phases = [{"name": "a", "share": 0.25, "sources": [{"name": "x", "path": "px", "weight": 1}]},
+              {"name": "b", "share": 0.75, "sources": [{"name": "x", "path": "px", "weight": 1},
+                                                       {"name": "y", "path": "py", "weight": 2}]}]
+    (mixed,) = variant_phases(phases, "mixed")
+    assert {s["name"]: s["weight"] for s in mixed["sources"]} == pytest.approx({"x": 0.5, "y": 0.5})
+
+
+def test_aggregate_mean_spread_and_paired_difference():
+    finals = {"first": {1: {"a": 3.0, "b": 5.0}, 2: {"a": 4.0, "b": 6.0}},
+              "other": {1: {"a": 2.0, "b": 5.0}, 2: {"a": 4.0, "b": 5.0}}}
+    s = aggregate(finals)
+    assert s["first"]["domains"]["a"] == summarize([3.0, 4.0]) == {"mean": 3.5, "std": pytest.approx(0.7071068),
+                                                                   "min": 3.0, "max": 4.0, "n": 2}
+    assert s["first"]["average"]["mean"] == 4.5 and s["other"]["average"]["mean"] == 4.0
+    assert s["other"]["average_minus_first"]["mean"] == pytest.approx(-0.5)  # seed 1: -0.5, seed 2: -0.5
+    assert s["other"]["average_minus_first"]["std"] == pytest.approx(0.0)
+    table = format_table(s, "first")
+    assert "| other | 2 | 3.0000 ± 1.4142 (2.0000–4.0000)" in table and "-0.5000 ± 0.0000" in table
+    assert table.splitlines()[2].endswith("| reference |")
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(UserError, match="variants"):
+        load_config(AblationConfig, _ablation(tmp_path, variants=VARIANTS[:1]))
+    with pytest.raises(UserError, match="order"):
+        load_config(AblationConfig, _ablation(tmp_path, variants=[*VARIANTS[:2], {"name": "x", "order": "random"}]))
+
+
+def test_ablation_end_to_end_then_rerun_skips(tmp_path, capsys):
+    path = _ablation(tmp_path)
+    out = tmp_path / "abl"
+    result = run_ablation(path, out, device="cpu")
+    assert set(result["summary"]) == {"hq_first", "hq_last", "mixed"}
+    assert all(r["average"]["n"] == 2 for r in result["summary"].values())
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| variant | seeds | wiki | books | c4 | forums | average |" in (out / "results.md").read_text()
+    assert len(result["seconds_this_invocation"]) == 6
+    exposure = result["source_exposure"]  # wiki: 1/3 of the tokens, over its 40 x 200-token documents
+    assert exposure["wiki"]["tokens"] == pytest.approx(result["total_tokens"] / 3)
+    assert exposure["wiki"]["epochs"] == pytest.approx(result["total_tokens"] / 3 / 8_000)
+    capsys.readouterr()
+    again = run_ablation(path, out, device="cpu")
+    assert capsys.readouterr().out.count("finished, skipped") == 6
+    assert again["summary"] == result["summary"] and again["seconds_this_invocation"] == {}
+    # Changing a setting under the same run names is refused instead of mixing results.
+    changed = json.loads(path.read_text())
+    changed["tokens_per_param"] = 0.5
+    path.write_text(json.dumps(changed))
+    with pytest.raises(UserError, match="other settings"):
+        run_ablation(path, out, device="cpu")
