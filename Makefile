@@ -95,7 +95,7 @@ demo-corpus: ## the demo's five real-text corpora from pinned PyPI archives (cac
 DEMO       ?= $(DATA)/demo
 DEMO_RUNS  ?= $(RUNS)
 DEMO_CONF  := config/demo
-DEMO_SECONDS ?= 360
+DEMO_SECONDS ?= 240
 
 .PHONY: demo-data demo-size
 demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared demo datasets

@@ -12,6 +12,7 @@ import sys
 from typing import Callable
 
 from .errors import EXIT_USER_ERROR, UserError
+from .malloc import keep_freed_memory
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -206,7 +207,7 @@ def _add_bench_train(sub) -> None:
 
 def _add_demo_size(sub) -> None:
     p = sub.add_parser("demo-size", help="measure this machine and size a demo model: 20 tokens/param in a time budget")
-    p.add_argument("--seconds", type=float, default=360, help="training time budget in seconds")
+    p.add_argument("--seconds", type=float, default=240, help="training time budget in seconds")
     p.add_argument("--tokenizer", default="data/demo/tokenizer", help="the vocabulary size comes from it")
     p.add_argument("--block_size", type=int, default=128, help="context length in tokens")
     p.add_argument("--micro_batch_size", type=int, default=16, help="sequences per forward pass while measuring")
@@ -357,6 +358,7 @@ ADDERS: list[Callable] = [
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()  # CPU training: no page faults for re-allocated activations (malloc.py)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
