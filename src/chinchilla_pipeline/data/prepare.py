@@ -20,7 +20,6 @@ import queue
 import shutil
 import threading
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -113,11 +112,10 @@ def _prefetch(it: Iterator[list[str]], depth: int = 4) -> Iterator[list[str]]:
 
 def _encode(tok: LoadedTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Tokens of ``texts`` concatenated, each document preceded by end-of-text; and the lengths."""
-    encs = tok.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-    raw_lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
-    flat = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(raw_lens.sum()))
-    starts = np.concatenate(([0], np.cumsum(raw_lens)[:-1]))
-    return np.insert(flat, starts, tok.eot_id), raw_lens + 1
+    eot = np.array([tok.eot_id], dtype=np.int64)
+    docs = [np.array(e.ids, dtype=np.int64) for e in tok.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    lens = np.fromiter((d.size + 1 for d in docs), dtype=np.int64, count=len(docs))
+    return np.concatenate([part for d in docs for part in (eot, d)]) if docs else eot[:0], lens
 
 
 def _skip(batches: Iterator[list[str]], num_docs: int) -> Iterator[list[str]]:
