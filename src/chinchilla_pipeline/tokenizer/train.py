@@ -10,6 +10,7 @@ tokenizer never trains on text that will measure the model.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from ..data.config import DatasetConfig, TokenizerMixConfig
 from ..data.sources import iter_documents
 from ..errors import UserError
 from ..schema import load_config
-from .load import TOKENIZER_FILE, load_tokenizer
+from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,5 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
 
 
 def tokenizer_report_cached(out_dir: Path) -> dict:
-    import json
-
+    """The report of a tokenizer trained earlier (its presence marks the tokenizer finished)."""
     return json.loads((out_dir / REPORT_FILE).read_text())
-
-
-__all__ = ["train_tokenizer", "load_mix", "TOKENIZER_FILE"]
