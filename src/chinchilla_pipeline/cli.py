@@ -51,6 +51,7 @@ def _add_prepare(sub) -> None:
         import os
 
         from .data.config import DatasetConfig
+        from .data.manifest import input_summary
         from .data.prepare import prepare_dataset, resolve_rank
         from .schema import load_config
         _positive(a, "max_samples", "max_tokens")
@@ -67,6 +68,8 @@ def _add_prepare(sub) -> None:
                   f"({va['num_tokens']:,} tokens); stopped by {m['stop_reason']}" + (
                       f"; target {m['target_tokens']:,} ({100 * m['target_delta_fraction']:+.2f}%)"
                       if m.get("target_tokens") else ""))
+            if (summary := input_summary(m["input"])) is not None:
+                print(f"  {summary}")
         return 0
     p.set_defaults(func=run)
 

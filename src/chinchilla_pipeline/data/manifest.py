@@ -52,6 +52,16 @@ def target_fields(target: int | None, num_tokens: int, world_size: int = 1) -> d
             "target_delta_fraction": round(num_tokens / share - 1, 6)}
 
 
+def input_summary(counts: dict[str, int]) -> str | None:
+    """One line on what the source held besides the documents kept; None when nothing was dropped."""
+    if not any(v for k, v in counts.items() if k != "rows_read"):
+        return None
+    return (f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text; dropped "
+            f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
+            f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
+            "with U+FFFD (invalid UTF-8 replaced)")
+
+
 def build_manifest(*, name: str, vocab_size: int, eot_id: int, tokenizer_sha256: str,
                    splits: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
     """The manifest dict; ``extra`` carries the config as run, caps, target and source counts."""

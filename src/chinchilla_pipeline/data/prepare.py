@@ -32,7 +32,7 @@ from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from .config import DatasetConfig, HubSource
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
 from .shards import ShardWriter
-from .sources import iter_documents, resolve_data_files
+from .sources import COUNTERS, DocumentBatch, iter_batches, resolve_data_files
 
 STATE_NAME = ".progress.json"
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class _Progress:
     fingerprint: str
     docs_consumed: int = 0  # documents of the stream (validation + training) in complete shards
     shards: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"train": [], "validation": []})
+    counts: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))  # COUNTERS up to docs_consumed
 
     @property
     def num_train_tokens(self) -> int:
@@ -90,7 +91,7 @@ class _Progress:
         return sum(s["num_docs"] for s in self.shards["validation"])
 
 
-def _prefetch(it: Iterator[list[str]], depth: int = 4) -> Iterator[list[str]]:
+def _prefetch(it: Iterator[DocumentBatch], depth: int = 4) -> Iterator[DocumentBatch]:
     """Read the next batches in a thread while the current one is tokenized (GIL released there)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -118,14 +119,14 @@ def _encode(tok: LoadedTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndar
     return np.concatenate([part for d in docs for part in (eot, d)]) if docs else eot[:0], lens
 
 
-def _skip(batches: Iterator[list[str]], num_docs: int) -> Iterator[list[str]]:
+def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentBatch]:
     """Drop the first ``num_docs`` documents (already in complete shards) without tokenizing them."""
     for batch in batches:
-        if num_docs >= len(batch):
-            num_docs -= len(batch)
-            continue
-        yield batch[num_docs:]
-        num_docs = 0
+        if num_docs:
+            drop = min(num_docs, len(batch.texts))
+            num_docs -= drop
+            batch = DocumentBatch(batch.texts[drop:], batch.counts[drop:], batch.tail)
+        yield batch
 
 
 def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path,
@@ -140,7 +141,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
         return done
-    documents = iter_documents(cfg, config_path, rank, world_size)  # opens the source before writing anything
+    documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     state = _load_state(out, fp)
@@ -151,6 +152,8 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     stop_reason = "source_exhausted"
     n_val, n_train, n_tokens = state.num_val_docs, state.num_train_docs, state.num_train_tokens
     consumed = state.docs_consumed
+    read = np.array(state.counts, dtype=np.int64)  # COUNTERS of the documents consumed
+    tail = np.zeros_like(read)
     writer: ShardWriter | None = None
     bar = tqdm(total=max_tokens, initial=n_tokens, unit="tok", unit_scale=True, disable=not progress,
                desc=cfg.name, mininterval=2)
@@ -161,14 +164,14 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     def commit(w: ShardWriter, split: str, docs_consumed: int) -> None:
         w.close()
         state.shards[split].append(shard_entry(w.bin_path, w.num_tokens, w.num_docs))
-        state.docs_consumed = docs_consumed
+        state.docs_consumed, state.counts = docs_consumed, read.tolist()
         write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
-                                      "shards": state.shards})
+                                      "counts": state.counts, "shards": state.shards})
 
     batches = _skip(documents, consumed)
     try:
-        for texts in _prefetch(batches):
-            tokens, lens = _encode(tok, texts)
+        for batch in _prefetch(batches):
+            tokens, lens = _encode(tok, batch.texts)
             offsets = np.concatenate(([0], np.cumsum(lens)))
             i, n = 0, len(lens)
             if n_val < val_docs:  # the stream's first documents are the validation split
@@ -176,6 +179,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
                 writer = writer or open_writer("validation")
                 writer.add(tokens[:offsets[take]], lens[:take])
                 n_val, consumed, i = n_val + take, consumed + take, take
+                read += batch.counts[:take].sum(axis=0)
                 if n_val == val_docs:
                     commit(writer, "validation", consumed)
                     writer = None
@@ -190,6 +194,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
                     take = min(fit, int(np.searchsorted(cum, cfg.shard_tokens - writer.num_tokens, "left")) + 1)
                     writer.add(tokens[offsets[i]:offsets[i + take]], lens[i:i + take])
                     added = int(cum[take - 1])
+                    read += batch.counts[i:i + take].sum(axis=0)
                     n_train, n_tokens, consumed, i = n_train + take, n_tokens + added, consumed + take, i + take
                     bar.update(added)
                     if writer.num_tokens >= cfg.shard_tokens:
@@ -200,7 +205,8 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
                     break
             if stop_reason != "source_exhausted":
                 break
-        if stop_reason == "source_exhausted":  # the source ended exactly at a cap: the cap stopped it
+        if stop_reason == "source_exhausted":  # a source that ended exactly at a cap: the cap stopped it
+            tail = batch.tail  # rows after the last document (never in the saved progress)
             if max_samples is not None and n_train == max_samples:
                 stop_reason = "max_samples"
             elif max_tokens is not None and n_tokens == max_tokens:
@@ -226,7 +232,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
         splits=state.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
         fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason,
         caps={"max_samples": max_samples, "max_tokens": max_tokens, "validation_docs": val_docs},
-        num_docs_read=consumed, **target_fields(cfg.target_tokens, n_tokens, world_size))
+        num_docs_read=consumed, input=dict(zip(COUNTERS, (read + tail).tolist())), **target_fields(cfg.target_tokens, n_tokens, world_size))
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
     return manifest
@@ -255,7 +261,7 @@ def _load_state(out: Path, fp: str) -> _Progress:
         saved = json.loads(spath.read_text())
         if saved.get("fingerprint") == fp:
             log.info("resuming %s after %d documents", out, saved["docs_consumed"])
-            return _Progress(fp, saved["docs_consumed"], saved["shards"])
+            return _Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
     for p in list(out.glob("*.bin")) + list(out.glob("*.idx")) + [spath]:
         p.unlink(missing_ok=True)
     return _Progress(fp)

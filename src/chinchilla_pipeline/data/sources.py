@@ -5,23 +5,37 @@ Hub datasets and local files/directories go through the same
 whole and the code tested on local files is the code that reads the Hub.
 
 The stream is: rows -> text (field or template) -> consecutive rows joined
-into documents -> character filters -> seeded buffer shuffle (``seed``, default
-42; the shuffle also permutes the source's files) -> this rank's part. Its
+into documents -> seeded buffer shuffle (``seed``, default 42; the shuffle also
+permutes the source's files) -> this rank's part -> character filters. Its
 order is a pure function of the config, the source and the rank layout.
+
+Rows travel as Arrow tables (no per-row Python dict). Bad records never stop a
+run: a missing, null or non-string text field gives an empty document; invalid
+UTF-8 is replaced by U+FFFD; empty documents and those outside
+``min_chars``/``max_chars`` are dropped. Each is counted (``COUNTERS``), and the
+counts travel with the documents kept, so that a run stopped by a cap counts
+exactly the rows it read, whatever was read ahead.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from ..errors import UserError
 from .config import DatasetConfig, HubSource
 
 DOC_COLUMN = "__document__"
+# What the source held besides documents kept; the manifest's ``input`` section.
+COUNTERS = ("rows_read", "rows_without_text", "dropped_empty", "dropped_too_short", "dropped_too_long",
+            "documents_with_replacement_char")
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +64,10 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if isinstance(src, HubSource):
             return datasets.load_dataset(src.path, src.name, split=src.split, revision=src.revision,
                                          data_files=src.data_files, streaming=True)
-        kwargs = {"sample_by": src.sample_by} if src.format == "text" else {}
+        # text and csv files are decoded by Python: invalid UTF-8 becomes U+FFFD there.
+        kwargs = {"encoding_errors": "replace"} if src.format in ("text", "csv") else {}
+        if src.format == "text":
+            kwargs["sample_by"] = src.sample_by
         return datasets.load_dataset(src.format, data_files=resolve_data_files(cfg, config_path),
                                      split="train", streaming=True, **kwargs)
     except UserError:
@@ -75,36 +92,72 @@ def _check_columns(cfg: DatasetConfig, columns: list[str], config_path) -> None:
                         path=config_path, field="text_field")
 
 
+def _values(column) -> list:
+    """Python values of an Arrow column: JSON-typed ones decoded, invalid UTF-8 replaced by U+FFFD.
+
+    ``datasets`` stores a JSON column whose rows mix types (text and numbers, lists) JSON-encoded;
+    pyarrow's JSON reader keeps invalid UTF-8 bytes in string columns (parquet can too).
+    """
+    import pyarrow as pa
+
+    if column.type == pa.json_():
+        return [None if v is None else json.loads(v) for v in column.to_pylist()]
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        return [None if b is None else b.decode("utf-8", "replace")
+                for b in column.cast(pa.large_binary()).to_pylist()]
+
+
 def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1):
-    """The ``datasets.IterableDataset`` of this rank's documents, one column ``__document__``."""
+    """This rank's candidate documents as a ``datasets.IterableDataset`` in Arrow format.
+
+    Columns: ``__document__`` (the text; null when dropped) and one int32 column per
+    ``COUNTERS`` entry (what that candidate adds to each count).
+    """
+    import pyarrow as pa
     from datasets.distributed import split_dataset_by_node
 
     ds = _load_rows(cfg, config_path)
     # Some builders (text, some Hub sets) resolve their columns only when read: peek one row.
     columns = ds.column_names or list(next(iter(ds.take(1)), {}).keys())
     _check_columns(cfg, columns, config_path)
-    template, field, sep = cfg.text_template, cfg.text_field, cfg.join_separator
+    ds = ds.with_format("arrow")
+    template, field, sep, join = cfg.text_template, cfg.text_field, cfg.join_separator, cfg.join_rows
     fields = _template_fields(template) if template is not None else [field]
-    lo, hi = cfg.min_chars, cfg.max_chars
+    lo, hi = max(cfg.min_chars, 1), cfg.max_chars
 
-    def to_documents(batch: dict[str, list]) -> dict[str, list[str]]:
+    def to_documents(batch):  # a pyarrow.Table of source rows -> one of candidate documents
+        values = [_values(batch.column(f)) for f in fields]
         if template is None:
-            texts = [t if isinstance(t, str) else "" for t in batch[field]]
-        else:
-            texts = [template.format_map({f: "" if v is None else v for f, v in zip(fields, row)})
-                     for row in zip(*(batch[f] for f in fields))]
-        if cfg.join_rows > 1:
-            texts = [sep.join(t for t in texts[i:i + cfg.join_rows] if t)
-                     for i in range(0, len(texts), cfg.join_rows)]
-        return {DOC_COLUMN: [t for t in texts if lo <= len(t) and (hi is None or len(t) <= hi)]}
+            texts = [t if isinstance(t, str) else None for t in values[0]]
+        else:  # missing fields render as ""; a row is without text when every field is missing
+            texts = [None if all(v is None for v in row) else
+                     template.format_map({f: "" if v is None else v for f, v in zip(fields, row)})
+                     for row in zip(*values)]
+        no_text = np.array([t is None for t in texts], dtype=np.int32)
+        rows = np.ones(len(texts), dtype=np.int32)
+        if join > 1:
+            texts = [sep.join(t for t in texts[i:i + join] if t) for i in range(0, len(texts), join)]
+            rows = np.add.reduceat(rows, np.arange(0, rows.size, join)) if rows.size else rows
+            no_text = np.add.reduceat(no_text, np.arange(0, no_text.size, join)) if no_text.size else no_text
+        lens = np.fromiter((len(t) if t else 0 for t in texts), dtype=np.int64, count=len(texts))
+        empty, short = lens == 0, (lens > 0) & (lens < lo)
+        long = lens > hi if hi is not None else np.zeros(lens.shape, dtype=bool)
+        keep = ~(empty | short | long)
+        counts = {"rows_read": rows, "rows_without_text": no_text, "dropped_empty": empty, "dropped_too_short": short,
+                  "dropped_too_long": long,
+                  "documents_with_replacement_char": [bool(t) and "\ufffd" in t for t in texts]}
+        return pa.table({DOC_COLUMN: pa.array([t if k else None for t, k in zip(texts, keep)], type=pa.large_string()),
+                         **{name: pa.array(np.asarray(counts[name], dtype=np.int32)) for name in COUNTERS}})
 
-    # join_rows rows per map batch: a document never spans two source files.
-    batch = cfg.join_rows * max(1, 1000 // cfg.join_rows)
-    if cfg.join_rows == 1 and cfg.shuffle_buffer > 0:
-        # Rows are documents: shuffle the rows (Arrow-backed, ~5x faster than shuffling mapped rows).
+    # A multiple of join_rows rows per map batch: each document is join_rows consecutive rows.
+    batch = join * max(1, 1000 // join)
+    if join == 1 and cfg.shuffle_buffer > 0:
+        # Rows are documents: shuffle the rows, before their text leaves Arrow.
         ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     ds = ds.map(to_documents, batched=True, batch_size=batch, remove_columns=columns)
-    if cfg.join_rows > 1 and cfg.shuffle_buffer > 0:
+    if join > 1 and cfg.shuffle_buffer > 0:
         # Rows are pieces of documents (sentences): join consecutive rows first, then shuffle documents.
         ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     if world_size > 1:
@@ -112,12 +165,54 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
     return ds
 
 
-def iter_documents(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
-                   batch_docs: int | None = None) -> Iterator[list[str]]:
-    """This rank's documents in batches of ``batch_docs`` (default: the config's).
+@dataclass
+class DocumentBatch:
+    """Documents kept, in stream order, and what the source held around them.
+
+    ``counts[i]`` (int64, one column per ``COUNTERS`` entry) covers the candidates after
+    document ``i - 1`` up to and including document ``i``; ``tail`` covers those after the
+    stream's last document (nonzero only on the last batch).
+    """
+
+    texts: list[str]
+    counts: np.ndarray
+    tail: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, part: slice) -> "DocumentBatch":
+        return DocumentBatch(self.texts[part], self.counts[part], np.zeros_like(self.tail))
+
+
+def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
+                 batch_docs: int | None = None) -> Iterator[DocumentBatch]:
+    """This rank's documents in batches of about ``batch_docs`` candidates (default: the config's).
 
     The source is opened now (a missing file or an unreachable Hub fails here);
     rows are read as the iterator is consumed.
     """
     ds = document_dataset(cfg, config_path, rank, world_size)
-    return (batch[DOC_COLUMN] for batch in ds.iter(batch_size=batch_docs or cfg.batch_docs))
+
+    def batches() -> Iterator[DocumentBatch]:
+        carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
+        for table in ds.iter(batch_size=batch_docs or cfg.batch_docs):
+            docs = table.column(DOC_COLUMN)
+            kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
+            cum = np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0,
+                            dtype=np.int64) + carry
+            upto = cum[kept]
+            counts = np.diff(upto, axis=0, prepend=np.zeros((1, len(COUNTERS)), dtype=np.int64))
+            if len(table):
+                carry = cum[-1] - upto[-1] if kept.size else cum[-1]
+            if kept.size:
+                yield DocumentBatch(docs.drop_null().to_pylist(), counts, np.zeros_like(carry))
+        yield DocumentBatch([], np.zeros((0, len(COUNTERS)), dtype=np.int64), carry)
+
+    return batches()
+
+
+def iter_documents(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
+                   batch_docs: int | None = None) -> Iterator[list[str]]:
+    """The texts of ``iter_batches`` (for readers that need no counts)."""
+    return (b.texts for b in iter_batches(cfg, config_path, rank, world_size, batch_docs) if b.texts)
