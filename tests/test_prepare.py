@@ -85,19 +85,20 @@ def test_target_and_caps_in_manifest(tmp_path, tokenizer_dir):
     assert m["caps"]["max_samples"] == 50 and m["config"]["max_samples"] == 50
 
 
-def _prepare_cmd(cfg, tok, out, threads):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT / "src"))
+def _prepare_cmd(cfg, tok, out, workers):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
-           "--tokenizer", str(tok), "--out_dir", str(out)]
+           "--tokenizer", str(tok), "--out_dir", str(out), "--workers", str(workers)]
     return cmd, env
 
 
-def test_identical_bytes_whatever_the_thread_count(tmp_path, tokenizer_dir):
-    cfg = write_dataset_config(tmp_path, max_samples=300)
-    for threads in (1, 2):
-        cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / f"t{threads}", threads)
+def test_identical_bytes_whatever_the_worker_count(tmp_path, tokenizer_dir):
+    # Batches of 16 documents: 3 workers hold many batches in flight, finishing out of order.
+    cfg = write_dataset_config(tmp_path, max_samples=300, batch_docs=16, shard_tokens=5_000)
+    for workers in (1, 3):
+        cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / f"w{workers}", workers)
         subprocess.run(cmd, env=env, check=True, capture_output=True)
-    assert tree_bytes(tmp_path / "t1") == tree_bytes(tmp_path / "t2")
+    assert tree_bytes(tmp_path / "w1") == tree_bytes(tmp_path / "w3")
 
 
 def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):

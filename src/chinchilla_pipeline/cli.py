@@ -45,6 +45,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--rank", type=int, help="this part (default: $RANK, $SLURM_ARRAY_TASK_ID or 0)")
     p.add_argument("--world_size", type=int, help="number of parts (default: $WORLD_SIZE, "
                    "$SLURM_ARRAY_TASK_COUNT or 1)")
+    p.add_argument("--workers", type=int, help="tokenizer processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a):
@@ -54,13 +55,13 @@ def _add_prepare(sub) -> None:
         from .data.manifest import input_summary
         from .data.prepare import prepare_dataset, resolve_rank
         from .schema import load_config
-        _positive(a, "max_samples", "max_tokens")
+        _positive(a, "max_samples", "max_tokens", "workers")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
         for cfg, path in configs:
             m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
-                                world_size=world, progress=not a.quiet)
+                                world_size=world, workers=a.workers, progress=not a.quiet)
             tr, va = m["splits"]["train"], m["splits"]["validation"]
             part = f" part {rank}/{world}" if world > 1 else ""
             print(f"{m['name']}{part}: {tr['num_docs']:,} documents, {tr['num_tokens']:,} training tokens "

@@ -1,14 +1,14 @@
-"""Prepare one dataset: stream documents, tokenize in batches on all cores, write shards.
+"""Prepare one dataset: stream documents, tokenize batches in worker processes, write shards.
 
 Guarantees (tested):
 - exact size: ``max_samples`` training documents after filtering, and never
   more than ``max_tokens`` training tokens (short by less than one document);
   the first cap hit stops the run and the manifest says which;
 - byte-identical output for the same config, seed and tokenizer, whatever the
-  number of tokenizer threads, and after any number of ``kill -9`` + restart:
+  number of tokenizer workers, and after any number of ``kill -9`` + restart:
   progress is committed only after a shard is complete, and a restart skips the
   documents those shards hold;
-- flat memory: one batch of documents plus one shard's document lengths.
+- flat memory: a few batches of documents per worker plus one shard's document lengths.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,10 +26,11 @@ from tqdm import tqdm
 
 from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
-from ..tokenizer.load import LoadedTokenizer, load_tokenizer
+from ..tokenizer.load import load_tokenizer
 from .config import DatasetConfig, HubSource
+from .encode import EncoderPool, default_workers
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
-from .shards import ShardWriter
+from .shards import ShardWriter, token_dtype
 from .sources import COUNTERS, DocumentBatch, iter_batches, resolve_data_files
 
 STATE_NAME = ".progress.json"
@@ -91,34 +90,6 @@ class _Progress:
         return sum(s["num_docs"] for s in self.shards["validation"])
 
 
-def _prefetch(it: Iterator[DocumentBatch], depth: int = 4) -> Iterator[DocumentBatch]:
-    """Read the next batches in a thread while the current one is tokenized (GIL released there)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def worker():
-        try:
-            for item in it:
-                q.put(item)
-            q.put(done)
-        except BaseException as err:  # re-raised in the consumer
-            q.put(err)
-
-    threading.Thread(target=worker, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
-def _encode(tok: LoadedTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens of ``texts`` concatenated, each document preceded by end-of-text; and the lengths."""
-    eot = np.array([tok.eot_id], dtype=np.int64)
-    docs = [np.array(e.ids, dtype=np.int64) for e in tok.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-    lens = np.fromiter((d.size + 1 for d in docs), dtype=np.int64, count=len(docs))
-    return np.concatenate([part for d in docs for part in (eot, d)]) if docs else eot[:0], lens
-
-
 def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentBatch]:
     """Drop the first ``num_docs`` documents (already in complete shards) without tokenizing them."""
     for batch in batches:
@@ -131,8 +102,12 @@ def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentB
 
 def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path,
                     out_dir: str | Path, *, overwrite: bool = False, rank: int = 0, world_size: int = 1,
-                    progress: bool = True) -> dict[str, Any]:
-    """Write ``out_dir/<name>/`` (or this rank's part of it) and return its manifest."""
+                    workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Write ``out_dir/<name>/`` (or this rank's part of it) and return its manifest.
+
+    ``workers`` tokenizer processes (default: one per core) encode while this process reads
+    the source and writes shards.
+    """
     tok = load_tokenizer(tokenizer_dir)
     if not isinstance(cfg.source, HubSource):
         resolve_data_files(cfg, config_path)  # a missing file fails before anything is written
@@ -168,10 +143,10 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
         write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
                                       "counts": state.counts, "shards": state.shards})
 
-    batches = _skip(documents, consumed)
+    pool = EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
+                       workers or default_workers())
     try:
-        for batch in _prefetch(batches):
-            tokens, lens = _encode(tok, batch.texts)
+        for batch, tokens, lens in pool.map(_skip(documents, consumed), lambda b: b.texts):
             offsets = np.concatenate(([0], np.cumsum(lens)))
             i, n = 0, len(lens)
             if n_val < val_docs:  # the stream's first documents are the validation split
@@ -206,11 +181,12 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
             if stop_reason != "source_exhausted":
                 break
         if stop_reason == "source_exhausted":  # a source that ended exactly at a cap: the cap stopped it
-            tail = batch.tail  # rows after the last document (never in the saved progress)
             if max_samples is not None and n_train == max_samples:
                 stop_reason = "max_samples"
             elif max_tokens is not None and n_tokens == max_tokens:
                 stop_reason = "max_tokens"
+            else:
+                tail = batch.tail  # rows after the last document (never in the saved progress)
         for split in ("validation", "train"):
             if writer is not None and writer.bin_path.name.startswith(split):
                 commit(writer, split, consumed)
@@ -222,6 +198,7 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
             writer.abort()
         raise
     finally:
+        pool.close()
         bar.close()
 
     if stop_reason == "source_exhausted" and max_samples is not None:
