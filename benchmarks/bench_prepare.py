@@ -49,23 +49,23 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def peak_rss_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> float:
-    """Run `prepare` in a fresh process; the peak of its and its workers' summed RSS, sampled every 20 ms (MB)."""
+def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list[float]:
+    """Run `prepare` in a fresh process; its and its workers' summed RSS every 20 ms (MB)."""
     cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
            "--tokenizer", str(tok), "--out_dir", str(out)] + (["--workers", str(workers)] if workers else [])
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    peak = 0
+    samples = []
     while p.poll() is None:
-        peak = max(peak, tree_rss_bytes(p.pid))
+        samples.append(tree_rss_bytes(p.pid) / 1e6)
         time.sleep(0.02)
     assert p.returncode == 0, "prepare failed"
-    return peak / 1e6
+    return samples
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(ROOT / "tests/fixtures/pydoc_topics.jsonl.gz"), help="jsonl(.gz) with 'text'")
-    ap.add_argument("--repeat", type=int, default=24, help="times the corpus file is read (size of the run)")
+    ap.add_argument("--repeat", type=int, default=96, help="times the corpus file is read (size of the run)")
     ap.add_argument("--vocab_size", type=int, default=8192)
     ap.add_argument("--rounds", type=int, default=3, help="alternating raw/pipeline rounds; the best of each counts")
     ap.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
@@ -110,8 +110,9 @@ def main() -> None:
         raw_s, pipe_s = min(raw_rounds), min(pipe_rounds)
 
         quarter = max(1, args.repeat // 4)
-        small = peak_rss_mb(write_config(d, "rss1", args.corpus, quarter), d / "tok", d / "o1", args.workers)
-        large = peak_rss_mb(write_config(d, "rss4", args.corpus, 4 * quarter), d / "tok", d / "o4", args.workers)
+        small = rss_samples_mb(write_config(d, "rss1", args.corpus, quarter), d / "tok", d / "o1", args.workers)
+        large = rss_samples_mb(write_config(d, "rss4", args.corpus, 4 * quarter), d / "tok", d / "o4", args.workers)
+        half = len(large) // 2
 
     print(f"corpus: {args.corpus} x{args.repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
           f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores")
@@ -123,8 +124,10 @@ def main() -> None:
     print(f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s "
           f"(rounds: {rounds(pipe_rounds)})")
     print(f"ratio pipeline / raw: {raw_s / pipe_s:.3f} (target >= 0.85)")
-    print(f"peak RSS of prepare and its workers: {small:.0f} MB at x{quarter}, {large:.0f} MB at "
-          f"x{4 * quarter} (4x the data): ratio {large / small:.2f}")
+    print(f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
+          f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}")
+    print(f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "
+          f"{max(large[half:]):.0f} MB in its second half")
 
 
 if __name__ == "__main__":

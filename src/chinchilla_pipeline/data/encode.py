@@ -18,6 +18,9 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 
 T = TypeVar("T")
+# Characters per worker task (~0.3M tokens, ~0.3 s of one core): fine enough to spread a batch of whole
+# books over all workers, coarse enough that sending it costs little; bounds a worker's transient memory.
+CHUNK_CHARS = 1 << 20
 _worker: dict = {}  # the tokenizer of this worker process
 
 
@@ -35,6 +38,18 @@ def encode_texts(tokenizer, eot_id: int, texts: list[str], dtype: np.dtype) -> t
         flat.append(eot_id)
         flat.extend(doc)
     return np.array(flat, dtype=dtype), lens
+
+
+def _chunks(texts: list[str], max_chars: int) -> Iterator[list[str]]:
+    """Consecutive runs of ``texts`` of at most ``max_chars`` characters (a longer text alone)."""
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        if size and size + len(text) > max_chars:
+            yield texts[start:i]
+            start, size = i, 0
+        size += len(text)
+    if start < len(texts):
+        yield texts[start:]
 
 
 def _init_worker(tokenizer_json: str, eot_id: int, dtype: str) -> None:
@@ -55,31 +70,43 @@ class EncoderPool:
     def __init__(self, tokenizer_json: str, eot_id: int, dtype: np.dtype, workers: int):
         import multiprocessing
 
-        self.workers = workers
+        self.workers, self.dtype = workers, np.dtype(dtype)
         # spawn: the parent holds threads (the reader's, Arrow's), which fork would copy half-way.
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker,
                                          initargs=(tokenizer_json, eot_id, np.dtype(dtype).str))
+        for _ in range(workers):  # start the workers now: they load while the caller opens its source
+            self._pool.submit(os.getpid)
 
-    def map(self, items: Iterator[T], texts: Callable[[T], list[str]],
-            ahead: int = 2) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
-        """``(item, tokens, lengths)`` for each item, in order; ``ahead`` batches per worker in flight.
+    def map(self, items: Iterator[T], texts: Callable[[T], list[str]], ahead: int = 2,
+            chunk_chars: int = CHUNK_CHARS) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
+        """``(item, tokens, lengths)`` for each item, in order.
 
-        Items are read only as results are taken, so memory stays at ``workers * ahead`` batches.
+        An item's texts go to the workers in chunks of about ``chunk_chars``, at most ``ahead``
+        chunks per worker in flight beyond the item being submitted; items are read only as
+        results are taken, so memory stays flat.
         """
-        pending: deque = deque()
+        pending: deque = deque()  # (item, futures of its chunks)
+        in_flight = 0
         items = iter(items)
 
         def fill() -> None:
-            while len(pending) < self.workers * ahead and (item := next(items, None)) is not None:
-                pending.append((item, self._pool.submit(_encode_in_worker, texts(item))))
+            nonlocal in_flight
+            while in_flight < self.workers * ahead and (item := next(items, None)) is not None:
+                futures = [self._pool.submit(_encode_in_worker, chunk) for chunk in _chunks(texts(item), chunk_chars)]
+                pending.append((item, futures))
+                in_flight += len(futures)
 
         fill()
         while pending:
-            item, future = pending.popleft()
-            tokens, lens = future.result()
-            fill()  # keep the workers busy while the caller writes this batch
-            yield item, tokens, lens
+            item, futures = pending.popleft()
+            parts = [f.result() for f in futures]
+            in_flight -= len(futures)
+            fill()  # keep the workers busy while the caller writes this item
+            if not parts:
+                yield item, np.zeros(0, dtype=self.dtype), np.zeros(0, dtype=np.int64)
+            else:
+                yield item, np.concatenate([t for t, _ in parts]), np.concatenate([n for _, n in parts])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

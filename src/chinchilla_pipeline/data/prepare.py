@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
-from ..tokenizer.load import load_tokenizer
+from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
@@ -116,7 +116,17 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
         return done
-    documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
+    # Workers start first: they load the tokenizer while this process opens the source.
+    with EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
+                     workers or default_workers()) as pool:
+        documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
+        return _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
+
+
+def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, out: Path, fp: str,
+           documents: Iterator[DocumentBatch], pool: EncoderPool, rank: int, world_size: int,
+           progress: bool) -> dict[str, Any]:
+    """Tokenize ``documents`` and write shards, resuming from ``.progress.json``; return the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     state = _load_state(out, fp)
@@ -143,8 +153,6 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
         write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
                                       "counts": state.counts, "shards": state.shards})
 
-    pool = EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
-                       workers or default_workers())
     try:
         for batch, tokens, lens in pool.map(_skip(documents, consumed), lambda b: b.texts):
             offsets = np.concatenate(([0], np.cumsum(lens)))
@@ -198,7 +206,6 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
             writer.abort()
         raise
     finally:
-        pool.close()
         bar.close()
 
     if stop_reason == "source_exhausted" and max_samples is not None:
