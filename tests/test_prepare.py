@@ -101,6 +101,22 @@ def test_identical_bytes_whatever_the_worker_count(tmp_path, tokenizer_dir):
     assert tree_bytes(tmp_path / "w1") == tree_bytes(tmp_path / "w3")
 
 
+def _alive(pid: str) -> bool:
+    try:  # a zombie (state Z) has exited; only its parent's reaping is left
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _gone(pids: list[str], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
     # 12 copies of the corpus, small shards and batches: many commits to interrupt between.
     cfg = write_dataset_config(tmp_path, source={"type": "local", "format": "json",
@@ -114,9 +130,11 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not (out / target).exists() and p.poll() is None:
             time.sleep(0.01)
+        workers = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
         p.send_signal(signal.SIGKILL)
         p.wait()
         assert not (out / "manifest.json").exists()
+        assert workers and _gone(workers, within_s=5), "tokenizer workers outlived their killed parent"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert tree_bytes(tmp_path / "ref") == tree_bytes(tmp_path / "killed")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterator, TypeVar
@@ -52,9 +54,17 @@ def _chunks(texts: list[str], max_chars: int) -> Iterator[list[str]]:
         yield texts[start:]
 
 
-def _init_worker(tokenizer_json: str, eot_id: int, dtype: str) -> None:
+def _exit_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    """End this worker once its parent is gone (a ``kill -9`` of ``prepare`` leaves no orphans)."""
+    while os.getppid() == parent_pid:
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _init_worker(tokenizer_json: str, eot_id: int, dtype: str, parent_pid: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     from tokenizers import Tokenizer
 
     _worker.update(tokenizer=Tokenizer.from_str(tokenizer_json), eot_id=eot_id, dtype=np.dtype(dtype))
@@ -74,7 +84,7 @@ class EncoderPool:
         # spawn: the parent holds threads (the reader's, Arrow's), which fork would copy half-way.
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker,
-                                         initargs=(tokenizer_json, eot_id, np.dtype(dtype).str))
+                                         initargs=(tokenizer_json, eot_id, np.dtype(dtype).str, os.getpid()))
         for _ in range(workers):  # start the workers now: they load while the caller opens its source
             self._pool.submit(os.getpid)
 
