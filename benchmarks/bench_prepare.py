@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,11 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list[float]:
     """Run `prepare` in a fresh process; its and its workers' summed RSS every 20 ms (MB)."""
     cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
@@ -73,7 +79,7 @@ def main() -> None:
 
     from chinchilla_pipeline.data.config import DatasetConfig
     from chinchilla_pipeline.data.prepare import prepare_dataset
-    from chinchilla_pipeline.data.sources import iter_documents
+    from chinchilla_pipeline.data.sources import iter_batches, iter_documents
     from chinchilla_pipeline.schema import load_config
     from chinchilla_pipeline.tokenizer.load import load_tokenizer
     from chinchilla_pipeline.tokenizer.train import train_tokenizer
@@ -91,19 +97,25 @@ def main() -> None:
         cfg = load_config(DatasetConfig, cfg_path)
         texts = [t for batch in iter_documents(cfg, cfg_path) for t in batch]
         num_bytes = sum(len(t.encode()) for t in texts)
-        raw_rounds, pipe_rounds = [], []
+        c0 = cpu_s(resource.RUSAGE_SELF)
+        for _ in iter_batches(cfg, cfg_path):  # the reader alone, warm (the pass above loaded the modules)
+            pass
+        reader_cpu = cpu_s(resource.RUSAGE_SELF) - c0
+        raw_rounds, pipe_rounds, raw_cpu, pipe_cpu = [], [], {}, {}  # cpu: round's seconds -> CPU seconds
         for _ in range(args.rounds):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
             raw_tokens = 0
             for i in range(0, len(texts), cfg.batch_docs):
                 raw_tokens += sum(len(e.ids) for e in tok.tokenizer.encode_batch_fast(
                     texts[i:i + cfg.batch_docs], add_special_tokens=False))
             raw_rounds.append(time.perf_counter() - t0)
+            raw_cpu[raw_rounds[-1]] = cpu_s(resource.RUSAGE_SELF) - c0
 
-            t0 = time.perf_counter()
+            t0, c0, w0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
             m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=args.workers,
                                 progress=False)
             pipe_rounds.append(time.perf_counter() - t0)
+            pipe_cpu[pipe_rounds[-1]] = (cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0)
             pipe_tokens = m["splits"]["train"]["num_tokens"] - m["splits"]["train"]["num_docs"]  # no end-of-text
             assert pipe_tokens == raw_tokens, (pipe_tokens, raw_tokens)
         del texts
@@ -124,6 +136,10 @@ def main() -> None:
     print(f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s "
           f"(rounds: {rounds(pipe_rounds)})")
     print(f"ratio pipeline / raw: {raw_s / pipe_s:.3f} (target >= 0.85)")
+    main_cpu, workers_cpu = pipe_cpu[pipe_s]
+    print(f"CPU seconds of the best rounds: raw {raw_cpu[raw_s]:.2f} (tokenizer threads) in {raw_s:.2f} s; prepare "
+          f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s; the reader alone "
+          f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second)")
     print(f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
           f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}")
     print(f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "
