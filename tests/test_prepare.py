@@ -162,6 +162,7 @@ def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_
     assert merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"] == \
         single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
     assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/topics") == []
+    assert merged["input"] == single["input"] and single["input"]["rows_read"] == 789
     one = open_prepared(tmp_path / "one/topics")
     ref = [d.tobytes() for s in ("train", "validation") for d in shard_docs(one, s)]
     assert len(set(ref)) == len(ref) == 789  # every document of the corpus, each once
