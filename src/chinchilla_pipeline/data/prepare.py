@@ -31,7 +31,7 @@ from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
 from .shards import ShardWriter, token_dtype
-from .sources import COUNTERS, DocumentBatch, iter_batches, resolve_data_files
+from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches, resolve_data_files
 
 STATE_NAME = ".progress.json"
 log = logging.getLogger(__name__)
@@ -62,9 +62,10 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
 
 
 def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int) -> str:
-    """Identity of a run's output: config as run, tokenizer, rank layout, format version."""
+    """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions."""
     blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
-                       "rank": rank, "world_size": world_size, "format": FORMAT_VERSION}, sort_keys=True)
+                       "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
+                       "stream": STREAM_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -232,7 +233,7 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any
         return None
     manifest = json.loads(mpath.read_text())
     if manifest.get("fingerprint") != fp:
-        raise UserError(f"{out} holds a dataset prepared with another config or tokenizer; "
+        raise UserError(f"{out} holds a dataset prepared with another config, tokenizer or pipeline version; "
                         "pass --overwrite to replace it", path=config_path)
     log.info("%s is already prepared (use --overwrite to redo it)", out)
     return manifest

@@ -33,6 +33,9 @@ from ..errors import UserError
 from .config import DatasetConfig, HubSource
 
 DOC_COLUMN = "__document__"
+# Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
+# restart never resumes another version's stream. 2: Arrow shuffle buffer, empty documents dropped.
+STREAM_VERSION = 2
 # What the source held besides documents kept; the manifest's ``input`` section.
 COUNTERS = ("rows_read", "rows_without_text", "dropped_empty", "dropped_too_short", "dropped_too_long",
             "documents_with_replacement_char")
