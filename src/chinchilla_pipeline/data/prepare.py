@@ -217,7 +217,8 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
         splits=state.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
         fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason,
         caps={"max_samples": max_samples, "max_tokens": max_tokens, "validation_docs": val_docs},
-        num_docs_read=consumed, input=dict(zip(COUNTERS, (read + tail).tolist())), **target_fields(cfg.target_tokens, n_tokens, world_size))
+        num_docs_read=consumed, input=dict(zip(COUNTERS, (read + tail).tolist())),
+        **target_fields(cfg.target_tokens, n_tokens, world_size))
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
     return manifest

@@ -148,11 +148,12 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
         empty, short = lens == 0, (lens > 0) & (lens < lo)
         long = lens > hi if hi is not None else np.zeros(lens.shape, dtype=bool)
         keep = ~(empty | short | long)
-        counts = {"rows_read": rows, "rows_without_text": no_text, "dropped_empty": empty, "dropped_too_short": short,
-                  "dropped_too_long": long,
+        counts = {"rows_read": rows, "rows_without_text": no_text, "dropped_empty": empty,
+                  "dropped_too_short": short, "dropped_too_long": long,
                   "documents_with_replacement_char": [bool(t) and "\ufffd" in t for t in texts]}
-        return pa.table({DOC_COLUMN: pa.array([t if k else None for t, k in zip(texts, keep)], type=pa.large_string()),
-                         **{name: pa.array(np.asarray(counts[name], dtype=np.int32)) for name in COUNTERS}})
+        kept = pa.array([t if k else None for t, k in zip(texts, keep)], type=pa.large_string())
+        return pa.table({DOC_COLUMN: kept, **{name: pa.array(np.asarray(counts[name], dtype=np.int32))
+                                              for name in COUNTERS}})
 
     # A multiple of join_rows rows per map batch: each document is join_rows consecutive rows.
     batch = join * max(1, 1000 // join)
@@ -181,16 +182,10 @@ class DocumentBatch:
     counts: np.ndarray
     tail: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def __getitem__(self, part: slice) -> "DocumentBatch":
-        return DocumentBatch(self.texts[part], self.counts[part], np.zeros_like(self.tail))
-
 
 def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
                  batch_docs: int | None = None) -> Iterator[DocumentBatch]:
-    """This rank's documents in batches of about ``batch_docs`` candidates (default: the config's).
+    """This rank's documents, from batches of ``batch_docs`` candidates (default: the config's).
 
     The source is opened now (a missing file or an unreachable Hub fails here);
     rows are read as the iterator is consumed.
