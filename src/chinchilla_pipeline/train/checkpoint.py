@@ -3,7 +3,7 @@
 Layout under ``<run_dir>/checkpoints/``::
 
     step_0000250.pt            periodic, the last ``keep_last`` kept
-    step_0002373_final-a.pt    the end of phase "a", never deleted
+    step_0002374_final-a.pt    the end of phase "a" (2,374 steps for GPT-2 124M), never deleted
 
 Each file is one ``torch.save`` dict written through ``atomic_open`` (temporary
 file, fsync, rename): a file under its final name is always complete, so the
