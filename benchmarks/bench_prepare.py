@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating raw/pipeline rounds; the best of each counts")
     ap.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
     args = ap.parse_args()
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"  # the raw baseline on all cores, whatever the shell set
 
     from chinchilla_pipeline.data.config import DatasetConfig
     from chinchilla_pipeline.data.prepare import prepare_dataset

@@ -171,6 +171,44 @@ def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_
     assert not a & b and a | b == set(ref)
 
 
+def test_merge_needs_two_parts_of_the_config_given(tmp_path, tokenizer_dir):
+    from chinchilla_pipeline.errors import UserError
+
+    cfg = write_dataset_config(tmp_path, max_samples=40)
+    for rank in range(2):
+        run_prepare(cfg, tokenizer_dir, tmp_path / "two", rank=rank, world_size=2)
+    with pytest.raises(UserError, match="at least 2"):
+        merge_parts(tmp_path / "two", "topics", 1)
+    other = load_config(DatasetConfig, write_dataset_config(tmp_path, "topics", min_chars=5))
+    with pytest.raises(UserError, match="another config"):
+        merge_parts(tmp_path / "two", "topics", 2, other.model_dump(by_alias=True))
+    assert not (tmp_path / "two/topics/manifest.json").exists()
+
+
+def test_half_prepared_dataset_of_another_config_is_refused_not_discarded(tmp_path, tokenizer_dir):
+    from chinchilla_pipeline.errors import UserError
+
+    cfg = write_dataset_config(tmp_path, max_samples=200)
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    d = tmp_path / "out/topics"
+    (d / "manifest.json").unlink()  # as if killed: shards and progress of another config's run
+    (d / ".progress.json").write_text(json.dumps({"fingerprint": "another", "docs_consumed": 120}))
+    shards = tree_bytes(d)
+    with pytest.raises(UserError, match="--overwrite"):
+        run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    assert tree_bytes(d) == shards
+    assert run_prepare(cfg, tokenizer_dir, tmp_path / "out", overwrite=True)["splits"]["train"]["num_docs"] == 200
+
+
+def test_rank_from_the_environment_must_be_integers():
+    from chinchilla_pipeline.data.prepare import resolve_rank
+    from chinchilla_pipeline.errors import UserError
+
+    assert resolve_rank(None, None, {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}) == (3, 8)
+    with pytest.raises(UserError, match="RANK"):
+        resolve_rank(None, None, {"RANK": "abc", "WORLD_SIZE": "2"})
+
+
 def test_verify_finds_corruption_and_wrong_tokenizer(tmp_path, tokenizer_dir):
     run_prepare(write_dataset_config(tmp_path, max_samples=30), tokenizer_dir, tmp_path / "out")
     d = tmp_path / "out/topics"

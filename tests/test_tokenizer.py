@@ -55,3 +55,19 @@ def test_finished_tokenizer_is_kept_without_overwrite(tmp_path, tokenizer_dir):
     assert sha256_file(out / "tokenizer.json") == before
     train_tokenizer(mix, out, overwrite=True)
     assert load_tokenizer(out).vocab_size == 300
+
+
+def test_a_directory_holding_other_files_is_refused_and_kept(tmp_path):
+    import pytest
+
+    from chinchilla_pipeline.errors import UserError
+
+    out = tmp_path / "data"
+    (out / "prepared").mkdir(parents=True)
+    (out / "prepared" / "manifest.json").write_text("{}")
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50,
+                               "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
+    with pytest.raises(UserError, match="other files"):
+        train_tokenizer(mix, out, overwrite=True)
+    assert (out / "prepared" / "manifest.json").read_text() == "{}"

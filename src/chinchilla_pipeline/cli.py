@@ -85,7 +85,8 @@ def _add_merge(sub) -> None:
         from .data.config import DatasetConfig
         from .data.merge import merge_parts
         from .schema import load_config
-        m = merge_parts(a.out_dir, load_config(DatasetConfig, a.config_path).name, a.world_size)
+        cfg = load_config(DatasetConfig, a.config_path)
+        m = merge_parts(a.out_dir, cfg.name, a.world_size, cfg.model_dump(by_alias=True), a.config_path)
         print(f"{m['name']}: merged {a.world_size} parts, {m['splits']['train']['num_tokens']:,} training tokens")
         return 0
     p.set_defaults(func=run)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import sha256_file, write_json
-from .shards import ShardWriter, token_dtype
+from .shards import ShardWriter, index_path, token_dtype
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -32,7 +32,7 @@ def shard_name(split: str, index: int) -> str:
 def shard_entry(bin_path: Path, num_tokens: int, num_docs: int) -> dict[str, Any]:
     """One shard's manifest row; ``path`` is relative to the manifest's directory."""
     return {"path": bin_path.name, "num_tokens": num_tokens, "num_docs": num_docs,
-            "sha256": sha256_file(bin_path), "index_sha256": sha256_file(bin_path.with_suffix(".idx"))}
+            "sha256": sha256_file(bin_path), "index_sha256": sha256_file(index_path(bin_path))}
 
 
 def split_summary(shards: list[dict[str, Any]]) -> dict[str, Any]:

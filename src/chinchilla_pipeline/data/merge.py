@@ -13,8 +13,19 @@ from .manifest import MANIFEST_NAME, SPLITS, build_manifest, target_fields
 from .prepare import part_dir
 
 
-def merge_parts(out_dir: str | Path, name: str, world_size: int) -> dict[str, Any]:
-    """Write ``out_dir/<name>/manifest.json`` listing every part's shards (paths into the parts)."""
+def _without_caps(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without the caps ``prepare`` may override on its command line."""
+    return {k: v for k, v in config.items() if k not in ("max_samples", "max_tokens")}
+
+
+def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[str, Any] | None = None,
+                config_path: str | Path | None = None) -> dict[str, Any]:
+    """Write ``out_dir/<name>/manifest.json`` listing every part's shards (paths into the parts).
+
+    ``config`` (the dataset config as loaded, by alias) must be the one every part ran with.
+    """
+    if world_size < 2:
+        raise UserError(f"expected the number of parts (at least 2), got {world_size}", field="--world_size")
     base = Path(out_dir) / name
     parts = []
     for rank in range(world_size):
@@ -23,6 +34,8 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int) -> dict[str, An
             raise UserError(f"part {rank} of {world_size} is not finished (no {mpath})", path=base)
         parts.append((mpath.parent.name, json.loads(mpath.read_text())))
     first = parts[0][1]
+    if config is not None and _without_caps(first["config"]) != _without_caps(config):
+        raise UserError(f"part {parts[0][0]} was prepared with another config", path=config_path)
     for sub, m in parts[1:]:
         for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config"):
             if m[key] != first[key]:

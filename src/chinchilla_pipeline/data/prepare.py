@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,14 @@ def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) 
     """Flags first, then torchrun (RANK/WORLD_SIZE), then a Slurm array, then a Slurm job step."""
     pairs = [("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
              ("SLURM_PROCID", "SLURM_NTASKS")]
-    env_rank, env_world = next(((int(env[r]), int(env[w])) for r, w in pairs if r in env and w in env), (0, 1))
+    found = next(((r, w) for r, w in pairs if r in env and w in env), None)
+    env_rank, env_world = 0, 1
+    if found is not None:
+        try:
+            env_rank, env_world = int(env[found[0]]), int(env[found[1]])
+        except ValueError:
+            raise UserError(f"expected integers, got {found[0]}={env[found[0]]!r} {found[1]}={env[found[1]]!r}",
+                            field=f"${found[0]}/${found[1]}") from None
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
@@ -61,11 +69,13 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
     return base if world_size == 1 else base / f"part_{rank:05d}_of_{world_size:05d}"
 
 
-def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int) -> str:
-    """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions."""
+def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int,
+                files: list[tuple[str, int]] | None = None) -> str:
+    """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions,
+    and for local sources the files the globs matched with their sizes (a new file changes the stream)."""
     blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
                        "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
-                       "stream": STREAM_VERSION}, sort_keys=True)
+                       "stream": STREAM_VERSION, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -110,10 +120,11 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     the source and writes shards.
     """
     tok = load_tokenizer(tokenizer_dir)
-    if not isinstance(cfg.source, HubSource):
-        resolve_data_files(cfg, config_path)  # a missing file fails before anything is written
+    files = None
+    if not isinstance(cfg.source, HubSource):  # a missing file fails before anything is written
+        files = [(f, os.path.getsize(f)) for f in resolve_data_files(cfg, config_path)]
     out = part_dir(out_dir, cfg.name, rank, world_size)
-    fp = fingerprint(cfg, tok.sha256, rank, world_size)
+    fp = fingerprint(cfg, tok.sha256, rank, world_size, files)
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
         return done
@@ -241,13 +252,16 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any
 
 
 def _load_state(out: Path, fp: str) -> _Progress:
-    """Resume from ``.progress.json`` when it belongs to this run; otherwise start clean."""
+    """Resume from ``.progress.json``; another run's progress is refused, never silently discarded."""
     spath = out / STATE_NAME
     if spath.is_file():
         saved = json.loads(spath.read_text())
-        if saved.get("fingerprint") == fp:
-            log.info("resuming %s after %d documents", out, saved["docs_consumed"])
-            return _Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
-    for p in list(out.glob("*.bin")) + list(out.glob("*.idx")) + [spath]:
-        p.unlink(missing_ok=True)
+        if saved.get("fingerprint") != fp:
+            raise UserError(f"{out} holds a half-prepared dataset of another config, tokenizer or stream "
+                            f"version ({saved.get('docs_consumed', 0):,} documents); pass --overwrite to discard "
+                            "it", path=spath)
+        log.info("resuming %s after %d documents", out, saved["docs_consumed"])
+        return _Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
+    for p in list(out.glob("*.bin")) + list(out.glob("*.idx")):  # a first shard renamed before any progress
+        p.unlink()
     return _Progress(fp)

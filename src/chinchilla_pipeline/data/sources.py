@@ -165,6 +165,10 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
         # Rows are pieces of documents (sentences): join consecutive rows first, then shuffle documents.
         ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     if world_size > 1:
+        if ds.num_shards % world_size:
+            log.warning("%s: %d source files do not split evenly into %d parts: every part reads the whole "
+                        "source and keeps one document in %d (a world size dividing %d reads each file once)",
+                        cfg.name, ds.num_shards, world_size, world_size, ds.num_shards)
         ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
     return ds
 

@@ -10,7 +10,7 @@ from ..atomic import sha256_file
 from ..errors import UserError
 from .manifest import SPLITS
 from .reader import open_prepared
-from .shards import open_shard
+from .shards import index_path, open_shard
 
 SCAN_TOKENS = 1 << 24  # tokens per chunk when scanning ids (32 MB of uint16)
 
@@ -28,12 +28,12 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
         for entry in info["shards"]:
             bin_path = ds.path / entry["path"]
             where = f"{split}/{entry['path']}"
-            if not bin_path.is_file() or not bin_path.with_suffix(".idx").is_file():
+            if not bin_path.is_file() or not index_path(bin_path).is_file():
                 problems.append(f"{where}: missing .bin or .idx file")
                 continue
             if sha256_file(bin_path) != entry["sha256"]:
                 problems.append(f"{where}: sha256 differs from the manifest")
-            if sha256_file(bin_path.with_suffix(".idx")) != entry["index_sha256"]:
+            if sha256_file(index_path(bin_path)) != entry["index_sha256"]:
                 problems.append(f"{where}: index sha256 differs from the manifest")
             try:
                 shard = open_shard(bin_path)

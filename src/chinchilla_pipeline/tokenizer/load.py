@@ -28,7 +28,11 @@ def load_tokenizer(directory: str | Path, eot_token: str = EOT_TOKEN) -> LoadedT
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise UserError("no tokenizer.json: train it first with `make tokenizer-train-mix`", path=directory)
-    tok = Tokenizer.from_file(str(path))
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # the tokenizers library raises a bare Exception on a malformed file
+        raise UserError(f"not a readable tokenizer ({str(err).splitlines()[0][:200]}); retrain it with "
+                        "`make tokenizer-train-mix`", path=path) from None
     eot_id = tok.token_to_id(eot_token)
     if eot_id is None:
         raise UserError(f"the tokenizer has no {eot_token!r} token", path=path)

@@ -4,8 +4,10 @@ Each source of ``tokenizer_mix.json`` points at a dataset config and is read
 through the same stream as ``prepare`` (shuffle with the dataset's seed). Per
 source, the first ``report_docs`` documents of the stream are held out for the
 report; they are the first documents of the dataset's own validation split
-whenever ``report_docs <= validation_docs`` (200 <= 1,000 by default), so the
-tokenizer never trains on text that will measure the model.
+whenever ``report_docs <= validation_docs`` (200 <= 1,000 by default). The
+tokenizer then trains on the documents that follow, which include the rest of
+that validation split (documents 200 to 999 of the shipped configs): the model
+is measured partly on text whose merges the tokenizer learnt.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from ..errors import UserError
 from ..schema import load_config
 from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
+
+# What a tokenizer directory holds: transformers' save_pretrained files and the report.
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", REPORT_FILE}
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,11 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     if (out_dir / REPORT_FILE).is_file() and not overwrite:
         log.info("tokenizer already trained at %s (use --overwrite to retrain)", out_dir)
         return tokenizer_report_cached(out_dir)
+    # The finished tokenizer replaces the whole directory: refuse one holding anything else.
+    others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
+    if others:
+        raise UserError(f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
+                        "whole directory: choose an empty or tokenizer directory", field="--out_dir")
     mix, configs = load_mix(mix_path, max_samples)
     counts = mix.samples_per_source()
     held_out: dict[str, list[str]] = {}
@@ -99,6 +109,7 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     bar.close()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp_dirs(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=mix.eot_token, eos_token=mix.eot_token,
                                    unk_token=mix.eot_token)
@@ -116,6 +127,12 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     fsync_dir(out_dir.parent)
     report["sha256"] = load_tokenizer(out_dir, mix.eot_token).sha256
     return report
+
+
+def _remove_stale_tmp_dirs(out_dir: Path) -> None:
+    """Delete the ``.<name>.tmp.*`` directories that killed trainings of ``out_dir`` left beside it."""
+    for p in out_dir.parent.glob(f".{out_dir.name}.tmp.*"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def tokenizer_report_cached(out_dir: Path) -> dict:
