@@ -64,3 +64,11 @@ def test_loss_covers_the_real_vocabulary_only_and_attention_is_causal():
 def test_invalid_heads_refused():
     with pytest.raises(ValueError, match="multiple of n_head"):
         ModelConfig(name="t", n_embd=30, n_head=4)
+
+
+def test_flops_per_token_of_gpt2_small_is_nanogpts():
+    # nanoGPT's estimate_mfu: 6 N (without the position embedding) + 12 L H Q T.
+    cfg = load_model_config(ROOT / "config/models/gpt2_124m.json")
+    n = cfg.num_params() - cfg.block_size * cfg.n_embd
+    assert cfg.flops_per_token() == 6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    assert n == 123_653_376  # GPT-2 small without its 1,024 x 768 position embedding

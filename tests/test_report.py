@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -93,3 +94,17 @@ def test_missing_or_broken_metrics_are_user_errors(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text("not json\n")
     assert main(["report", "--run_dir", str(tmp_path)]) == 2
     assert "line 1 is not JSON" in capsys.readouterr().err
+
+
+def test_a_run_before_its_first_log_interval_is_a_user_error(run_dir, tmp_path):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    head = []
+    for line in lines:  # up to the first train record, before any logged interval
+        head.append(line)
+        if json.loads(line)["type"] == "train":
+            break
+    assert '"tokens_per_s"' not in "".join(head)
+    (tmp_path / "metrics.jsonl").write_text("".join(head))
+    with pytest.raises(UserError, match="no logged interval"):
+        make_report(tmp_path)
+    assert main(["report", "--run_dir", str(tmp_path)]) == 2

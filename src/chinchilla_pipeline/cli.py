@@ -133,8 +133,8 @@ def _add_estimate(sub) -> None:
 def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise UserError(f"expected a positive integer, got {value}", field=f"--{name}")
+        if value is not None and not value > 0:  # nan is not > 0 either
+            raise UserError(f"expected a positive number, got {value}", field=f"--{name}")
 
 
 def _add_plan(sub) -> None:
@@ -157,6 +157,8 @@ def _add_plan(sub) -> None:
 
     def run(a):
         from .plan import plan_from_cli
+        _positive(a, "num_params", "non_embedding_params", "tokens_per_param", "global_batch_tokens",
+                  "compute_budget", "tokens_per_second", "budget_seconds")
         return plan_from_cli(a)
     p.set_defaults(func=run)
 
@@ -206,6 +208,9 @@ def _add_bench_train(sub) -> None:
 
     def run(a):
         from .train.bench import bench_from_cli
+        _positive(a, "micro_batch_size", "grad_accum", "steps", "rounds", "peak_tflops")
+        if a.warmup_steps < 0:
+            raise UserError(f"expected >= 0, got {a.warmup_steps}", field="--warmup_steps")
         return bench_from_cli(a)
     p.set_defaults(func=run)
 
@@ -217,7 +222,7 @@ def _add_demo_size(sub) -> None:
     p.add_argument("--block_size", type=int, default=128, help="context length in tokens")
     p.add_argument("--micro_batch_size", type=int, default=16, help="sequences per forward pass while measuring")
     p.add_argument("--out", default="runs/demo/model.json", help="model config to write (sizing.json goes beside it)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--overwrite", action="store_true", help="measure again although the model config exists")
 
     def run(a):
@@ -225,6 +230,7 @@ def _add_demo_size(sub) -> None:
 
         from .demo.sizing import write_demo_model
         from .tokenizer.load import load_tokenizer
+        _positive(a, "seconds", "block_size", "micro_batch_size")
         if Path(a.out).is_file() and not a.overwrite:
             print(f"{a.out} exists (a run may depend on it): kept; --overwrite measures again")
             return 0

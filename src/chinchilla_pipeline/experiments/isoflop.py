@@ -86,8 +86,8 @@ def mixed_phase(base: CurriculumConfig, mix: str) -> dict[str, Any]:
             "sources": [{"name": n, "path": p, "weight": weights[n]} for n, p in domains.items()]}
 
 
-def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[BudgetConfig]
-         ) -> list[dict[str, Any]]:
+def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[BudgetConfig],
+         config_path: str | Path | None = None) -> list[dict[str, Any]]:
     """Every (budget, width): N, D = C / (6 N) in whole steps, D/N. Too few steps is a ``UserError``."""
     tps = cfg.batch.global_batch_tokens
     rows = []
@@ -98,7 +98,7 @@ def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[Budge
             if steps < MIN_STEPS:
                 raise UserError(f"width {w} ({n:,} parameters) gets {steps} steps of {tps:,} tokens at "
                                 f"C = {b.flops:.3g} (fewer than {MIN_STEPS}): raise the budget or drop the width",
-                                field="budgets")
+                                path=config_path, field="budgets")
             d = steps * tps
             rows.append({"flops": b.flops, "width": w, "num_params": n, "num_tokens": d,
                          "tokens_per_param": d / n, "steps": steps})
@@ -206,7 +206,7 @@ def run_isoflop(config_path: str | Path, out_dir: str | Path = "runs/isoflop", *
     vocab = dataset_vocab_size(next(iter(base_cfg.domains().values())))
     widths = sorted({w for b in chosen for w in b.widths})
     num_params = {w: family_config(w, vocab, cfg.block_size).num_params() for w in widths}
-    rows = grid(cfg, num_params, chosen)
+    rows = grid(cfg, num_params, chosen, config_path)
     print(format_grid(rows, len(seeds)), flush=True)
     if plan_only:
         return None

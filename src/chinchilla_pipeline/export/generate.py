@@ -9,6 +9,8 @@ seed, prompt and checkpoint give the same text.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import torch
@@ -45,8 +47,8 @@ def sample_tokens(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int
 def check_options(max_new_tokens: int, temperature: float, top_k: int | None, num_samples: int) -> None:
     if max_new_tokens < 1:
         raise UserError(f"expected at least 1, got {max_new_tokens}", field="--max_new_tokens")
-    if temperature < 0:
-        raise UserError(f"expected >= 0 (0 = greedy), got {temperature}", field="--temperature")
+    if not (temperature >= 0 and math.isfinite(temperature)):  # nan fails both
+        raise UserError(f"expected a finite number >= 0 (0 = greedy), got {temperature}", field="--temperature")
     if top_k is not None and top_k < 1:
         raise UserError(f"expected >= 1 (1 = greedy), got {top_k}", field="--top_k")
     if num_samples < 1:

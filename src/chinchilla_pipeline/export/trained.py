@@ -30,14 +30,14 @@ class TrainedModel:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file as given, or a run directory's latest phase-final checkpoint."""
-    from ..train.checkpoint import list_checkpoints
+    from ..train.checkpoint import list_finals
 
     path = Path(path)
     if path.is_file():
         return path
     if not path.is_dir():
         raise UserError("no such checkpoint file or run directory", path=path)
-    finals = [p for _, p in list_checkpoints(path) if "_final-" in p.name]
+    finals = list_finals(path)
     if not finals:
         raise UserError("the run directory has no phase-final checkpoint (checkpoints/step_*_final-*.pt): "
                         "finish a phase first, or pass a checkpoint file", path=path)

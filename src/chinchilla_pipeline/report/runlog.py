@@ -98,6 +98,9 @@ def read_run(run_dir: str | Path) -> RunLog:
     tps = int(start["tokens_per_step"])
     steps = sorted(train)
     logged = [s for s in steps if "tokens_per_s" in train[s]]
+    if not logged:
+        raise UserError("has no logged interval yet (the trainer logs every `log_interval_steps` steps): "
+                        "nothing to report", path=path)
     names = {s: r["phase"] for s, r in recs.get("phase_start", {}).items()}
     phases = [Phase(names[a], a, b) for a, b in start["phase_steps"] if a in names]
     for ph in phases:

@@ -13,6 +13,7 @@ latest one by step is always loadable, even after ``kill -9`` mid-write.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import json
 import re
 from pathlib import Path
@@ -49,13 +50,9 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return [(s, p) for s, _, p in sorted(found)]
 
 
-def find_final(run_dir: Path, phase: str) -> Path | None:
-    """Phase ``phase``'s final checkpoint, or None."""
-    for _, p in list_checkpoints(run_dir):
-        m = _FINAL.match(p.name)
-        if m and m.group(2) == phase:
-            return p
-    return None
+def list_finals(run_dir: Path) -> list[Path]:
+    """The phase-final checkpoints, oldest first."""
+    return [p for _, p in list_checkpoints(run_dir) if _FINAL.match(p.name)]
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], *, keep_last: int, final_of: str | None = None) -> Path:
@@ -74,9 +71,14 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], *, keep_last: int, fin
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load on CPU; only tensors and plain containers (``weights_only``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != CKPT_VERSION:
-        raise UserError(f"checkpoint version {state.get('version')}, expected {CKPT_VERSION}", path=path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise UserError(f"not a checkpoint written by `chinchilla pretrain` ({type(err).__name__})",
+                        path=path) from None
+    if not isinstance(state, dict) or state.get("version") != CKPT_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise UserError(f"checkpoint version {version}, expected {CKPT_VERSION}", path=path)
     return state
 
 

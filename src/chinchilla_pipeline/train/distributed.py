@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -35,6 +37,9 @@ def setup_distributed(device: str = "auto") -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and local >= torch.cuda.device_count():
+        raise UserError(f"no CUDA device {local} ({torch.cuda.device_count()} visible; torch "
+                        f"{torch.__version__}, CUDA build: {torch.version.cuda is not None})", field="--device")
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

@@ -17,12 +17,15 @@ from typing import Any
 
 import torch
 
-# Dense bf16 peak FLOP/s (no sparsity), from ../shared/FACTS.md: nanoGPT's A100 figure, H100 SXM.
-PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
+# Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 and H100 SXM
+# from ../shared/FACTS.md (nanoGPT's A100 figure; 989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
+# datasheets (half their "with sparsity" figures: 1,513, 1,671 and 1,979 TFLOPS).
+PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def peak_flops(device: torch.device) -> float | None:
-    """The card's dense bf16 peak, or None where unknown (CPUs): MFU is then not reported."""
+    """The card's dense bf16 peak, or None where unknown (CPUs, other cards): MFU is then not reported
+    unless ``--peak_tflops`` gives it."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -30,7 +33,8 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 def mfu(flops_per_token: int, tokens_per_s: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation: achieved training FLOP/s over the peak (0..1)."""
+    """Model FLOPs utilisation: achieved training FLOP/s over the peak (0..1); ``tokens_per_s`` and
+    ``peak`` over the same devices (all ranks: the global rate against every card's peak together)."""
     return None if not peak else flops_per_token * tokens_per_s / peak
 
 

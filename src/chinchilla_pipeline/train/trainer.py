@@ -70,7 +70,8 @@ class Trainer:
         self.validator = Validator(self.domains, context=self.plan.context, max_tokens=cfg.eval.tokens_per_source,
                                    micro_batch_size=self.plan.micro_batch_size, dist=dist)
         self.log = MetricsLog(self.run_dir, dist.is_main)
-        self.peak = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
+        card = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
+        self.peak = card * dist.world_size if card else None  # tokens/s below are global: every card's peak
         self.flops_per_token = model_cfg.flops_per_token()
         self.step = 0
         self.sampler: WeightedMultiDatasetSampler | None = None
@@ -192,6 +193,9 @@ class Trainer:
         for (step, lr, _, _), loss, norm in zip(self._pending, *values):
             if loss != loss or abs(loss) == float("inf"):
                 raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without writing a checkpoint")
+            if norm != norm or abs(norm) == float("inf"):  # the update already spread it to the weights
+                raise NonFiniteLoss(f"gradient norm is {norm} at step {step}; stopping without writing a "
+                                    "checkpoint")
         sec = self._rate.seconds_per_step()
         tok_s = self.plan.tokens_per_step / sec
         last = len(self._pending) - 1
