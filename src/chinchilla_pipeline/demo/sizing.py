@@ -17,7 +17,7 @@ import torch
 
 from ..atomic import write_json
 from ..model.config import ModelConfig
-from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute
+from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute, tokens_for_params
 from ..train.bench import bare_loop
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def size_for_time(seconds: float, vocab_size: int, block_size: int, micro: int,
             break
         cfg = chosen
     num_params = chosen.num_params()
-    return {"model": chosen, "num_params": num_params, "num_tokens": int(round(tokens_per_param * num_params)),
+    return {"model": chosen, "num_params": num_params, "num_tokens": tokens_for_params(num_params, tokens_per_param),
             "seconds": seconds, "tokens_per_param": tokens_per_param, "probes": probes,
             "expected_tokens_per_s": probes[-1]["flops_per_s"] / chosen.flops_per_token()}
 

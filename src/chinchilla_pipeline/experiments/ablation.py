@@ -25,6 +25,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from ..atomic import write_json, write_text
 from ..data.config import NAME_PATTERN
 from ..model.config import load_model_config
+from ..plan import DEFAULT_TOKENS_PER_PARAM, tokens_for_params
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import CurriculumConfig, ScheduleConfig
 from .runs import (dataset_train_tokens, dataset_vocab_size, final_validation, overall_proportions, summarize,
@@ -46,7 +47,7 @@ class AblationConfig(StrictModel):
     # 160,640 parameters at vocabulary 4,096 and context 128.
     width: PositiveInt = 32
     block_size: PositiveInt = 128
-    tokens_per_param: PositiveFloat = 20.0  # D = 20 N, Chinchilla's ratio, the same D for every variant
+    tokens_per_param: PositiveFloat = DEFAULT_TOKENS_PER_PARAM  # D = 20 N, Chinchilla's ratio, the same D for every variant
     seeds: list[int] = Field(min_length=1)
     variants: list[VariantConfig] = Field(min_length=2)
     schedule: Optional[ScheduleConfig] = None  # replaces the base's schedule for every variant (e.g. wsd)
@@ -79,7 +80,7 @@ def run_configs(cfg: AblationConfig, base: dict[str, Any], model_path: str, num_
               and k not in ("name", "model", "seed", "total_tokens", "tokens_per_param", "phases")}
     if cfg.schedule is not None:
         shared["schedule"] = cfg.schedule.model_dump()
-    total = int(round(cfg.tokens_per_param * num_params))
+    total = tokens_for_params(num_params, cfg.tokens_per_param)
     out = []
     for seed in seeds:
         for v in cfg.variants:

@@ -19,7 +19,7 @@ from ..atomic import write_json, write_text
 from ..demo.sizing import family_config
 from ..errors import UserError
 from ..model.config import load_model_config
-from ..plan import DEFAULT_TOKENS_PER_PARAM, FITS, params_for_compute
+from ..plan import DEFAULT_TOKENS_PER_PARAM, FITS, FLOPS_PER_PARAM_TOKEN, params_for_compute, training_flops
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import BatchConfig, CurriculumConfig
 from .fit import fit_parabola, optimum, power_law
@@ -94,7 +94,7 @@ def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[Budge
     for b in budgets:
         for w in b.widths:
             n = num_params[w]
-            steps = round(b.flops / (6 * n) / tps)
+            steps = round(b.flops / (FLOPS_PER_PARAM_TOKEN * n) / tps)
             if steps < MIN_STEPS:
                 raise UserError(f"width {w} ({n:,} parameters) gets {steps} steps of {tps:,} tokens at "
                                 f"C = {b.flops:.3g} (fewer than {MIN_STEPS}): raise the budget or drop the width",
@@ -111,7 +111,7 @@ def format_grid(rows: list[dict[str, Any]], num_seeds: int) -> str:
     lines += [f"{r['flops']:>10.3g} {r['width']:>5} {r['num_params']:>10,} {r['num_tokens']:>11,} "
               f"{r['tokens_per_param']:>7.2f} {r['steps']:>6,}" for r in rows]
     tokens = sum(r["num_tokens"] for r in rows) * num_seeds
-    flops = sum(6 * r["num_params"] * r["num_tokens"] for r in rows) * num_seeds
+    flops = sum(training_flops(r["num_params"], r["num_tokens"]) for r in rows) * num_seeds
     lines.append(f"{len(rows)} runs x {num_seeds} seeds: {tokens:,} training tokens, {flops:.3g} FLOPs (6 N D)")
     return "\n".join(lines)
 

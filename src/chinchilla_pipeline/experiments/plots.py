@@ -7,32 +7,25 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_open
-from ..plan import FITS, params_for_compute
+from ..plan import DEFAULT_TOKENS_PER_PARAM, FITS, params_for_compute
+from ..report.plots import pyplot, save_png
 from .fit import parabola_at
 
 
 def _figure(ncols: int, width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(1, ncols, figsize=(width, height))
+    return pyplot().subplots(1, ncols, figsize=(width, height))
 
 
-def _save(plt, fig, path: Path) -> None:
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def plot_ablation(summary: dict[str, Any], finals: dict[str, dict[int, dict[str, float]]], path: Path,
                   title: str) -> None:
     """Grouped bars: final validation loss per domain and on average, one bar per variant
     (mean over seeds, error bar = min–max), each seed as a dot."""
-    plt, fig, ax = _figure(1, 9, 4.5)
+    fig, ax = _figure(1, 9, 4.5)
     variants = list(summary)
     domains = [*next(iter(summary.values()))["domains"], "average"]
     width = 0.8 / len(variants)
@@ -53,15 +46,15 @@ def plot_ablation(summary: dict[str, Any], finals: dict[str, dict[int, dict[str,
     ax.set_ylabel("final validation loss (nats/token)")
     ax.set_title(f"Curriculum ablation: {title} (bars: mean, whiskers: min–max, dots: seeds)", fontsize=9)
     ax.legend()
-    _save(plt, fig, path)
+    _save(fig, path)
 
 
 def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
     """Left: loss against N per budget (seeds as dots, seed means, fitted parabola, vertex).
     Right: N_opt against C with the seed range, the power law, 20 tokens/param and the planner's fits."""
-    plt, fig, (ax, ax2) = _figure(2, 12, 4.8)
+    fig, (ax, ax2) = _figure(2, 12, 4.8)
     budgets = analysis["budgets"]
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(budgets)))
+    colors = pyplot().cm.viridis(np.linspace(0.1, 0.85, len(budgets)))
     for b, color in zip(budgets, colors):
         ns = np.array([r["num_params"] for r in b["sizes"]], dtype=float)
         for r in b["sizes"]:
@@ -101,7 +94,7 @@ def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
         s = analysis["scaling"]
         ax2.plot(c_grid, s["coefficient"] * c_grid ** s["exponent"], "k-",
                  label=f"fit N_opt ∝ C^{s['exponent']:.2f}")
-    ax2.plot(c_grid, [params_for_compute(c, 20.0) for c in c_grid], "--", color="gray", label="20 tokens/param")
+    ax2.plot(c_grid, [params_for_compute(c, DEFAULT_TOKENS_PER_PARAM) for c in c_grid], "--", color="gray", label="20 tokens/param")
     for fit, style in zip(FITS, (":", "-.")):
         ax2.plot(c_grid, [fit.compute_optimal(c)[0] for c in c_grid], style, label=f"{fit.name} (extrapolated)")
     ax2.set_xscale("log")
@@ -110,4 +103,4 @@ def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("compute-optimal N")
     ax2.set_title("Optimal model size against compute", fontsize=10)
     ax2.legend(fontsize=8)
-    _save(plt, fig, path)
+    _save(fig, path)

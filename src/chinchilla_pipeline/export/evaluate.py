@@ -2,7 +2,8 @@
 
 The trainer's own evaluations read at most ``eval.tokens_per_source`` tokens per
 domain to stay cheap during training; this reads the whole split once, at the
-end, and writes ``<run_dir>/evaluation.json``, which ``report`` adds as a table.
+end, and writes ``<run_dir>/evaluation.json`` (beside the checkpoint when it is
+not in a run's ``checkpoints/``), which ``report`` adds as a table.
 """
 
 from __future__ import annotations
@@ -15,21 +16,28 @@ from typing import Any
 import torch
 
 from ..atomic import write_json
-from ..train.config import load_curriculum
+from ..errors import UserError
+from ..report.build import EVALUATION_FILE
+from ..schema import load_config
+from ..train.config import CurriculumConfig
 from ..train.distributed import Dist
 from ..train.evaluate import Validator
 from ..train.setup import open_domains
 from .trained import load_trained
 
-EVALUATION_FILE = "evaluation.json"
 
 
 def evaluate_checkpoint(checkpoint: str | Path, tokenizer: str | Path, curriculum: str | Path,
                         micro_batch_size: int = 16) -> dict[str, Any]:
     """Loss (nats/token) and perplexity of the checkpoint on each curriculum domain's validation split."""
     trained = load_trained(checkpoint, tokenizer)
-    cfg, _ = load_curriculum(curriculum)
+    cfg = load_config(CurriculumConfig, curriculum)  # its sources; the model config is the checkpoint's
     domains = open_domains(cfg, trained.config, curriculum)
+    for name, ds in domains.items():
+        if ds.manifest["tokenizer_sha256"] != trained.tokenizer.sha256:
+            raise UserError(f"dataset {name!r} was tokenized with another tokenizer than the checkpoint's "
+                            f"({ds.manifest['tokenizer_sha256'][:12]} vs {trained.tokenizer.sha256[:12]})",
+                            path=curriculum)
     sizes = {name: ds.num_tokens("validation") for name, ds in domains.items()}
     validator = Validator(domains, context=trained.config.block_size, max_tokens=max(sizes.values()),
                           micro_batch_size=micro_batch_size, dist=Dist(0, 0, 1, torch.device("cpu")))
@@ -40,7 +48,8 @@ def evaluate_checkpoint(checkpoint: str | Path, tokenizer: str | Path, curriculu
                               "num_tokens": len(validator.windows[d]) * context}
                           for d, loss in losses.items()},
               "mean_loss": sum(losses.values()) / len(losses)}
-    write_json(trained.checkpoint.parent.parent / EVALUATION_FILE, result)
+    ckpt_dir = trained.checkpoint.parent
+    write_json((ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir) / EVALUATION_FILE, result)
     return result
 
 

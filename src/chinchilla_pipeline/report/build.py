@@ -17,6 +17,8 @@ from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS,
 from .plots import compact, write_plots
 from .runlog import RunLog, read_run
 
+EVALUATION_FILE = "evaluation.json"  # written by `chinchilla evaluate` into the run directory
+
 # Steps averaged for the "final training loss" (the per-step loss is noisy).
 FINAL_LOSS_STEPS = 10
 
@@ -96,7 +98,7 @@ def validation_section(run: RunLog) -> list[str]:
 
 def evaluation_section(run_dir: Path) -> list[str]:
     """The ``evaluate`` stage's table (whole validation splits), when it has run."""
-    path = run_dir / "evaluation.json"
+    path = run_dir / EVALUATION_FILE
     if not path.is_file():
         return []
     ev = json.loads(path.read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ FIGSIZE = (8.0, 4.5)  # inches
 DPI = 100  # -> 800 x 450 pixels
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,10 +50,11 @@ def _mark_phases(ax, run: RunLog) -> None:
                     textcoords="offset points", fontsize=9)
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path, dpi: int = DPI) -> Path:
+    """Write a PNG atomically, without the software tag: the same figure gives the same bytes."""
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
-    _pyplot().close(fig)
+        fig.savefig(f, format="png", dpi=dpi, metadata={"Software": None})
+    pyplot().close(fig)
     return path
 
 
@@ -70,7 +71,7 @@ def moving_average(values: list[float], window: int) -> list[float]:
 
 def plot_train_loss(run: RunLog, path: Path) -> Path:
     """Per-step training loss, and its trailing mean over 1/50 of the run (at least 5 steps)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     window = max(5, len(run.train_loss) // 50)
     ax.plot(run.train_tokens, run.train_loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
@@ -87,11 +88,11 @@ def plot_train_loss(run: RunLog, path: Path) -> Path:
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title(f"{run.name}: training loss")
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_validation(run: RunLog, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for d in [d for d in run.domains if d in run.val_loss[-1]]:
         ax.plot(run.val_tokens, [v[d] for v in run.val_loss], marker="o", markersize=3, label=d)
@@ -100,12 +101,12 @@ def plot_validation(run: RunLog, path: Path) -> Path:
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title(f"{run.name}: validation loss per domain")
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_tokens_per_source(run: RunLog, path: Path) -> Path:
     """Stacked area of the tokens drawn from each source so far (from 0 at the start)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     sources = [d for d in run.domains if any(d in seen for seen in run.tokens_seen)]
     xs = [0] + run.rate_tokens
@@ -119,22 +120,22 @@ def plot_tokens_per_source(run: RunLog, path: Path) -> Path:
     ax.set_ylabel("tokens drawn from each source")
     ax.set_title(f"{run.name}: tokens consumed per source (stacked)")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_learning_rate(run: RunLog, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(run.train_tokens, run.lr, color="tab:green")
     _mark_phases(ax, run)
     _tokens_axis(ax)
     ax.set_ylabel("learning rate")
     ax.set_title(f"{run.name}: learning rate (one schedule across phases)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_throughput(run: RunLog, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(run.rate_tokens, run.tokens_per_s, color="tab:orange", marker="o", markersize=3)
     _mark_phases(ax, run)
@@ -142,12 +143,12 @@ def plot_throughput(run: RunLog, path: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.set_ylabel("tokens/s (each log interval)")
     ax.set_title(f"{run.name}: training throughput")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_budget(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
     """Horizontal bars: the planner's and the fits' token budgets beside the tokens trained."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     labels, values = [r[0] for r in rows], [r[1] for r in rows]
     bars = ax.barh(range(len(rows)), values, color=["tab:gray"] * (len(rows) - 1) + ["tab:blue"])
@@ -160,7 +161,7 @@ def plot_budget(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
     _tokens_axis(ax, "tokens")
     ax.set_title(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path) -> dict[str, Any]:
