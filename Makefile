@@ -48,7 +48,7 @@ verify-data: ## re-read every prepared dataset: sizes, checksums, tokenizer
 	$(CLI) verify --tokenizer $(TOK) $(patsubst %/manifest.json,%,$(wildcard $(PREP)/*/manifest.json))
 
 bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
-	$(PYTHON) benchmarks/bench_prepare.py
+	$(CLI) bench-prepare
 
 test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_samples 100
 	$(CLI) tokenizer-train --config_path config/tokenizer_mix_test.json --out_dir $(DATA)/tokenizer_test
@@ -76,7 +76,8 @@ pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
 	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
 bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and MFU
-	$(PYTHON) benchmarks/bench_gpu_124m.py
+	$(CLI) bench-train --model config/models/gpt2_124m.json --device cuda --dtype bfloat16 --compile on \
+	  --micro_batch_size 16 --grad_accum 4 --steps 20 --rounds 2 --warmup_steps 5
 
 # --- planning ---
 PLAN_OUT ?= $(RUNS)/plan.json

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .errors import EXIT_USER_ERROR, UserError
@@ -193,6 +194,23 @@ def _add_pretrain(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_prepare(sub) -> None:
+    p = sub.add_parser("bench-prepare", help="prepare end to end against raw encode_batch; peak RSS at two sizes")
+    p.add_argument("--corpus", default="tests/fixtures/pydoc_topics.jsonl.gz", help="jsonl(.gz) with a 'text' field")
+    p.add_argument("--repeat", type=int, default=96, help="times the corpus file is read (the run's size)")
+    p.add_argument("--vocab_size", type=int, default=8192, help="of the BPE trained on the corpus first")
+    p.add_argument("--rounds", type=int, default=3, help="alternating raw/prepare rounds; the best of each counts")
+    p.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
+
+    def run(a):
+        from .data.bench import bench_from_cli
+        _positive(a, "repeat", "vocab_size", "rounds", "workers")
+        if not Path(a.corpus).is_file():
+            raise UserError("no such file", path=a.corpus, field="--corpus")
+        return bench_from_cli(a)
+    p.set_defaults(func=run)
+
+
 def _add_bench_train(sub) -> None:
     p = sub.add_parser("bench-train", help="trainer tokens/s against a bare PyTorch loop of the same model and batch")
     p.add_argument("--model", default="config/models/cpu_small.json", help="model config JSON")
@@ -353,6 +371,7 @@ ADDERS: list[Callable] = [
     _add_merge,
     _add_verify,
     _add_estimate,
+    _add_bench_prepare,
     _add_plan,
     _add_demo_corpus,
     _add_pretrain,

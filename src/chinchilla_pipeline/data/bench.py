@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Benchmark `prepare` against the tokenizer's raw `encode_batch` on the same corpus.
+"""``chinchilla bench-prepare``: `prepare` against the tokenizer's raw `encode_batch` on the same corpus.
 
 Prints: raw encode_batch_fast tokens/s on all cores (texts already in memory), the
 pipeline's end-to-end tokens/s (stream, shuffle, tokenize, write shards, checksums),
@@ -9,7 +8,7 @@ the same figure). Raw and pipeline alternate for --rounds rounds; the best of ea
 counts, as other jobs on the machine only ever slow a round down.
 
     make bench-prepare
-    .venv/bin/python benchmarks/bench_prepare.py --corpus data/demo_corpus/books.jsonl.gz --repeat 8
+    chinchilla bench-prepare --corpus data/demo_corpus/books.jsonl.gz --repeat 8
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(d: Path, name: str, corpus: str, repeat: int) -> Path:
@@ -68,22 +65,15 @@ def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list
     return samples
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=str(ROOT / "tests/fixtures/pydoc_topics.jsonl.gz"), help="jsonl(.gz) with 'text'")
-    ap.add_argument("--repeat", type=int, default=96, help="times the corpus file is read (size of the run)")
-    ap.add_argument("--vocab_size", type=int, default=8192)
-    ap.add_argument("--rounds", type=int, default=3, help="alternating raw/pipeline rounds; the best of each counts")
-    ap.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
-    args = ap.parse_args()
+def bench_from_cli(args: argparse.Namespace) -> int:
     os.environ["TOKENIZERS_PARALLELISM"] = "true"  # the raw baseline on all cores, whatever the shell set
 
-    from chinchilla_pipeline.data.config import DatasetConfig
-    from chinchilla_pipeline.data.prepare import prepare_dataset
-    from chinchilla_pipeline.data.sources import iter_batches, iter_documents
-    from chinchilla_pipeline.schema import load_config
-    from chinchilla_pipeline.tokenizer.load import load_tokenizer
-    from chinchilla_pipeline.tokenizer.train import train_tokenizer
+    from ..schema import load_config
+    from ..tokenizer.load import load_tokenizer
+    from ..tokenizer.train import train_tokenizer
+    from .config import DatasetConfig
+    from .prepare import prepare_dataset
+    from .sources import iter_batches, iter_documents
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -145,7 +135,4 @@ def main() -> None:
           f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}")
     print(f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "
           f"{max(large[half:]):.0f} MB in its second half")
-
-
-if __name__ == "__main__":
-    main()
+    return 0
