@@ -14,12 +14,12 @@ Tokens trained after optimiser step ``s`` (0-based, as ``train`` records) are
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..train.metrics import read_all_metrics
 
 
 @dataclass
@@ -68,21 +68,6 @@ class RunLog:
         return [(p.name, p.first_step * self.tokens_per_step) for p in self.phases[1:]]
 
 
-def _records(path: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """type -> step -> the last record of that (type, step); ``epoch`` keyed by (step, source)."""
-    out: dict[str, dict[Any, dict[str, Any]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"line {n} is not JSON (a metrics.jsonl from `chinchilla pretrain` was expected)",
-                                path=path) from None
-            key = (rec.get("step"), rec.get("source")) if rec.get("type") == "epoch" else rec.get("step")
-            out.setdefault(rec.get("type"), {})[key] = rec
-    return out
-
-
 def read_run(run_dir: str | Path) -> RunLog:
     """Parse ``<run_dir>/metrics.jsonl``; a missing file or a run without a training step is a ``UserError``."""
     run_dir = Path(run_dir)
@@ -90,7 +75,7 @@ def read_run(run_dir: str | Path) -> RunLog:
     if not path.is_file():
         raise UserError("no metrics.jsonl: not a run directory of `chinchilla pretrain`, or the run has not started",
                         path=run_dir)
-    recs = _records(path)
+    recs = read_all_metrics(path)
     train = recs.get("train", {})
     if not recs.get("start") or not train:
         raise UserError("has no training step yet: nothing to report", path=path)

@@ -13,9 +13,12 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ..errors import UserError
+
+if TYPE_CHECKING:  # imported where used: reading metrics (report) needs no torch
+    import torch
 
 # Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 and H100 SXM
 # from ../shared/FACTS.md (nanoGPT's A100 figure; 989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
@@ -28,6 +31,8 @@ def peak_flops(device: torch.device) -> float | None:
     unless ``--peak_tflops`` gives it."""
     if device.type != "cuda":
         return None
+    import torch
+
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
@@ -117,12 +122,24 @@ class RateMeter:
         return (time.perf_counter() - self.t0) / max(1, self.steps)
 
 
+def read_all_metrics(path: Path) -> dict[str, dict[Any, dict[str, Any]]]:
+    """type -> step -> the last record of that (type, step): resumed steps replace killed ones.
+
+    ``epoch`` records are keyed by (step, source); a line that is not JSON is a ``UserError``.
+    """
+    out: dict[str, dict[Any, dict[str, Any]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(f"line {n} is not JSON (a metrics.jsonl from `chinchilla pretrain` was expected)",
+                                path=path) from None
+            key = (rec.get("step"), rec.get("source")) if rec.get("type") == "epoch" else rec.get("step")
+            out.setdefault(rec.get("type"), {})[key] = rec
+    return out
+
+
 def read_metrics(path: Path, kind: str) -> dict[int, dict[str, Any]]:
     """The last record of type ``kind`` for each step (resumed steps replace killed ones)."""
-    out: dict[int, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            if rec.get("type") == kind:
-                out[rec["step"]] = rec
-    return out
+    return read_all_metrics(path).get(kind, {})
