@@ -276,14 +276,17 @@ def format_plan(plan: dict[str, Any]) -> str:
 def parse_count(value: str) -> float:
     """'124M', '2.48B', '1.5e9', '124439808' -> float; raises ValueError otherwise."""
     text = str(value).strip().replace("_", "").replace(",", "")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT])", text)
-    if not m:
+    suffixes = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+    if m := re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT])", text):
+        x = float(m.group(1)) * suffixes[m.group(2).lower()]
+    else:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+    if not math.isfinite(x):
         raise ValueError(f"expected a count such as 124M, 2.5B or 1.5e9, got {value!r}")
-    return float(m.group(1)) * {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}[m.group(2).lower()]
+    return x
 
 
 def parse_phase(value: str) -> tuple[str, float]:

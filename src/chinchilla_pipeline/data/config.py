@@ -12,20 +12,17 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from ..plan import parse_count
 from ..schema import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 
 
 def parse_token_count(value: int | str) -> int:
-    """``1000000``, ``"1B"``, ``"500M"``, ``"1.5B tokens"`` -> int."""
+    """``1000000``, ``"1B"``, ``"500M"``, ``"1.5B tokens"`` -> int (``plan.parse_count``, rounded)."""
     if isinstance(value, int):
         return value
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT]?)\s*(tokens?)?\s*", str(value))
-    if not m:
-        raise ValueError("expected a token count such as 1000000, '500M' or '1B'")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2).lower()]))
+    return int(round(parse_count(re.sub(r"\s*tokens?\s*$", "", str(value)))))
 
 
 class HubSource(StrictModel):
