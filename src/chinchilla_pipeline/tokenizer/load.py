@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,12 @@ class LoadedTokenizer:
     eot_id: int
 
 
-def load_tokenizer(directory: str | Path, eot_token: str = EOT_TOKEN) -> LoadedTokenizer:
-    """Open ``directory/tokenizer.json``; missing means the tokenizer step has not run."""
+def load_tokenizer(directory: str | Path, eot_token: str | None = None) -> LoadedTokenizer:
+    """Open ``directory/tokenizer.json``; missing means the tokenizer step has not run.
+
+    The end-of-text token is ``eot_token``, else the ``eos_token`` of the directory's
+    ``tokenizer_config.json`` (the mix's ``eot_token``), else ``<|endoftext|>``.
+    """
     from tokenizers import Tokenizer
 
     path = Path(directory) / TOKENIZER_FILE
@@ -33,6 +39,9 @@ def load_tokenizer(directory: str | Path, eot_token: str = EOT_TOKEN) -> LoadedT
     except Exception as err:  # the tokenizers library raises a bare Exception on a malformed file
         raise UserError(f"not a readable tokenizer ({str(err).splitlines()[0][:200]}); retrain it with "
                         "`make tokenizer-train-mix`", path=path) from None
+    if eot_token is None:
+        config = Path(directory) / "tokenizer_config.json"
+        eot_token = json.loads(config.read_text()).get("eos_token", EOT_TOKEN) if config.is_file() else EOT_TOKEN
     eot_id = tok.token_to_id(eot_token)
     if eot_id is None:
         raise UserError(f"the tokenizer has no {eot_token!r} token", path=path)
