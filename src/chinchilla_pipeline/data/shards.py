@@ -1,4 +1,4 @@
-"""Token shard format (a contract with the training side; documented in the README).
+"""Token shard format (a contract with the training side; documented in docs/data.md).
 
 A shard is two files:
 

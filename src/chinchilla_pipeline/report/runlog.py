@@ -1,6 +1,6 @@
 """A run's ``metrics.jsonl`` as series against tokens trained: what the report plots and tabulates.
 
-The trainer records everything the report needs (README, section "Metrics"):
+The trainer records everything the report needs (docs/training.md, section "Metrics"):
 ``start`` (parameters, tokens per step, phase step ranges), ``phase_start``
 (phase names), ``train`` (loss, lr, and at each log interval tokens/s and
 tokens seen per source), ``validation`` (loss per domain), ``epoch`` (a source

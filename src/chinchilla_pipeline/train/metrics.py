@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported where used: reading metrics (report) needs no torc
     import torch
 
 # Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 and H100 SXM
-# from ../shared/FACTS.md (nanoGPT's A100 figure; 989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
+# from nanoGPT's estimate_mfu (A100) and NVIDIA's H100 SXM datasheet (989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
 # datasheets (half their "with sparsity" figures: 1,513, 1,671 and 1,979 TFLOPS).
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
