@@ -1,4 +1,4 @@
-"""Planner against published numbers (../shared/FACTS.md) and the seed's arithmetic."""
+"""Planner against published numbers (docs/references.md) and the seed's arithmetic."""
 
 from __future__ import annotations
 

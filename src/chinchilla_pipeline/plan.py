@@ -1,6 +1,6 @@
 """Chinchilla planner: tokens, compute, steps, phases, wall-clock and predicted loss for a model size.
 
-Conventions (see ../shared/FACTS.md):
+Conventions (sources in docs/references.md):
 
 - N counts every parameter, embeddings included, as Hoffmann et al. 2022 (Chinchilla) do;
   the non-embedding count (Kaplan et al. 2020) is reported beside it, never used in C.

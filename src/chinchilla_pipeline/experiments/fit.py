@@ -2,7 +2,7 @@
 
 Hoffmann et al. 2022 fit, for each compute budget C, a parabola to final loss against
 log N and read the loss-minimising N off its vertex; D_opt = C / (6 N_opt). Then
-N_opt ∝ C^a across budgets (their approach 2 gives a = 0.49, ../shared/FACTS.md).
+N_opt ∝ C^a across budgets (their approach 2 gives a = 0.49; Hoffmann et al. 2022, arXiv:2203.15556).
 """
 
 from __future__ import annotations
