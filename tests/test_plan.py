@@ -8,14 +8,14 @@ import math
 import pytest
 
 from chinchilla_pipeline import cli
+from chinchilla_pipeline.counts import parse_count
 from chinchilla_pipeline.plan import (
     BESIROGLU_2024,
     HOFFMANN_2022,
     ScalingFit,
-    make_plan,
+    chinchilla_plan,
     params_for_compute,
     params_for_time,
-    parse_count,
 )
 
 # Hoffmann et al. 2022, table 3 (approach 1): parameters -> compute-optimal tokens.
@@ -23,7 +23,7 @@ HOFFMANN_TABLE_3 = [(400e6, 8.0e9), (1e9, 20.2e9)]
 
 
 def test_seed_124m_times_20_is_2_48b():
-    plan = make_plan(124e6)
+    plan = chinchilla_plan(124e6)
     assert plan["num_tokens"] == 2_480_000_000
     assert plan["compute_flops"] == pytest.approx(6 * 124e6 * 2.48e9)
     # The seed's phases: 1.5B + 1.5B, i.e. half each; steps add up exactly.
@@ -37,7 +37,7 @@ def test_seed_124m_times_20_is_2_48b():
 @pytest.mark.parametrize("num_params,table_tokens", HOFFMANN_TABLE_3)
 def test_twenty_tokens_per_param_matches_hoffmann_table_3(num_params, table_tokens):
     # 400M -> 8.0B exactly; 1B -> 20.0B against the table's 20.2B (1%).
-    assert make_plan(num_params)["num_tokens"] == pytest.approx(table_tokens, rel=0.011)
+    assert chinchilla_plan(num_params)["num_tokens"] == pytest.approx(table_tokens, rel=0.011)
 
 
 @pytest.mark.parametrize("num_params,table_tokens", HOFFMANN_TABLE_3)
@@ -98,7 +98,7 @@ def test_sizes_for_a_budget():
 
 
 def test_wall_clock_uses_whole_steps():
-    plan = make_plan(1e6, global_batch_tokens=1000, tokens_per_second=2000)
+    plan = chinchilla_plan(1e6, global_batch_tokens=1000, tokens_per_second=2000)
     assert plan["num_steps"] == 20_000 and plan["wall_clock_seconds"] == pytest.approx(10_000)
 
 
@@ -128,8 +128,8 @@ def test_cli_plans_the_size_a_time_budget_allows(tmp_path):
     plan = json.loads(out.read_text())
     assert plan["num_params"] == 135_000 and plan["num_tokens"] == 2_700_000
     assert plan["within_fit_range"] is False  # the fits were made on 70M-16B parameters
-    assert make_plan(400e6)["within_fit_range"] is True  # 8B tokens
-    assert make_plan(124e6)["within_fit_range"] is False  # 2.48B tokens: below the fits' 5B
+    assert chinchilla_plan(400e6)["within_fit_range"] is True  # 8B tokens
+    assert chinchilla_plan(124e6)["within_fit_range"] is False  # 2.48B tokens: below the fits' 5B
 
 
 @pytest.mark.parametrize("argv", [

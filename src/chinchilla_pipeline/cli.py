@@ -131,6 +131,14 @@ def _add_estimate(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _parse_phase(value: str) -> tuple[str, float]:
+    """'A=0.5' -> ('A', 0.5)."""
+    name, sep, share = value.partition("=")
+    if not sep or not name:
+        raise ValueError(f"expected NAME=SHARE such as A=0.5, got {value!r}")
+    return name, float(share)
+
+
 def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
@@ -140,7 +148,8 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
 
 def _add_plan(sub) -> None:
     p = sub.add_parser("plan", help="Chinchilla plan: tokens, FLOPs, steps, phases, wall-clock, predicted loss")
-    from .plan import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM, parse_count, parse_phase
+    from .counts import parse_count
+    from .train.config import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM
     src = p.add_mutually_exclusive_group()
     src.add_argument("--curriculum", help="curriculum config (config/curriculum/*.json): its model, phases and batch")
     src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
@@ -149,7 +158,7 @@ def _add_plan(sub) -> None:
     p.add_argument("--tokens_per_param", type=float, help=f"D/N (default: {DEFAULT_TOKENS_PER_PARAM:g})")
     p.add_argument("--global_batch_tokens", type=parse_count,
                    help=f"tokens per optimizer step (default: {DEFAULT_GLOBAL_BATCH_TOKENS:,}, llm.c's GPT-2 124M)")
-    p.add_argument("--phase", type=parse_phase, action="append",
+    p.add_argument("--phase", type=_parse_phase, action="append",
                    help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)")
     p.add_argument("--compute_budget", type=parse_count, help="FLOPs to split compute-optimally (default: 6 N D)")
     p.add_argument("--tokens_per_second", type=parse_count, help="training throughput, for the wall-clock time")
@@ -157,10 +166,20 @@ def _add_plan(sub) -> None:
     p.add_argument("--out", help="write the plan as JSON here")
 
     def run(a):
-        from .plan import plan_from_cli
+        from .atomic import write_json
+        from .plan import format_plan, resolve_plan
         _positive(a, "num_params", "non_embedding_params", "tokens_per_param", "global_batch_tokens",
                   "compute_budget", "tokens_per_second", "budget_seconds")
-        return plan_from_cli(a)
+        plan = resolve_plan(curriculum=a.curriculum, model_config=a.model_config, num_params=a.num_params,
+                            non_embedding_params=a.non_embedding_params, tokens_per_param=a.tokens_per_param,
+                            global_batch_tokens=a.global_batch_tokens, phases=a.phase,
+                            compute_budget=a.compute_budget, tokens_per_second=a.tokens_per_second,
+                            budget_seconds=a.budget_seconds)
+        print(format_plan(plan))
+        if a.out:
+            write_json(a.out, plan)
+            print(f"\nwrote {a.out}")
+        return 0
     p.set_defaults(func=run)
 
 

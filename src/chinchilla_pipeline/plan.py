@@ -15,17 +15,22 @@ Conventions (sources in docs/references.md):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .counts import human, human_seconds
 from .errors import UserError
+from .model.config import load_model_config
+from .train.config import (
+    DEFAULT_GLOBAL_BATCH_TOKENS,
+    DEFAULT_TOKENS_PER_PARAM,
+    check_phase_shares,
+    load_curriculum,
+    make_plan,
+    phase_boundaries,
+)
 
-# The seed's rule: ~20 tokens per parameter (124M x 20 = 2.48B tokens).
-DEFAULT_TOKENS_PER_PARAM = 20.0
-# llm.c's GPT-2 124M run (FACTS.md): 524,288 tokens per optimizer step (= 2^19).
-DEFAULT_GLOBAL_BATCH_TOKENS = 524_288
 # The seed's curriculum: phase A 1.5B tokens, phase B 1.5B tokens, i.e. half each.
 DEFAULT_PHASES: tuple[tuple[str, float], ...] = (("A", 0.5), ("B", 0.5))
 FLOPS_PER_PARAM_TOKEN = 6  # C = 6 N D
@@ -61,7 +66,7 @@ class ScalingFit:
         return n_opt, flops / (FLOPS_PER_PARAM_TOKEN * n_opt)
 
 
-# Constants as published (FACTS.md, "Chinchilla").
+# Constants as published (Hoffmann et al. 2022; Besiroglu et al. 2024).
 HOFFMANN_2022 = ScalingFit(
     name="hoffmann2022",
     citation="Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, approach 3",
@@ -103,44 +108,12 @@ def params_for_time(tokens_per_second: float, seconds: float,
     return num_tokens / tokens_per_param, num_tokens
 
 
-def split_phases(num_tokens: int, global_batch_tokens: int,
-                 phases: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
-    """Tokens and steps per phase, the way the trainer cuts them (``train.config.make_plan``):
-    phase i ends at step round(cumulative share x tokens / batch), so rounding never accumulates."""
-    out, cum_share, prev_step = [], 0.0, 0
-    for name, share in phases:
-        cum_share += share
-        end_step = round(cum_share * num_tokens / global_batch_tokens)
-        out.append({
-            "name": name,
-            "share": share,
-            "num_tokens": int(round(share * num_tokens)),
-            "num_steps": end_step - prev_step,
-            "first_step": prev_step,
-        })
-        prev_step = end_step
-    return out
-
-
-def check_phases(phases: Sequence[tuple[str, float]]) -> None:
-    """Shares are positive, names unique, and they sum to 1."""
-    if not phases:
-        raise UserError("at least one phase is needed", field="--phase")
-    names = [n for n, _ in phases]
-    if len(set(names)) != len(names):
-        raise UserError(f"phase names must be unique, got {names}", field="--phase")
-    if any(s <= 0 for _, s in phases):
-        raise UserError("every phase share must be > 0", field="--phase")
-    total = sum(s for _, s in phases)
-    if abs(total - 1.0) > 1e-6:
-        raise UserError(f"phase shares must sum to 1, got {total:g}", field="--phase")
-
-
-def make_plan(
+def chinchilla_plan(
     num_params: float,
     *,
     num_non_embedding_params: Optional[float] = None,
     tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM,
+    num_tokens: Optional[int] = None,
     global_batch_tokens: int = DEFAULT_GLOBAL_BATCH_TOKENS,
     phases: Sequence[tuple[str, float]] = DEFAULT_PHASES,
     compute_budget: Optional[float] = None,
@@ -149,7 +122,8 @@ def make_plan(
 ) -> dict[str, Any]:
     """Everything the planner reports, as a JSON-ready dict.
 
-    ``compute_budget`` (FLOPs) defaults to 6 N D of this plan; the compute-optimal N and D
+    D is ``num_tokens`` when given (a curriculum's own budget), else ``tokens_per_param`` x N.
+    Phases are cut as the trainer cuts them (``train.config.phase_boundaries``). ``compute_budget`` (FLOPs) defaults to 6 N D of this plan; the compute-optimal N and D
     under each fit are computed for it. ``tokens_per_second`` adds the wall-clock time.
     """
     if num_params <= 0:
@@ -158,11 +132,20 @@ def make_plan(
         raise UserError(f"must be > 0, got {tokens_per_param:g}", field="tokens_per_param")
     if global_batch_tokens <= 0:
         raise UserError(f"must be > 0, got {global_batch_tokens}", field="global_batch_tokens")
-    check_phases(phases)
-    num_tokens = tokens_for_params(num_params, tokens_per_param)
+    try:
+        check_phase_shares([n for n, _ in phases], [s for _, s in phases])
+    except ValueError as err:
+        raise UserError(str(err), field="--phase") from None
+    if num_tokens is None:
+        num_tokens = tokens_for_params(num_params, tokens_per_param)
+    else:
+        tokens_per_param = num_tokens / num_params
     flops = training_flops(num_params, num_tokens)
-    phase_rows = split_phases(num_tokens, global_batch_tokens, phases)
-    num_steps = sum(ph["num_steps"] for ph in phase_rows)
+    bounds = phase_boundaries([s for _, s in phases], num_tokens, global_batch_tokens)
+    phase_rows = [{"name": name, "share": share, "num_tokens": int(round(share * num_tokens)),
+                   "num_steps": end - first, "first_step": first}
+                  for (name, share), (first, end) in zip(phases, bounds)]
+    num_steps = bounds[-1][1]
     if any(ph["num_steps"] <= 0 for ph in phase_rows):
         raise UserError(f"a phase gets no step: {num_tokens:,} tokens in steps of {global_batch_tokens:,}",
                         field="global_batch_tokens")
@@ -214,29 +197,8 @@ def make_plan(
 # ---------------------------------------------------------------- formatting
 
 
-def human(x: Optional[float], unit: str = "") -> str:
-    """124_439_808 -> '124.44M'; None -> 'n/a'."""
-    if x is None:
-        return "n/a"
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= div:
-            return f"{x / div:.2f}{suffix}{unit}"
-    return f"{x:.4g}{unit}"
-
-
-def human_seconds(s: float) -> str:
-    """Seconds as '3.2 s', '12.5 min', '4.1 h' or '2.3 days'."""
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{s / 60:.1f} min"
-    if s < 86400 * 2:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} days"
-
-
 def format_plan(plan: dict[str, Any]) -> str:
-    """A readable table of a plan made by ``make_plan``."""
+    """A readable table of a plan made by ``chinchilla_plan``."""
     rows = [
         ("N (all parameters, Chinchilla)", f"{plan['num_params']:,} ({human(plan['num_params'])})"),
         ("N non-embedding (Kaplan)", "n/a" if plan["num_non_embedding_params"] is None
@@ -273,94 +235,49 @@ def format_plan(plan: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- command line
 
 
-def parse_count(value: str) -> float:
-    """'124M', '2.48B', '1.5e9', '124439808' -> float; raises ValueError otherwise."""
-    text = str(value).strip().replace("_", "").replace(",", "")
-    suffixes = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-    if m := re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT])", text):
-        x = float(m.group(1)) * suffixes[m.group(2).lower()]
-    else:
-        try:
-            x = float(text)
-        except ValueError:
-            x = math.nan
-    if not math.isfinite(x):
-        raise ValueError(f"expected a count such as 124M, 2.5B or 1.5e9, got {value!r}")
-    return x
+def resolve_plan(*, curriculum: str | Path | None = None, model_config: str | Path | None = None,
+                 num_params: float | None = None, non_embedding_params: float | None = None,
+                 tokens_per_param: float | None = None, global_batch_tokens: float | None = None,
+                 phases: Sequence[tuple[str, float]] | None = None, compute_budget: float | None = None,
+                 tokens_per_second: float | None = None, budget_seconds: float | None = None) -> dict[str, Any]:
+    """``chinchilla plan``: N from a curriculum, a model config, a count or a time budget; then the plan.
 
-
-def parse_phase(value: str) -> tuple[str, float]:
-    """'A=0.5' -> ('A', 0.5)."""
-    name, sep, share = value.partition("=")
-    if not sep or not name:
-        raise ValueError(f"expected NAME=SHARE such as A=0.5, got {value!r}")
-    return name, float(share)
-
-
-def model_param_counts(config_path: str | Path) -> tuple[int, int]:
-    """(all parameters, non-embedding parameters) of a model config file.
-
-    The counts are analytic (no model is built); imported lazily to keep the CLI fast.
+    A curriculum's budget, batch and phases come from ``train.config.make_plan``, exactly as
+    ``chinchilla pretrain --plan_only`` derives them; explicit arguments override them.
     """
-    from .model.config import load_model_config
-
-    cfg = load_model_config(config_path)
-    return cfg.num_params(), cfg.num_non_embedding_params()
-
-
-def curriculum_settings(path: str | Path) -> dict[str, Any]:
-    """N, D/N, batch and phases of a curriculum config (``config/curriculum/*.json``) and its model."""
-    from .train.config import load_curriculum
-
-    cfg, model = load_curriculum(path)
-    n = model.num_params()
-    return {
-        "num_params": n,
-        "num_non_embedding_params": model.num_non_embedding_params(),
-        "tokens_per_param": cfg.total_tokens / n if cfg.total_tokens is not None else cfg.tokens_per_param,
-        "global_batch_tokens": cfg.batch.global_batch_tokens,
-        "phases": [(ph.name, ph.share) for ph in cfg.phases],
-    }
-
-
-def plan_from_cli(args) -> int:
-    """``chinchilla plan``: resolve N, make the plan, print it, write it as JSON.
-
-    Settings come from the flags, else from ``--curriculum``, else from the defaults above.
-    """
-    from .atomic import write_json
-
     given: dict[str, Any] = {}
-    if args.curriculum:
-        given = curriculum_settings(args.curriculum)
-        source: dict[str, Any] = {"curriculum": str(args.curriculum)}
-    elif args.model_config:
-        n, n_non_emb = model_param_counts(args.model_config)
-        given = {"num_params": n, "num_non_embedding_params": n_non_emb}
-        source = {"model_config": str(args.model_config)}
-    elif args.num_params is not None:
-        given = {"num_params": args.num_params, "num_non_embedding_params": args.non_embedding_params}
-        source = {"num_params": args.num_params}
-    tokens_per_param = args.tokens_per_param or given.get("tokens_per_param", DEFAULT_TOKENS_PER_PARAM)
+    if curriculum is not None:
+        cfg, model = load_curriculum(curriculum)
+        run = make_plan(cfg, model, 1, path=curriculum)
+        given = {"num_params": model.num_params(), "num_non_embedding_params": model.num_non_embedding_params(),
+                 "num_tokens": run.target_tokens, "global_batch_tokens": run.tokens_per_step,
+                 "phases": [(ph.name, ph.share) for ph in cfg.phases]}
+        source: dict[str, Any] = {"curriculum": str(curriculum)}
+    elif model_config is not None:
+        model = load_model_config(model_config)
+        given = {"num_params": model.num_params(), "num_non_embedding_params": model.num_non_embedding_params()}
+        source = {"model_config": str(model_config)}
+    elif num_params is not None:
+        given = {"num_params": num_params, "num_non_embedding_params": non_embedding_params}
+        source = {"num_params": num_params}
+    if tokens_per_param is not None:
+        given.pop("num_tokens", None)  # an explicit ratio replaces the curriculum's budget
+    ratio = tokens_per_param or DEFAULT_TOKENS_PER_PARAM
     if "num_params" not in given:
-        if args.tokens_per_second is None or args.budget_seconds is None:
+        if tokens_per_second is None or budget_seconds is None:
             raise UserError("give --curriculum, --model_config, --num_params, "
                             "or --tokens_per_second with --budget_seconds", field="num_params")
-        given["num_params"], _ = params_for_time(args.tokens_per_second, args.budget_seconds, tokens_per_param)
-        source = {"budget_seconds": args.budget_seconds, "tokens_per_second": args.tokens_per_second}
-    plan = make_plan(
+        given["num_params"], _ = params_for_time(tokens_per_second, budget_seconds, ratio)
+        source = {"budget_seconds": budget_seconds, "tokens_per_second": tokens_per_second}
+    plan = chinchilla_plan(
         given["num_params"],
         num_non_embedding_params=given.get("num_non_embedding_params"),
-        tokens_per_param=tokens_per_param,
-        global_batch_tokens=int(args.global_batch_tokens or given.get("global_batch_tokens",
-                                                                      DEFAULT_GLOBAL_BATCH_TOKENS)),
-        phases=args.phase or given.get("phases", DEFAULT_PHASES),
-        compute_budget=args.compute_budget,
-        tokens_per_second=args.tokens_per_second,
+        tokens_per_param=ratio,
+        num_tokens=given.get("num_tokens"),
+        global_batch_tokens=int(global_batch_tokens or given.get("global_batch_tokens", DEFAULT_GLOBAL_BATCH_TOKENS)),
+        phases=phases or given.get("phases", DEFAULT_PHASES),
+        compute_budget=compute_budget,
+        tokens_per_second=tokens_per_second,
     )
     plan["input"] = source
-    print(format_plan(plan))
-    if args.out:
-        write_json(args.out, plan)
-        print(f"\nwrote {args.out}")
-    return 0
+    return plan

@@ -7,22 +7,14 @@ the manifest with the distance from it.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from ..plan import parse_count
+from ..counts import parse_token_count
 from ..schema import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-def parse_token_count(value: int | str) -> int:
-    """``1000000``, ``"1B"``, ``"500M"``, ``"1.5B tokens"`` -> int (``plan.parse_count``, rounded)."""
-    if isinstance(value, int):
-        return value
-    return int(round(parse_count(re.sub(r"\s*tokens?\s*$", "", str(value)))))
 
 
 class HubSource(StrictModel):

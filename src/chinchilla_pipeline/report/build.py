@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, make_plan, training_flops
+from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, chinchilla_plan, training_flops
 from .plots import compact, write_plots
 from .runlog import RunLog, read_run
 
@@ -28,7 +28,7 @@ def budget_rows(run: RunLog, tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM
     """The planner's D = r·N, the run's own budget, each fit's compute-optimal D for the compute
     actually spent (C = 6·N·tokens trained), and the tokens trained (last). Also returns the plan."""
     n, trained = run.num_params, run.tokens_trained
-    plan = make_plan(n, tokens_per_param=tokens_per_param, global_batch_tokens=run.tokens_per_step,
+    plan = chinchilla_plan(n, tokens_per_param=tokens_per_param, global_batch_tokens=run.tokens_per_step,
                      phases=(("all", 1.0),), compute_budget=training_flops(n, trained))
     rows = [(f"planner: D = {tokens_per_param:g} N", float(plan["num_tokens"])),
             (f"run's plan: {run.total_steps:,} steps x {run.tokens_per_step:,}",

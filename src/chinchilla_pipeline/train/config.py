@@ -9,14 +9,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Sequence, Union
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from ..data.config import NAME_PATTERN, parse_token_count
+from ..counts import parse_token_count
+from ..data.config import NAME_PATTERN
 from ..errors import UserError
 from ..model.config import ModelConfig, load_model_config
 from ..schema import StrictModel, load_config
+
+# The seed's rule, Chinchilla's ~20 tokens per parameter (124M x 20 = 2.48B tokens).
+DEFAULT_TOKENS_PER_PARAM = 20.0
+# 2^19 = 524,288 tokens per optimiser step, as llm.c's GPT-2 small runs (512 x 1,024).
+DEFAULT_GLOBAL_BATCH_TOKENS = 524_288
+
+
+def check_phase_shares(names: Sequence[str], shares: Sequence[float]) -> None:
+    """Phase names unique, shares positive and summing to 1; ``ValueError`` otherwise."""
+    if not names:
+        raise ValueError("at least one phase is needed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"phase names must be unique, got {list(names)}")
+    if any(not s > 0 for s in shares):
+        raise ValueError("every phase share must be > 0")
+    total = sum(shares)
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"phase shares must sum to 1, got {total:g}")
+
+
+def phase_boundaries(shares: Sequence[float], target_tokens: int, tokens_per_step: int) -> list[tuple[int, int]]:
+    """(first step, end step) of each phase, end exclusive: phase i ends at step
+    round(cumulative share x target_tokens / tokens_per_step), so each phase is within
+    half a step of its share and rounding never accumulates. A phase may come out empty."""
+    bounds, start, cum = [], 0, 0.0
+    for share in shares:
+        cum += share
+        end = round(cum * target_tokens / tokens_per_step)
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 class SourceConfig(StrictModel):
@@ -43,8 +75,7 @@ class PhaseConfig(StrictModel):
 
 
 class BatchConfig(StrictModel):
-    # 2^19 = 524,288 tokens per optimiser step, as llm.c's GPT-2 small runs (512 x 1,024).
-    global_batch_tokens: PositiveInt = 524_288
+    global_batch_tokens: PositiveInt = DEFAULT_GLOBAL_BATCH_TOKENS
     # Sequences per rank per forward pass; 16 x 1,024 tokens fit a 40 GB+ GPU in bf16 at 124M.
     micro_batch_size: PositiveInt = 16
 
@@ -91,7 +122,7 @@ class CurriculumConfig(StrictModel):
     seed: int = 1337
     # Total training tokens; default tokens_per_param x the model's parameter count (Chinchilla's ~20).
     total_tokens: Optional[Union[int, str]] = None
-    tokens_per_param: PositiveFloat = 20.0
+    tokens_per_param: PositiveFloat = DEFAULT_TOKENS_PER_PARAM
     phases: list[PhaseConfig] = Field(min_length=1)
     batch: BatchConfig = BatchConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -111,12 +142,7 @@ class CurriculumConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_phases(self):
-        names = [p.name for p in self.phases]
-        if len(set(names)) != len(names):
-            raise ValueError(f"phase names must be unique, got {names}")
-        total = sum(p.share for p in self.phases)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"phase shares must sum to 1, got {total:g}")
+        check_phase_shares([p.name for p in self.phases], [p.share for p in self.phases])
         paths: dict[str, str] = {}
         for p in self.phases:
             for s in p.sources:
@@ -179,15 +205,11 @@ def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, pat
     accum = cfg.batch.global_batch_tokens // per_micro
     tps = cfg.batch.global_batch_tokens
     target = cfg.total_tokens if cfg.total_tokens is not None else round(cfg.tokens_per_param * model.num_params())
-    bounds, start, cum = [], 0, 0.0
-    for p in cfg.phases:
-        cum += p.share
-        end = round(cum * target / tps)
+    bounds = phase_boundaries([p.share for p in cfg.phases], target, tps)
+    for p, (start, end) in zip(cfg.phases, bounds):
         if end <= start:
             raise UserError(f"phase '{p.name}' gets no step ({p.share} x {target} tokens < one step of {tps})",
                             path=path, field="phases")
-        bounds.append((start, end))
-        start = end
     total = bounds[-1][1]
     return RunPlan(context=ctx, micro_batch_size=mb, world_size=world_size, grad_accum=accum,
                    tokens_per_step=tps, sequences_per_step=tps // ctx, target_tokens=target,
