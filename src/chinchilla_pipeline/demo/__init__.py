@@ -1,1 +1,1 @@
-"""Scaled-down runs: the demo, the curriculum ablation and the IsoFLOP study."""
+"""The demo's model sizing: the family member that 20 tokens per parameter allow in a time budget."""

@@ -17,30 +17,11 @@ import torch
 
 from ..atomic import write_json
 from ..model.config import ModelConfig
+from ..model.family import family_config, model_for_params
 from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute, tokens_for_params
 from ..train.bench import bare_loop
 
 log = logging.getLogger(__name__)
-HEAD_DIM = 16  # small heads keep several heads even at width 32
-WIDTHS = range(32, 2049, 16)
-
-
-def family_config(width: int, vocab_size: int, block_size: int, name: str | None = None) -> ModelConfig:
-    """The family member of a given width: one layer per 32 of width (at least 2), heads of 16."""
-    return ModelConfig(name=name or f"gpt_w{width}", n_layer=max(2, width // 32), n_head=max(1, width // HEAD_DIM),
-                       n_embd=width, block_size=block_size, vocab_size=vocab_size)
-
-
-def model_for_params(num_params: float, vocab_size: int, block_size: int) -> ModelConfig:
-    """The family member whose parameter count (embeddings included) is closest to ``num_params``
-    on a log scale."""
-    import math
-
-    best = min(WIDTHS, key=lambda w: abs(math.log(family_config(w, vocab_size, block_size).num_params()
-                                                  / num_params)))
-    return family_config(best, vocab_size, block_size)
-
-
 def measure_flops_rate(cfg: ModelConfig, device: torch.device, micro: int, steps: int = 6) -> float:
     """Training FLOP/s this machine reaches on ``cfg`` (bare forward + backward + AdamW loop)."""
     tokens_per_s = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto",

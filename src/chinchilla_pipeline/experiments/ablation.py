@@ -43,7 +43,7 @@ class AblationConfig(StrictModel):
     """``config/demo/ablation*.json``."""
 
     base: str = Field(min_length=1)  # curriculum config: phases, batch, optimiser, schedule and eval are taken from it
-    # The family member trained (``demo.sizing.family_config``): width 32 = 2 layers, 2 heads,
+    # The family member trained (``model.family.family_config``): width 32 = 2 layers, 2 heads,
     # 160,640 parameters at vocabulary 4,096 and context 128.
     width: PositiveInt = 32
     block_size: PositiveInt = 128

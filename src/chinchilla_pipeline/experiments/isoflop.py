@@ -1,6 +1,6 @@
 """``chinchilla isoflop``: measure the compute-optimal tokens per parameter (Chinchilla's approach 2).
 
-For each compute budget C and each model width of the family (``demo.sizing.family_config``),
+For each compute budget C and each model width of the family (``model.family.family_config``),
 train N parameters on D = C / (6 N) tokens, with the same data mix, tokenizer, batch,
 optimiser and schedule rules (warmup share, cosine to the end of each run). A parabola of
 the final validation loss (mean over the domains) against log N gives N_opt per budget;
@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from ..atomic import write_json, write_text
-from ..demo.sizing import family_config
+from ..model.family import family_config
 from ..errors import UserError
 from ..model.config import load_model_config
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FITS, FLOPS_PER_PARAM_TOKEN, params_for_compute, training_flops

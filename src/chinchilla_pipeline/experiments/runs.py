@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from ..atomic import write_json
 from ..data.reader import open_prepared
-from ..demo.sizing import family_config
+from ..model.family import family_config
 from ..errors import UserError
 from ..model.config import ModelConfig
 from ..train.checkpoint import list_checkpoints
