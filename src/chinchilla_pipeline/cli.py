@@ -191,8 +191,13 @@ def _add_demo_corpus(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="rebuild even if the outputs verify")
 
     def run(a):
-        from .corpus.build import build_from_cli
-        return build_from_cli(a)
+        import time
+
+        from .corpus.build import build_corpus, format_corpus_summary
+        t0 = time.perf_counter()
+        manifest = build_corpus(a.config, a.out_dir, a.cache_dir, overwrite=a.overwrite)
+        print(format_corpus_summary(manifest, a.out_dir, time.perf_counter() - t0))
+        return 0
     p.set_defaults(func=run)
 
 
@@ -208,8 +213,10 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing")
 
     def run(a):
-        from .train.run import pretrain_from_cli
-        return pretrain_from_cli(a)
+        from .train.run import run_pretrain
+        return run_pretrain(a.config, phase=None if a.phase == "all" else a.phase, out_dir=a.out_dir,
+                            allow_changes=a.allow_changes, device=a.device, peak_tflops=a.peak_tflops,
+                            plan_only=a.plan_only)
     p.set_defaults(func=run)
 
 

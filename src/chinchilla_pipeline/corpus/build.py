@@ -178,12 +178,9 @@ def build_corpus(config_path: str | Path, out_dir: str | Path, cache_dir: str | 
     return manifest
 
 
-def build_from_cli(args) -> int:
-    """``chinchilla demo-corpus``."""
-    t0 = time.perf_counter()
-    manifest = build_corpus(args.config, args.out_dir, args.cache_dir, overwrite=args.overwrite)
+def format_corpus_summary(manifest: dict, out_dir: str | Path, seconds: float) -> str:
+    """One line: sources, documents and characters of a built corpus, and where its manifest is."""
     total_docs = sum(s["num_docs"] for s in manifest["sources"].values())
     total_chars = sum(s["num_chars"] for s in manifest["sources"].values())
-    print(f"demo corpus: {len(manifest['sources'])} sources, {total_docs:,} docs, {total_chars:,} chars "
-          f"in {time.perf_counter() - t0:.1f} s; manifest {Path(args.out_dir) / MANIFEST_NAME}")
-    return 0
+    return (f"demo corpus: {len(manifest['sources'])} sources, {total_docs:,} docs, {total_chars:,} chars "
+            f"in {seconds:.1f} s; manifest {Path(out_dir) / MANIFEST_NAME}")

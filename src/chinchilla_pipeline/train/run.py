@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -73,8 +72,3 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
             trainer.log.close()
         teardown(dist, together)
 
-
-def pretrain_from_cli(args: argparse.Namespace) -> int:
-    phase = None if args.phase == "all" else args.phase
-    return run_pretrain(args.config, phase=phase, out_dir=args.out_dir, allow_changes=args.allow_changes,
-                        device=args.device, peak_tflops=args.peak_tflops, plan_only=args.plan_only)
