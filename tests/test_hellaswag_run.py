@@ -92,11 +92,16 @@ def test_export_tokenizer_round_trips_for_lm_eval(run, tmp_path):
             assert ids and tok.decode(ids) == text
 
 
-def test_a_checkpoint_without_tokenizer_or_missing_data_is_one_line(run, tmp_path, capsys):
+def test_a_checkpoint_without_tokenizer_or_with_bad_data_is_one_line(run, tmp_path, capsys):
     assert main(["hellaswag", "--model", str(run["run_dir"]), "--data", str(run["data"])]) == 2
     assert "--tokenizer" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**hellaswag_items(1)[0], "label": "four"}) + "\n")
     assert main(["hellaswag", "--model", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-                 "--data", str(tmp_path / "nope.jsonl")]) in (0, 2)  # offline here: the download fails
+                 "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {bad}: field 'label': line 1: expected an integer 0-3, got 'four'"
+    assert not (tmp_path / "hellaswag.json").exists()
 
 
 # --- wandb --------------------------------------------------------------------------------------------------
