@@ -151,3 +151,19 @@ def test_offline_download_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(UserError, match=r"cannot download the HellaSwag validation set .* offline\? .*--data"):
         ensure_data(dest, f"http://127.0.0.1:{port}/hellaswag_val.jsonl")
     assert not dest.exists() and not list(tmp_path.iterdir())
+
+
+# --- configuration -----------------------------------------------------------------------------------------
+def test_hellaswag_path_needs_the_tokenizer_in_config_and_cli(tmp_path, capsys):
+    from chinchilla_pipeline.train.config import load_curriculum
+    from trainkit import write_curriculum
+
+    cfg = write_curriculum(tmp_path, [("a", {"wiki": 1})], eval={"hellaswag_path": str(tmp_path / "val.jsonl")})
+    with pytest.raises(UserError, match="hellaswag_path needs hellaswag_tokenizer"):
+        load_curriculum(cfg)
+    ok = write_curriculum(tmp_path, [("a", {"wiki": 1})], name="ok")
+    assert main(["pretrain", "--config", str(ok), "--out_dir", str(tmp_path / "runs"), "--device", "cpu",
+                 "--hellaswag_path", str(tmp_path / "val.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: field '--hellaswag_tokenizer': --hellaswag_path needs "
+                                               "--hellaswag_tokenizer (the run's tokenizer directory)")
+    assert not (tmp_path / "runs").exists()

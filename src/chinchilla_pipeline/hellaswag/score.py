@@ -9,7 +9,7 @@ scores every ending token given everything before it; per row:
 
 ``acc_norm`` counts the items whose lowest-``mean`` ending is the labelled one,
 ``acc`` those whose lowest-``sum`` ending is. The published GPT-2 124M figures
-(29.4-29.6% acc_norm; llm.c's 124M at 10B tokens ~29.9%; GPT-3 124M 33.7%) are
+(29.4% acc_norm; llm.c's 124M at 10B tokens ~29.9%; GPT-3 124M 33.7%) are
 this ``acc_norm``. lm-evaluation-harness's ``hellaswag`` task differs: it
 prefixes the activity label, normalises by the ending's length in bytes, and
 reports GPT-2 124M at 31.1% acc_norm.
