@@ -201,8 +201,9 @@ def render_report(run: RunLog, run_dir: Path, plots: dict[str, str], budget: lis
               ""]
     lines += validation_section(run) + [""]
     lines += evaluation_section(run_dir)
-    lines += transition_section(run) + [""]
-    lines += hellaswag_section(run, run_dir, plots)
+    lines += transition_section(run)
+    if downstream := hellaswag_section(run, run_dir, plots):
+        lines += ([""] if lines[-1] else []) + downstream
     return "\n".join(lines).rstrip() + "\n"
 
 
