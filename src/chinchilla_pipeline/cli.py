@@ -187,9 +187,11 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--peak_tflops", type=float, help="the card's dense bf16 peak, for MFU where it is not known")
     p.add_argument("--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing")
-    p.add_argument("--wandb_project", help="also log to Weights & Biases, this project (WANDB_MODE=offline: no network)")
+    p.add_argument("--wandb_project", help="also log to Weights & Biases, this project (WANDB_MODE=offline: "
+                   "no network)")
     p.add_argument("--wandb_name", help="the wandb run's name (default: the run directory's name)")
-    p.add_argument("--hellaswag_path", help="HellaSwag at every evaluation: the validation jsonl (downloaded if missing)")
+    p.add_argument("--hellaswag_path", help="HellaSwag at every evaluation: the validation jsonl (downloaded if "
+                   "missing)")
     p.add_argument("--hellaswag_tokenizer", help="with --hellaswag_path: the run's tokenizer directory")
     p.add_argument("--hellaswag_max_items", type=int, help="with --hellaswag_path: the first N items (default: all)")
 

@@ -83,7 +83,8 @@ def load_export_model(export_dir: Path, device: torch.device) -> Scorable:
     tok = AutoTokenizer.from_pretrained(export_dir)
     provenance = export_dir / "export.json"
     step = json.loads(provenance.read_text(encoding="utf-8")).get("step") if provenance.is_file() else None
-    return Scorable(logits=lambda t: model(input_ids=t).logits, encode=lambda s: tok.encode(s, add_special_tokens=False),
+    return Scorable(logits=lambda t: model(input_ids=t).logits,
+                    encode=lambda s: tok.encode(s, add_special_tokens=False),
                     block_size=model.config.n_positions, device=device, autocast=autocast_factory("auto", device),
                     source={"kind": "export", "path": str(export_dir), "step": step}, result_dir=export_dir)
 

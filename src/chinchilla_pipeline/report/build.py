@@ -142,9 +142,9 @@ def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list
                       "previous phase's end):", ""]
             lines += _table(["phase", "step", "tokens", "acc_norm", "acc", "items", "change"], rows) + [""]
     if whole is not None:
+        which = "the official file" if whole["official_file"] else "not the official file"
         scope = ("all 10,042 items of the official validation set" if whole["complete"] else
-                 f"{whole['num_items']:,} items ({'the official file' if whole['official_file'] else 'not the official file'}"
-                 "; not comparable with the published figures)")
+                 f"{whole['num_items']:,} items ({which}; not comparable with the published figures)")
         step = f", step {whole['step']:,}" if whole.get("step") is not None else ""
         lines += [f"`chinchilla hellaswag` ({whole['kind']}{step}) on {scope}: acc_norm {_pct(whole, 'acc_norm')}, "
                   f"acc {_pct(whole, 'acc')}.", ""]
