@@ -151,6 +151,8 @@ def test_offline_download_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(UserError, match=r"cannot download the HellaSwag validation set .* offline\? .*--data"):
         ensure_data(dest, f"http://127.0.0.1:{port}/hellaswag_val.jsonl")
     assert not dest.exists() and not list(tmp_path.iterdir())
+    with pytest.raises(UserError, match="is a directory"):
+        ensure_data(tmp_path)
 
 
 # --- configuration -----------------------------------------------------------------------------------------

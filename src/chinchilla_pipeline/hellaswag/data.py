@@ -115,4 +115,7 @@ def download(dest: str | Path, url: str = OFFICIAL_URL, expected_blob: str | Non
 def ensure_data(path: str | Path, url: str = OFFICIAL_URL) -> Path:
     """``path`` if it is a file, else the official validation set downloaded there."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError("is a directory; expected the HellaSwag validation jsonl (e.g. hellaswag_val.jsonl)",
+                        path=path)
     return path if path.is_file() else download(path, url, OFFICIAL_GIT_BLOB if url == OFFICIAL_URL else None)
