@@ -122,6 +122,14 @@ export: ## RUN_DIR's latest final checkpoint as a Hugging Face GPT-2 directory i
 generate: ## sample text from RUN_DIR's latest final checkpoint (PROMPT, GENERATE_FLAGS)
 	$(CLI) generate --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --prompt "$(PROMPT)" $(GENERATE_FLAGS)
 
+# --- downstream evaluation (docs/evaluation.md) ---
+HELLASWAG       ?= $(DATA)/hellaswag/hellaswag_val.jsonl
+HELLASWAG_FLAGS ?=
+
+.PHONY: hellaswag
+hellaswag: ## HellaSwag acc_norm of RUN_DIR's latest final checkpoint (the validation set is downloaded once)
+	$(CLI) hellaswag --model $(RUN_DIR) --tokenizer $(TOKENIZER) --data $(HELLASWAG) $(HELLASWAG_FLAGS)
+
 # --- experiments ---
 # Both resume: a rerun skips the runs already finished and rewrites the tables and plots.
 ABLATION_CONF ?= $(DEMO_CONF)/ablation.json

@@ -28,10 +28,12 @@ def corpus_texts() -> list[str]:
         return [f"{d['title']}\n\n{d['text']}" for d in map(json.loads, f)]
 
 
-def make_text_run(root: Path, tokenizer_dir: Path, *, steps: int = 16) -> dict[str, Path]:
+def make_text_run(root: Path, tokenizer_dir: Path, *, steps: int = 16, phases: tuple[str, ...] = ("all",),
+                  **options) -> dict[str, Path]:
     """Train a two-phase run (``wiki`` then ``forums``) under ``root``; returns its paths.
 
-    ``model``: the model config it was trained with, written in ``root``.
+    ``model``: the model config it was trained with, written in ``root``. ``phases``: one
+    ``run_pretrain`` call per entry ("all", or a phase name); ``options`` go to each call.
     """
     tok = load_tokenizer(tokenizer_dir)
     texts = corpus_texts()
@@ -44,5 +46,7 @@ def make_text_run(root: Path, tokenizer_dir: Path, *, steps: int = 16) -> dict[s
     model = write_model(root, vocab_size=tok.vocab_size, pad_vocab_multiple=PAD_MULTIPLE)
     cfg = write_curriculum(root, [("a", {"wiki": 1}), ("b", {"forums": 1})], steps=steps, name="text",
                            eval={"interval_steps": 8, "tokens_per_source": 128})
-    assert run_pretrain(cfg, out_dir=root / "runs", device="cpu") == 0
+    for phase in phases:
+        assert run_pretrain(cfg, out_dir=root / "runs", device="cpu", phase=None if phase == "all" else phase,
+                            **options) == 0
     return {"run_dir": root / "runs" / "text", "model": model, "tokenizer": tokenizer_dir, "config": cfg}

@@ -211,12 +211,23 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--peak_tflops", type=float, help="the card's dense bf16 peak, for MFU where it is not known")
     p.add_argument("--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing")
+    p.add_argument("--wandb_project", help="also log to Weights & Biases, this project (WANDB_MODE=offline: "
+                   "no network)")
+    p.add_argument("--wandb_name", help="the wandb run's name (default: the run directory's name)")
+    p.add_argument("--hellaswag_path", help="HellaSwag at every evaluation: the validation jsonl (downloaded if "
+                   "missing)")
+    p.add_argument("--hellaswag_tokenizer", help="with --hellaswag_path: the run's tokenizer directory")
+    p.add_argument("--hellaswag_max_items", type=int, help="with --hellaswag_path: the first N items (default: all)")
 
     def run(a):
         from .train.run import run_pretrain
+        _positive(a, "hellaswag_max_items")
+        wandb = {"project": a.wandb_project, "name": a.wandb_name} if a.wandb_project else None
+        hellaswag = {"hellaswag_path": a.hellaswag_path, "hellaswag_tokenizer": a.hellaswag_tokenizer,
+                     "hellaswag_max_items": a.hellaswag_max_items}
         return run_pretrain(a.config, phase=None if a.phase == "all" else a.phase, out_dir=a.out_dir,
                             allow_changes=a.allow_changes, device=a.device, peak_tflops=a.peak_tflops,
-                            plan_only=a.plan_only)
+                            plan_only=a.plan_only, wandb=wandb, hellaswag=hellaswag)
     p.set_defaults(func=run)
 
 
@@ -318,6 +329,27 @@ def _add_export(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_hellaswag(sub) -> None:
+    p = sub.add_parser("hellaswag", help="HellaSwag accuracy of a checkpoint or an export (llm.c's completion style)")
+    p.add_argument("--model", required=True,
+                   help="a checkpoint file, a run directory (its latest final checkpoint) or a Hugging Face export")
+    p.add_argument("--tokenizer", help="for a checkpoint: the tokenizer directory the run's data was made with")
+    p.add_argument("--data", default="data/hellaswag/hellaswag_val.jsonl",
+                   help="the validation jsonl; downloaded from rowanz/hellaswag there when missing")
+    p.add_argument("--max_items", type=int, help="the first N items only (default: all 10,042)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="auto: CUDA (bf16) if present")
+    p.add_argument("--items_per_batch", type=int, default=8, help="items per forward pass (x 4 endings = rows)")
+    p.add_argument("--out", help="result JSON (default: hellaswag.json in the run or export directory)")
+
+    def run(a):
+        from .hellaswag.evaluate import evaluate_hellaswag, format_result
+        _positive(a, "max_items", "items_per_batch")
+        print(format_result(evaluate_hellaswag(a.model, a.tokenizer, a.data, max_items=a.max_items, device=a.device,
+                                               items_per_batch=a.items_per_batch, out=a.out)))
+        return 0
+    p.set_defaults(func=run)
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="a checkpoint's loss and perplexity on every domain's whole validation split")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
@@ -406,6 +438,7 @@ ADDERS: list[Callable] = [
     _add_report,
     _add_export,
     _add_evaluate,
+    _add_hellaswag,
     _add_generate,
     _add_ablate,
     _add_isoflop,

@@ -18,6 +18,7 @@ from .plots import compact, write_plots
 from .runlog import RunLog, read_run
 
 EVALUATION_FILE = "evaluation.json"  # written by `chinchilla evaluate` into the run directory
+HELLASWAG_FILE = "hellaswag.json"  # written by `chinchilla hellaswag` into the run directory
 
 # Steps averaged for the "final training loss" (the per-step loss is noisy).
 FINAL_LOSS_STEPS = 10
@@ -108,6 +109,48 @@ def evaluation_section(run_dir: Path) -> list[str]:
             + _table(["domain", "tokens", "loss (nats/token)", "perplexity"], rows) + [""])
 
 
+def _pct(r: dict[str, Any], key: str) -> str:
+    return f"{100 * r[key]:.2f}% ± {100 * r[key + '_stderr']:.2f}"
+
+
+def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list[str]:
+    """HellaSwag over training, at each phase's end, and on the whole set (``chinchilla hellaswag``), when run."""
+    path = run_dir / HELLASWAG_FILE
+    whole = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not run.hellaswag and whole is None:
+        return []
+    lines = ["## HellaSwag (downstream)", "",
+             "Completion-style scoring as llm.c and build-nanogpt: acc_norm = the ending with the lowest mean loss "
+             "per token wins, acc = the lowest summed loss; ± is the standard error sqrt(p(1-p)/n). Chance is 25%. "
+             "Endings are tokenized with this run's tokenizer, not GPT-2's: published 124M figures (GPT-2 29.4%, "
+             "llm.c at 10B tokens ~29.9%, GPT-3 33.7%, acc_norm on all 10,042 items) use the same items and method "
+             "with another tokenizer (docs/evaluation.md).", ""]
+    if run.hellaswag:
+        lines += [f"![hellaswag]({plots['hellaswag']})", ""]
+        at = {r["step"]: r for r in run.hellaswag}
+        rows, prev = [], None
+        for ph in run.phases:
+            r = at.get(ph.end_step)
+            if r is None:
+                continue
+            change = f"{100 * (r['acc_norm'] - prev['acc_norm']):+.2f}" if prev else "-"
+            rows.append([ph.name, f"{ph.end_step:,}", f"{ph.end_step * run.tokens_per_step:,}", _pct(r, "acc_norm"),
+                         _pct(r, "acc"), f"{r['num_items']:,}", change])
+            prev = r
+        if rows:
+            lines += ["At the end of each phase (the trainer's evaluations; change in acc_norm points from the "
+                      "previous phase's end):", ""]
+            lines += _table(["phase", "step", "tokens", "acc_norm", "acc", "items", "change"], rows) + [""]
+    if whole is not None:
+        which = "the official file" if whole["official_file"] else "not the official file"
+        scope = ("all 10,042 items of the official validation set" if whole["complete"] else
+                 f"{whole['num_items']:,} items ({which}; not comparable with the published figures)")
+        step = f", step {whole['step']:,}" if whole.get("step") is not None else ""
+        lines += [f"`chinchilla hellaswag` ({whole['kind']}{step}) on {scope}: acc_norm {_pct(whole, 'acc_norm')}, "
+                  f"acc {_pct(whole, 'acc')}.", ""]
+    return lines
+
+
 def transition_section(run: RunLog) -> list[str]:
     lines = ["## Forgetting and gain at the phase transition", ""]
     pairs = [t for t in run.transitions if "after_phase" in t]
@@ -159,6 +202,8 @@ def render_report(run: RunLog, run_dir: Path, plots: dict[str, str], budget: lis
     lines += validation_section(run) + [""]
     lines += evaluation_section(run_dir)
     lines += transition_section(run)
+    if downstream := hellaswag_section(run, run_dir, plots):
+        lines += ([""] if lines[-1] else []) + downstream
     return "\n".join(lines).rstrip() + "\n"
 
 

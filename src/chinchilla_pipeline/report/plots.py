@@ -146,6 +146,23 @@ def plot_throughput(run: RunLog, path: Path) -> Path:
     return save_png(fig, path)
 
 
+def plot_hellaswag(run: RunLog, path: Path) -> Path:
+    """HellaSwag acc_norm and acc at each evaluation, with chance (25%) drawn."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    xs = [r["step"] * run.tokens_per_step for r in run.hellaswag]
+    ax.plot(xs, [100 * r["acc_norm"] for r in run.hellaswag], marker="o", markersize=3, label="acc_norm (mean loss)")
+    ax.plot(xs, [100 * r["acc"] for r in run.hellaswag], marker="o", markersize=3, alpha=0.6,
+            label="acc (summed loss)")
+    ax.axhline(25, color="gray", linestyle=":", linewidth=1, label="chance (25%)")
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylabel(f"HellaSwag accuracy, % ({run.hellaswag[-1]['num_items']:,} items)")
+    ax.set_title(f"{run.name}: HellaSwag during training (the run's tokenizer)")
+    ax.legend(loc="best")
+    return save_png(fig, path)
+
+
 def plot_budget(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
     """Horizontal bars: the planner's and the fits' token budgets beside the tokens trained."""
     plt = pyplot()
@@ -177,4 +194,6 @@ def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path
     }
     if run.val_loss:
         made["validation"] = plot_validation(run, out_dir / "validation_loss.png")
+    if run.hellaswag:
+        made["hellaswag"] = plot_hellaswag(run, out_dir / "hellaswag.png")
     return {k: p.name for k, p in made.items()}

@@ -4,7 +4,8 @@ The trainer records everything the report needs (docs/training.md, section "Metr
 ``start`` (parameters, tokens per step, phase step ranges), ``phase_start``
 (phase names), ``train`` (loss, lr, and at each log interval tokens/s and
 tokens seen per source), ``validation`` (loss per domain), ``epoch`` (a source
-ran out and repeats) and ``transition`` (per-domain forgetting and gain). After
+ran out and repeats), ``transition`` (per-domain forgetting and gain) and, when
+the curriculum asks for it, ``hellaswag`` (acc_norm and acc at each evaluation). After
 a resume, the last record per (type, step) wins, as ``read_metrics`` does.
 
 Tokens trained after optimiser step ``s`` (0-based, as ``train`` records) are
@@ -48,6 +49,7 @@ class RunLog:
     val_loss: list[dict[str, float]]  # per domain, nats/token
     transitions: list[dict[str, Any]]
     epochs: list[dict[str, Any]] = field(default_factory=list)  # a source exhausted and reshuffled
+    hellaswag: list[dict[str, Any]] = field(default_factory=list)  # acc_norm, acc, ... at each evaluation
 
     @property
     def tokens_trained(self) -> int:
@@ -105,4 +107,5 @@ def read_run(run_dir: str | Path) -> RunLog:
         tokens_seen=[train[s]["tokens_seen"] for s in logged],
         val_tokens=[s * tps for s in sorted(val)], val_loss=[val[s]["loss"] for s in sorted(val)],
         transitions=[recs["transition"][s] for s in sorted(recs.get("transition", {}))],
-        epochs=[recs["epoch"][k] for k in sorted(recs.get("epoch", {}))])
+        epochs=[recs["epoch"][k] for k in sorted(recs.get("epoch", {}))],
+        hellaswag=[recs["hellaswag"][s] for s in sorted(recs.get("hellaswag", {}))])

@@ -62,38 +62,51 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """A record's finite numbers as ``<type>/<key>`` and, for dicts of numbers, ``<type>/<key>/<sub>``."""
+    kind, out = record["type"], {}
+    for key, value in record.items():
+        if key in ("type", "step"):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[f"{kind}/{key}"] = value
+        elif isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    out[f"{kind}/{key}/{sub}"] = v
+    return out
+
+
 class MetricsLog:
     """JSONL + TensorBoard writer; a no-op on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
+    def __init__(self, run_dir: Path, enabled: bool, wandb: dict[str, Any] | None = None):
+        """``wandb``: None (off) or ``WandbLogger``'s arguments (project, name, entity)."""
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
+        self._wandb = None
         if enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            if wandb:
+                from .wandb_log import WandbLogger
+                self._wandb = WandbLogger(run_dir, **wandb)
 
     def write(self, record: dict[str, Any]) -> None:
-        """One JSONL line; numeric fields (and dicts of them) also go to TensorBoard at ``step``."""
+        """One JSONL line; numeric fields (and dicts of them) also go to TensorBoard (and wandb) at ``step``."""
         if not self.enabled:
             return
         self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
         self._jsonl.flush()
         step = record.get("step")
-        if step is None:
-            return
-        kind = record["type"]
-        for key, value in record.items():
-            if key in ("type", "step"):
-                continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self._tb.add_scalar(f"{kind}/{key}", value, step)
-            elif isinstance(value, dict):
-                for sub, v in value.items():
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        self._tb.add_scalar(f"{kind}/{key}/{sub}", v, step)
+        values = scalars(record) if step is not None else {}
+        for tag, value in values.items():
+            self._tb.add_scalar(tag, value, step)
+        if self._wandb is not None:
+            self._wandb.log(record, values)
 
     def say(self, line: str) -> None:
         if self.enabled:
@@ -103,6 +116,8 @@ class MetricsLog:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+            if self._wandb is not None:
+                self._wandb.close()
 
 
 class RateMeter:

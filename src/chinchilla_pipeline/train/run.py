@@ -6,10 +6,12 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import UserError
 from .checkpoint import list_checkpoints
-from .config import CurriculumConfig, RunPlan, load_curriculum, make_plan
+from .config import CurriculumConfig, EvalConfig, RunPlan, load_curriculum, make_plan
 from .distributed import setup_distributed, teardown
 from .trainer import NonFiniteLoss, Trainer, check_phase_ready
+from .wandb_log import require_wandb
 
 
 def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
@@ -32,15 +34,19 @@ def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
 
 def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: str | Path = "runs",
                  allow_changes: bool = False, device: str = "auto", peak_tflops: float | None = None,
-                 plan_only: bool = False) -> int:
+                 plan_only: bool = False, wandb: dict | None = None, hellaswag: dict | None = None) -> int:
     """Train ``phase`` (None: every remaining phase) of the run ``<out_dir>/<config name>``.
 
     Resumes from the run's latest checkpoint. Returns 0 when done, 1 when the
     loss became NaN/inf (the message names the step and the last checkpoint).
     Run under torchrun for DDP. User errors raise ``UserError``. ``plan_only``
-    prints the derived numbers (for WORLD_SIZE ranks) and trains nothing.
+    prints the derived numbers (for WORLD_SIZE ranks) and trains nothing. ``wandb``: WandbLogger's
+    arguments (None: off); ``hellaswag``: ``eval.hellaswag_*`` fields that replace the config's.
     """
     cfg, model_cfg = load_curriculum(config_path)
+    cfg = with_eval_overrides(cfg, hellaswag or {})
+    if wandb:
+        require_wandb()  # one clear line, before any process group or model
     run_dir = Path(out_dir) / cfg.name
     world = int(os.environ.get("WORLD_SIZE", "1"))
     plan = make_plan(cfg, model_cfg, world, path=config_path)
@@ -51,7 +57,8 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
     dist = setup_distributed(device)
     trainer, together = None, False
     try:
-        trainer = Trainer(cfg, model_cfg, dist, run_dir, config_path=config_path, peak_tflops=peak_tflops)
+        trainer = Trainer(cfg, model_cfg, dist, run_dir, config_path=config_path, peak_tflops=peak_tflops,
+                          wandb=wandb)
         end = trainer.resume(phase, allow_changes)
         if trainer.step < end:
             trainer.train(end)
@@ -71,4 +78,16 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
         if trainer is not None:
             trainer.log.close()
         teardown(dist, together)
+
+
+def with_eval_overrides(cfg: CurriculumConfig, fields: dict) -> CurriculumConfig:
+    """``cfg`` with the ``eval`` fields given (None values ignored), validated again."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if not fields:
+        return cfg
+    merged = {**cfg.eval.model_dump(), **fields}
+    if merged.get("hellaswag_path") is not None and merged.get("hellaswag_tokenizer") is None:
+        raise UserError("--hellaswag_path needs --hellaswag_tokenizer (the run's tokenizer directory)",
+                        field="--hellaswag_tokenizer")
+    return cfg.model_copy(update={"eval": EvalConfig.model_validate(merged)})
 

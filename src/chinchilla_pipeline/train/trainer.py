@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..errors import UserError
 from ..model.config import ModelConfig
 from ..model.gpt import GPT
+from ..hellaswag.evaluate import training_hook
 from .checkpoint import check_fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
 from .distributed import Dist, all_reduce_sum, barrier
@@ -54,7 +55,8 @@ class Trainer:
     """One rank's view of a curriculum run stored in ``run_dir``."""
 
     def __init__(self, cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dist, run_dir: Path, *,
-                 config_path: str | Path = "", peak_tflops: float | None = None):
+                 config_path: str | Path = "", peak_tflops: float | None = None,
+                 wandb: dict[str, Any] | None = None):
         self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
         self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path)
         self.domains = open_domains(cfg, model_cfg, config_path)
@@ -69,7 +71,9 @@ class Trainer:
         self.autocast = autocast_factory(cfg.dtype, dist.device)
         self.validator = Validator(self.domains, context=self.plan.context, max_tokens=cfg.eval.tokens_per_source,
                                    micro_batch_size=self.plan.micro_batch_size, dist=dist)
-        self.log = MetricsLog(self.run_dir, dist.is_main)
+        self.hellaswag = training_hook(cfg.eval, model_cfg.block_size, dist, self.fingerprint["tokenizer"],
+                                       self.plan.micro_batch_size)
+        self.log = MetricsLog(self.run_dir, dist.is_main, wandb=wandb)
         card = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
         self.peak = card * dist.world_size if card else None  # tokens/s below are global: every card's peak
         self.flops_per_token = model_cfg.flops_per_token()
@@ -230,6 +234,11 @@ class Trainer:
         self.log.write({"type": "validation", "step": self.step, "loss": losses})
         self.log.say(f"validation at step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
         self.last_eval = losses
+        if self.hellaswag is not None:
+            hs = self.hellaswag.evaluate(self.raw, self.autocast)
+            self.log.write({"type": "hellaswag", "step": self.step, **hs})
+            self.log.say(f"hellaswag at step {self.step}: acc_norm {hs['acc_norm']:.4f} acc {hs['acc']:.4f} "
+                         f"({hs['num_items']} items)")
         self._rate.reset()
         return losses
 
