@@ -36,7 +36,8 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "baseline": Setting("SpeedConfig defaults: sliced cross-entropy, fused AdamW, SDPA auto, TF32, compile mode default"),
+    "baseline": Setting("SpeedConfig defaults: sliced cross-entropy, fused AdamW, SDPA auto, TF32, "
+                        "compile mode default"),
     "chunked_ce": Setting("cross-entropy in 4,096-row chunks (no B x T x V logits)", {"cross_entropy": "chunked"}),
     "auto_micro": Setting("largest micro batch that fits (sliced cross-entropy)", micro="auto"),
     "auto_micro_chunked": Setting("largest micro batch that fits, chunked cross-entropy",

@@ -40,7 +40,7 @@ def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.devi
         opt.step()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
         return None
     finally:
         del model, opt
