@@ -244,7 +244,7 @@ def _add_gpu_check(sub) -> None:
     p.add_argument("--settings", nargs="+", help="throughput settings to measure (default: the mode's list; "
                    "names in docs/gpu.md)")
     p.add_argument("--budget_s", type=float, help="skip throughput settings once this many seconds have passed "
-                   "(default: 180 on gpu, none on cpu)")
+                   "(default: 150 on gpu, none on cpu)")
 
     def run(a):
         from .gpucheck.check import check_from_cli

@@ -95,7 +95,7 @@ def gpu_check(mode: str, out_dir: Path, *, settings: list[str] | None = None, bu
     res["throughput_model"] = {"name": model_cfg.name, "params": model_cfg.num_params(),
                                "context": model_cfg.block_size, "flops_per_token": model_cfg.flops_per_token(),
                                "dtype": "bfloat16" if gpu else "float32"}
-    budget = budget_s if budget_s is not None else (180.0 if gpu else None)
+    budget = budget_s if budget_s is not None else (150.0 if gpu else None)
     deadline = start + budget if budget is not None else None
     _part(res, "throughput", lambda: measure_all(
         settings or (GPU_SETTINGS if gpu else CPU_SETTINGS), model_cfg, device,

@@ -217,4 +217,5 @@ def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.d
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     return {"shape": list(a.shape), "max_abs_diff": float((a - b).abs().max()),
-            "logit_scale": float(a.abs().max()), "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
+            "logit_scale": float(a.abs().max()),
+            "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean())}

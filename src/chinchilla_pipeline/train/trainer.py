@@ -58,7 +58,8 @@ class Trainer:
                  config_path: str | Path = "", peak_tflops: float | None = None):
         self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
         probes: list[str] = []
-        micro = resolve_micro_batch(cfg, model_cfg, dist, path=config_path, log=probes.append)  # "auto"; before the seed
+        # "auto" resolved before the seed is set (the probe draws random tokens)
+        micro = resolve_micro_batch(cfg, model_cfg, dist, path=config_path, log=probes.append)
         self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path, micro_batch_size=micro)
         self.domains = open_domains(cfg, model_cfg, config_path)
         self.streams = {name: TokenStream(ds.shards("train")) for name, ds in self.domains.items()}
