@@ -201,6 +201,7 @@ def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.d
 
     from ..export.huggingface import export_huggingface
     from ..export.trained import load_trained
+    from ..train.setup import set_tf32
 
     export_huggingface(run_dir, tokenizer, out_dir)
     ours = load_trained(run_dir, tokenizer)
@@ -209,13 +210,10 @@ def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.d
     cfg = ours.config
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), generator=g).to(device)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # the comparison in true float32
-    try:
-        with torch.no_grad():
-            a, b = model(idx).float(), hf(idx).logits.float()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    if device.type == "cuda":
+        set_tf32(False)  # the comparison in true float32 (the check's last part: left so)
+    with torch.no_grad():
+        a, b = model(idx).float(), hf(idx).logits.float()
     return {"shape": list(a.shape), "max_abs_diff": float((a - b).abs().max()),
             "logit_scale": float(a.abs().max()),
             "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean())}

@@ -85,12 +85,20 @@ def want_compile(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 CUDA matmuls and cuDNN convolutions, process-wide: the ``fp32_precision`` API
+    where torch has it (2.9+, where ``allow_tf32`` is deprecated), else ``allow_tf32``."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+
+
 def apply_speed(speed: SpeedConfig, device: torch.device) -> None:
-    """Process-wide CUDA switches of ``speed``: TF32 for float32 matmuls and cuDNN convolutions."""
-    if device.type != "cuda":
-        return
-    torch.backends.cuda.matmul.allow_tf32 = speed.tf32
-    torch.backends.cudnn.allow_tf32 = speed.tf32
+    """Process-wide CUDA switches of ``speed`` (TF32); nothing on CPU."""
+    if device.type == "cuda":
+        set_tf32(speed.tf32)
 
 
 def compile_model(model: torch.nn.Module, setting: str, speed: SpeedConfig, device: torch.device) -> torch.nn.Module:
