@@ -42,6 +42,10 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{_f(r['trainer_tokens_per_s'])} | {_f(r['bare_tokens_per_s'])} | {r['ratio']:.3f} | "
                      f"{_pct(r['trainer_mfu'])} | {_pct(r['bare_mfu'])} | {_f(r['trainer_peak_gib'], '.1f')} | "
                      f"{r['trainer_first_step_s']:.1f} / {r['bare_first_step_s']:.1f} |")
+    if "fastest" in res and res["mode"] == "gpu":
+        f = res["fastest"]
+        lines += ["", f"Fastest trainer: `{f['setting']}`, {f['trainer_tokens_per_s']:,.0f} tokens/s = "
+                      f"{100 * f['of_target']:.0f}% of the 500K tokens/s target."]
     ck = res.get("checkpoint_write", {})
     lines += ["", "| checkpoint write (model + AdamW state, atomic, best of 2) | |", "|---|---|"]
     if "error" in ck:
@@ -49,6 +53,9 @@ def markdown(res: dict[str, Any]) -> str:
     elif ck:
         lines += [f"| size | {ck['bytes'] / 2**30:.2f} GiB ({ck['params']:,} parameters) |",
                   f"| seconds | {ck['write_s']:.2f} (rounds: {', '.join(f'{t:.2f}' for t in ck['rounds_s'])}) |"]
+        if "share_of_training" in ck:
+            lines.append(f"| share of training time | {100 * ck['share_of_training']:.2f}% (one write per 250 steps "
+                         f"of 524,288 tokens = {ck['default_interval_s']:,.0f} s at the baseline trainer rate) |")
     sd, sm = res.get("smoke_data", {}), res.get("smoke", {})
     lines += ["", "| curriculum smoke run | |", "|---|---|"]
     if "error" in sd:
