@@ -48,7 +48,7 @@ class SmokeShape:
 
 GPU_SHAPE = SmokeShape(model={"name": "smoke_124m_shape", "n_layer": 12, "n_head": 12, "n_embd": 768,
                               "block_size": 1024}, vocab=4096, tokens_per_step=8 * 1024, steps=160,
-                       checkpoint_every=20, eval_every=40, kill_after=40, device="cuda")
+                       checkpoint_every=40, eval_every=40, kill_after=40, device="cuda")
 CPU_SHAPE = SmokeShape(model={"name": "smoke_tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64},
                        vocab=1024, tokens_per_step=4 * 64, steps=200, checkpoint_every=10, eval_every=50,
                        kill_after=20, device="cpu")
