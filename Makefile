@@ -64,7 +64,7 @@ TRAIN_CLI  ?= $(CLI)
 PRETRAIN    = $(TRAIN_CLI) pretrain --config $(CURRICULUM) --out_dir $(RUNS)
 
 .PHONY: pretrain-plan pretrain-curriculum-phase-a pretrain-curriculum-phase-b pretrain-curriculum \
-        bench-train bench-train-gpu
+        bench-train bench-train-chunked bench-train-gpu
 pretrain-plan: ## print the curriculum's budget, steps and tokens per phase (trains nothing)
 	$(CLI) pretrain --config $(CURRICULUM) --plan_only
 pretrain-curriculum-phase-a: ## phase A (wikipedia + books) from scratch, or resumed; ends with its final checkpoint
@@ -75,9 +75,25 @@ pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 	$(PRETRAIN) --phase all
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
 	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
+bench-train-chunked: ## CPU: bench-train with the chunked cross-entropy (speed.cross_entropy)
+	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4 \
+	  --cross_entropy chunked
 bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and MFU
 	$(CLI) bench-train --model config/models/gpt2_124m.json --device cuda --dtype bfloat16 --compile on \
 	  --micro_batch_size 16 --grad_accum 4 --steps 20 --rounds 2 --warmup_steps 5
+
+# --- the GPU check (docs/gpu.md) ---
+GPU_CHECK_OUT ?= $(RUNS)/gpu_check
+
+.PHONY: gpu-check gpu-check-cpu gpu-wheels
+gpu-check: ## one GPU, <= 8 min: environment, tokens/s per speed setting, micro-batch search, smoke run killed+resumed, torchrun, export
+	scripts/gpu_check.sh --out_dir $(GPU_CHECK_OUT)
+gpu-check-cpu: ## the same check's CPU mode (tiny model, gloo): what the test suite runs
+	PYTHON=$(PYTHON) scripts/gpu_check.sh --mode cpu --out_dir $(GPU_CHECK_OUT)_cpu
+gpu-wheels: ## download into .whl/ the wheels a GPU machine without network lacks (constraints/gpu-wheels.txt)
+	python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl -r constraints/gpu-wheels.txt
 
 # --- planning ---
 PLAN_OUT ?= $(RUNS)/plan.json

@@ -130,7 +130,7 @@ def wandb_records(path):
 def test_wandb_offline_run_holds_the_logged_history(run):
     pytest.importorskip("wandb")
     run_id = (run["run_dir"] / ID_FILE).read_text().strip()
-    dirs = sorted((run["run_dir"] / "wandb").glob(f"offline-run-*-{run_id}"))
+    dirs = sorted((run["run_dir"] / "wandb").glob(f"*/wandb/offline-run-*-{run_id}"))
     assert len(dirs) == 2  # phase a and phase b: two invocations, one wandb run id
     history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item}
                for d in dirs for rec in wandb_records(d / f"run-{run_id}.wandb")

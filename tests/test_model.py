@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from chinchilla_pipeline.model.config import ModelConfig, load_model_config
 from chinchilla_pipeline.model.gpt import GPT
+from chinchilla_pipeline.model.loss import CHUNK_ROWS, chunked_cross_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,3 +73,40 @@ def test_flops_per_token_of_gpt2_small_is_nanogpts():
     n = cfg.num_params() - cfg.block_size * cfg.n_embd
     assert cfg.flops_per_token() == 6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
     assert n == 123_653_376  # GPT-2 small without its 1,024 x 768 position embedding
+
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("chunk", [20, CHUNK_ROWS])  # 48 rows: chunks of 20, 20 and 8, or one chunk
+def test_chunked_cross_entropy_equals_the_sliced_loss_and_gradients(dtype, chunk):
+    cfg = ModelConfig(name="t", n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=300)  # pads to 320
+    torch.manual_seed(0)
+    sliced = GPT(cfg)
+    chunked = GPT(cfg, cross_entropy="chunked")
+    chunked.load_state_dict(sliced.state_dict())
+    x, y = torch.randint(0, 300, (3, 16)), torch.randint(0, 300, (3, 16))
+    losses, grads = [], []
+    for model in (sliced, chunked):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            if model is sliced:
+                loss = model(x, y)
+            else:
+                h = model.ln_f(hidden_states(model, x))
+                loss = chunked_cross_entropy(h.reshape(48, 32), model.lm_head.weight, y.reshape(-1), 300, chunk)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(losses[1], losses[0], **tol)
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], **tol)
+    assert torch.count_nonzero(grads[1]["wte.weight"][300:]) == 0  # padding rows never learn from the head
+    torch.testing.assert_close(chunked(x, y), sliced(x, y), rtol=1e-5, atol=1e-6)  # GPT.forward's chunked path
+
+
+def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The blocks' output, before the final LayerNorm (GPT.forward's first half)."""
+    x = model.wte(idx) + model.wpe(torch.arange(idx.size(1)))
+    for block in model.h:
+        x = block(x)
+    return x

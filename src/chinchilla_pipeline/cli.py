@@ -260,6 +260,8 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--peak_tflops", type=float, help="dense bf16 peak for MFU where the card is not known")
+    p.add_argument("--cross_entropy", choices=["sliced", "chunked"], default="sliced",
+                   help="the loss path (config speed.cross_entropy)")
 
     def run(a):
         from .train.bench import bench_from_cli
@@ -267,6 +269,24 @@ def _add_bench_train(sub) -> None:
         if a.warmup_steps < 0:
             raise UserError(f"expected >= 0, got {a.warmup_steps}", field="--warmup_steps")
         return bench_from_cli(a)
+    p.set_defaults(func=run)
+
+
+def _add_gpu_check(sub) -> None:
+    p = sub.add_parser("gpu-check", help="the GPU check: environment, throughput per speed setting, micro-batch "
+                       "search, curriculum smoke run killed and resumed, torchrun DDP, export logits (docs/gpu.md)")
+    p.add_argument("--mode", choices=["gpu", "cpu"], default="gpu",
+                   help="gpu: GPT-2 124M on CUDA (~8 min); cpu: a tiny model on CPU with gloo (CI)")
+    p.add_argument("--out_dir", default="runs/gpu_check", help="gpu_check.json, gpu_check.md and the smoke runs")
+    p.add_argument("--settings", nargs="+", help="throughput settings to measure (default: the mode's list; "
+                   "names in docs/gpu.md)")
+    p.add_argument("--budget_s", type=float, help="skip throughput settings once this many seconds have passed "
+                   "(default: 150 on gpu, none on cpu)")
+
+    def run(a):
+        from .gpucheck.check import check_from_cli
+        _positive(a, "budget_s")
+        return check_from_cli(a)
     p.set_defaults(func=run)
 
 
@@ -434,6 +454,7 @@ ADDERS: list[Callable] = [
     _add_demo_corpus,
     _add_pretrain,
     _add_bench_train,
+    _add_gpu_check,
     _add_demo_size,
     _add_report,
     _add_export,

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .loss import chunked_cross_entropy
 
 
 class CausalSelfAttention(nn.Module):
@@ -63,12 +64,14 @@ class GPT(nn.Module):
 
     The output head shares the token embedding's weight. Logits cover the padded
     vocabulary for speed, but the loss is taken over the real ``vocab_size``
-    columns only, so padding never changes it.
+    columns only, so padding never changes it. ``cross_entropy``: "sliced" (logits,
+    then ``F.cross_entropy``) or "chunked" (``model/loss.py``: no B x T x V tensor).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, cross_entropy: str = "sliced"):
         super().__init__()
         self.cfg = cfg
+        self.cross_entropy = cross_entropy
         self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
@@ -102,8 +105,11 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.h:
             x = block(x)
+        v = self.cfg.vocab_size
+        if targets is not None and self.cross_entropy == "chunked":
+            h = self.ln_f(x)
+            return chunked_cross_entropy(h.reshape(-1, h.size(-1)), self.lm_head.weight, targets.reshape(-1), v)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
-            return logits[..., : self.cfg.vocab_size]
-        v = self.cfg.vocab_size
+            return logits[..., :v]
         return F.cross_entropy(logits[..., :v].reshape(-1, v), targets.reshape(-1))

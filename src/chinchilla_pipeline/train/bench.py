@@ -22,10 +22,10 @@ import torch
 from ..data.manifest import write_token_dataset
 from ..model.config import ModelConfig, load_model_config
 from ..model.gpt import GPT
-from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig
+from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig, SpeedConfig
 from .distributed import setup_distributed
 from .metrics import mfu, peak_flops
-from .setup import autocast_factory, want_compile
+from .setup import apply_speed, autocast_factory, compile_model
 from .trainer import Trainer
 
 
@@ -35,13 +35,21 @@ def _sync(device: torch.device) -> None:
 
 
 def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum: int, steps: int, warmup: int,
-              dtype: str, compile_: str, seed: int) -> float:
-    """Tokens/s of the plainest loop: forward, backward, clip, AdamW on one fixed batch."""
+              dtype: str, compile_: str, seed: int, speed: SpeedConfig = SpeedConfig()) -> dict[str, float]:
+    """The plainest loop: forward, backward, clip, AdamW on one fixed batch, with ``speed``'s settings.
+
+    Returns ``tokens_per_s`` (timed steps), ``first_step_s`` (the first step: compilation included)
+    and ``peak_bytes`` (CUDA's peak allocation; 0 on CPU).
+    """
+    apply_speed(speed, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(seed)
-    raw = GPT(model_cfg).to(device)
-    model = torch.compile(raw) if want_compile(compile_, device) else raw
-    opt = torch.optim.AdamW(raw.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
-    autocast = autocast_factory(dtype, device)
+    raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(device)
+    model = compile_model(raw, compile_, speed, device)
+    opt = torch.optim.AdamW(raw.parameters(), lr=1e-4, betas=(0.9, 0.95),
+                            fused=speed.fused_adamw and device.type == "cuda")
+    autocast = autocast_factory(dtype, device, speed.attention)
     batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
     x, y = batch[:, :-1], batch[:, 1:]
 
@@ -55,18 +63,24 @@ def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum
         opt.zero_grad(set_to_none=True)
         return loss
 
-    for _ in range(warmup):
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
         step()
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         loss = step()
     loss.item()
-    return steps * accum * micro * model_cfg.block_size / (time.perf_counter() - t0)
+    rate = steps * accum * micro * model_cfg.block_size / (time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return {"tokens_per_s": rate, "first_step_s": first, "peak_bytes": peak}
 
 
 def make_trainer(model_cfg: ModelConfig, device: str, work: Path, *, micro: int, accum: int, steps: int,
-                 dtype: str, compile_: str, seed: int) -> Trainer:
+                 dtype: str, compile_: str, seed: int, speed: SpeedConfig = SpeedConfig()) -> Trainer:
     """A Trainer on a one-source curriculum over random tokens, sized so no phase ends while timed."""
     ctx, vocab = model_cfg.block_size, model_cfg.vocab_size
     rng = np.random.default_rng(seed)
@@ -79,24 +93,25 @@ def make_trainer(model_cfg: ModelConfig, device: str, work: Path, *, micro: int,
                            phases=[{"name": "bench", "share": 1.0, "sources": [{"name": "random", "path": str(path)}]}],
                            batch=BatchConfig(global_batch_tokens=tokens_per_step, micro_batch_size=micro),
                            eval=EvalConfig(interval_steps=10**9, tokens_per_source=ctx),
-                           checkpoint=CheckpointConfig(interval_steps=10**9), dtype=dtype, compile=compile_)
+                           checkpoint=CheckpointConfig(interval_steps=10**9), dtype=dtype, compile=compile_,
+                           speed=speed)
     return Trainer(cfg, model_cfg, setup_distributed(device), work / "run")
 
 
 def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8, accum: int = 1, steps: int = 20,
                 warmup: int = 3, dtype: str = "auto", compile_: str = "auto", rounds: int = 4,
-                peak_tflops: float | None = None) -> dict[str, float]:
+                peak_tflops: float | None = None, speed: SpeedConfig = SpeedConfig()) -> dict[str, float]:
     """Best-of-``rounds`` tokens/s of the bare loop and of the trainer, and trainer / bare."""
     model_cfg = load_model_config(model_path)
     bare, trained = [], []
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(model_cfg, device, Path(tmp), micro=micro, accum=accum, steps=warmup + rounds * steps,
-                               dtype=dtype, compile_=compile_, seed=1337)
+                               dtype=dtype, compile_=compile_, seed=1337, speed=speed)
         dev = trainer.dist.device
         trainer.train(warmup)
         for _ in range(rounds):
             bare.append(bare_loop(model_cfg, dev, micro=micro, accum=accum, steps=steps, warmup=warmup,
-                                  dtype=dtype, compile_=compile_, seed=1337))
+                                  dtype=dtype, compile_=compile_, seed=1337, speed=speed)["tokens_per_s"])
             t0 = time.perf_counter()
             trainer.train(trainer.step + steps)  # ends with a flush: a host sync
             trained.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0))
@@ -109,7 +124,8 @@ def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8,
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {model_cfg.name}: {model_cfg.num_params():,} params, context {model_cfg.block_size}, "
           f"{fpt:,} FLOPs/token; device {name}; micro-batch {micro} x accum {accum}; "
-          f"dtype {dtype}, compile {compile_}; best of {rounds} rounds of {steps} steps")
+          f"dtype {dtype}, compile {compile_}, cross-entropy {speed.cross_entropy}; "
+          f"best of {rounds} rounds of {steps} steps")
     print(f"bare loop:  {out['bare_tokens_per_s']:,.0f} tokens/s   (rounds: {', '.join(f'{v:,.0f}' for v in bare)})")
     print(f"trainer:    {out['trainer_tokens_per_s']:,.0f} tokens/s   "
           f"(rounds: {', '.join(f'{v:,.0f}' for v in trained)})")
@@ -124,5 +140,6 @@ def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8,
 def bench_from_cli(args: argparse.Namespace) -> int:
     bench_train(args.model, device=args.device, micro=args.micro_batch_size, accum=args.grad_accum,
                 steps=args.steps, warmup=args.warmup_steps, dtype=args.dtype, compile_=args.compile,
-                rounds=args.rounds, peak_tflops=args.peak_tflops)
+                rounds=args.rounds, peak_tflops=args.peak_tflops,
+                speed=SpeedConfig(cross_entropy=args.cross_entropy))
     return 0

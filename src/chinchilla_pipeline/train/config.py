@@ -77,7 +77,29 @@ class PhaseConfig(StrictModel):
 class BatchConfig(StrictModel):
     global_batch_tokens: PositiveInt = DEFAULT_GLOBAL_BATCH_TOKENS
     # Sequences per rank per forward pass; 16 x 1,024 tokens fit a 40 GB+ GPU in bf16 at 124M.
-    micro_batch_size: PositiveInt = 16
+    # "auto": on CUDA the largest that fits the card (train/microbatch.py probes it; llm.c runs 64 per
+    # H100), on CPU the largest divisor of the rank's sequences per step up to 16.
+    micro_batch_size: Union[PositiveInt, Literal["auto"]] = 16
+
+
+class SpeedConfig(StrictModel):
+    """How fast a step runs, never what it computes: left out of the resume fingerprint (like ``compile``).
+
+    Each setting is measured by ``chinchilla gpu-check`` (docs/gpu.md); the defaults are the
+    conservative ones until a GPU measurement says otherwise. All but ``cross_entropy`` act on CUDA only.
+    """
+
+    tf32: bool = True  # float32 matmuls outside autocast (none in the hot path under bf16) use TF32
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    # "sliced": logits (B, T, padded V), then cross-entropy on the real V columns (a B x T x V copy, in
+    # float32 under autocast); "chunked": model/loss.py, 4,096 rows at a time, no B x T x V tensor.
+    cross_entropy: Literal["sliced", "chunked"] = "sliced"
+    # SDPA backend: "auto" lets PyTorch choose (flash on Hopper for bf16); the others force one.
+    attention: Literal["auto", "flash", "efficient", "cudnn", "math"] = "auto"
+    fused_adamw: bool = True  # one fused CUDA kernel for AdamW (foreach otherwise)
+    ddp_bucket_cap_mb: PositiveInt = 25  # gradient all-reduce bucket, MB (PyTorch's default)
+    ddp_gradient_as_bucket_view: bool = True  # gradients live in the buckets: no copy, ~0.5 GB less at 124M
+    ddp_static_graph: bool = False
 
 
 class OptimizerConfig(StrictModel):
@@ -145,6 +167,7 @@ class CurriculumConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # "auto": torch.compile on CUDA only (compiling costs ~20 s on CPU for a ~9% gain).
     compile: Literal["auto", "on", "off"] = "auto"
+    speed: SpeedConfig = SpeedConfig()
 
     @field_validator("total_tokens", mode="before")
     @classmethod
@@ -205,9 +228,33 @@ class RunPlan:
         raise ValueError(f"step {step} is outside the run (0..{self.total_steps})")
 
 
-def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "") -> RunPlan:
-    """Steps, accumulation and phase boundaries; a batch that does not divide is a ``UserError``."""
-    ctx, mb = model.block_size, cfg.batch.micro_batch_size
+CPU_MICRO_BATCH = 16  # "auto" on CPU: the largest divisor of the rank's sequences per step up to this
+
+
+def sequences_per_rank(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "") -> int:
+    """Sequences each rank trains per optimiser step: global_batch_tokens / (context x world_size)."""
+    per = model.block_size * world_size
+    if cfg.batch.global_batch_tokens % per:
+        raise UserError(f"{cfg.batch.global_batch_tokens} tokens is not a multiple of context {model.block_size} "
+                        f"x {world_size} ranks = {per}", path=path, field="batch.global_batch_tokens")
+    return cfg.batch.global_batch_tokens // per
+
+
+def micro_batch_candidates(seqs_per_rank: int, cap: int | None = None) -> list[int]:
+    """Every micro batch that divides the rank's sequences per step (so accumulation is whole), largest first."""
+    return [d for d in range(min(seqs_per_rank, cap or seqs_per_rank), 0, -1) if seqs_per_rank % d == 0]
+
+
+def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "",
+              micro_batch_size: int | None = None) -> RunPlan:
+    """Steps, accumulation and phase boundaries; a batch that does not divide is a ``UserError``.
+
+    ``micro_batch_size`` is the resolved value of an "auto" config (``train.microbatch``); without
+    it "auto" takes the CPU rule (``CPU_MICRO_BATCH``).
+    """
+    ctx, mb = model.block_size, micro_batch_size or cfg.batch.micro_batch_size
+    if mb == "auto":
+        mb = micro_batch_candidates(sequences_per_rank(cfg, model, world_size, path=path), CPU_MICRO_BATCH)[0]
     per_micro = mb * ctx * world_size
     if cfg.batch.global_batch_tokens % per_micro:
         raise UserError(f"{cfg.batch.global_batch_tokens} tokens is not a multiple of micro_batch_size "

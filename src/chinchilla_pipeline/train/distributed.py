@@ -1,4 +1,8 @@
-"""torchrun DDP setup: NCCL on CUDA, gloo on CPU; a single process needs no torchrun."""
+"""torchrun DDP setup: NCCL on CUDA, gloo on CPU; a single process needs no torchrun.
+
+Under torchrun the process group starts even for one rank (``--nproc_per_node=1``), so that
+the DDP path (NCCL on a GPU) runs exactly as it would on eight; a plain ``python`` run has none.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ class Dist:
     local_rank: int
     world_size: int
     device: torch.device
+    launched: bool = False  # started by torchrun: a process group even for one rank
 
     @property
     def is_main(self) -> bool:
@@ -24,7 +29,14 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group (and DDP) is in use: several ranks, or one rank under torchrun."""
+        return self.world_size > 1 or self.launched
+
+
+def under_torchrun(env: dict[str, str] | None = None) -> bool:
+    """True when torchrun (torch.distributed.elastic) started this process: it sets these variables."""
+    env = os.environ if env is None else env
+    return all(k in env for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"))
 
 
 def setup_distributed(device: str = "auto") -> Dist:
@@ -43,9 +55,10 @@ def setup_distributed(device: str = "auto") -> Dist:
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    launched = under_torchrun()
+    if (world > 1 or launched) and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
-    return Dist(rank, local, world, dev)
+    return Dist(rank, local, world, dev, launched)
 
 
 def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:

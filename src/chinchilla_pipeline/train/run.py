@@ -20,7 +20,9 @@ def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
              f"target tokens: {plan.target_tokens:,}"
              + ("" if cfg.total_tokens is not None else f" = {cfg.tokens_per_param:g} x {num_params:,}"),
              f"tokens per step: {plan.tokens_per_step:,} = {plan.micro_batch_size} sequences x {plan.context} "
-             f"tokens x {plan.grad_accum} accumulation x {plan.world_size} ranks",
+             f"tokens x {plan.grad_accum} accumulation x {plan.world_size} ranks"
+             + (" (micro_batch_size auto: the CPU rule here; on CUDA the largest that fits)"
+                if cfg.batch.micro_batch_size == "auto" else ""),
              f"steps: {plan.total_steps:,} ({plan.total_steps * plan.tokens_per_step:,} tokens); warmup "
              f"{plan.warmup_steps}" + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else "")]
     for phase, (a, b) in zip(cfg.phases, plan.phase_steps):

@@ -13,7 +13,7 @@ from ..data.reader import PreparedDataset, open_prepared
 from ..errors import UserError
 from ..model.config import ModelConfig
 from .checkpoint import config_hash
-from .config import CurriculumConfig, OptimizerConfig
+from .config import CurriculumConfig, OptimizerConfig, SpeedConfig
 
 
 def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | Path) -> dict[str, PreparedDataset]:
@@ -42,30 +42,65 @@ def fingerprint(cfg: CurriculumConfig, model: ModelConfig, domains: dict[str, Pr
     Eval, checkpoint and logging intervals are left out: changing them does not
     change the trajectory.
     """
-    recipe = cfg.model_dump(exclude={"eval", "checkpoint", "log_interval_steps", "model", "compile"})
+    recipe = cfg.model_dump(exclude={"eval", "checkpoint", "log_interval_steps", "model", "compile", "speed"})
     return {"model_config": config_hash(model.model_dump()),
             "curriculum_config": config_hash(recipe),
             "tokenizer": next(iter(domains.values())).tokenizer_sha256,
             "data": {name: config_hash(ds.manifest) for name, ds in domains.items()}}
 
 
-def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig, device: torch.device,
+                    fused: bool = True) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices (Linear and embedding weights) only, not on biases or LayerNorms.
-    Fused kernel on CUDA."""
+    Fused kernel on CUDA (``fused``), else PyTorch's default (foreach)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
-                             fused=device.type == "cuda")
+                             fused=fused and device.type == "cuda")
 
 
-def autocast_factory(dtype: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A context factory: bf16 autocast ("auto" on CUDA, or "bfloat16"), else full float32."""
+def autocast_factory(dtype: str, device: torch.device,
+                     attention: str = "auto") -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory: bf16 autocast ("auto" on CUDA, or "bfloat16"), else full float32; with
+    ``attention`` other than "auto" (SpeedConfig), SDPA restricted to that backend."""
     use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext
-    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+    cast = partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16) if use_bf16 \
+        else contextlib.nullcontext
+    if attention == "auto":
+        return cast
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[attention]
+
+    @contextlib.contextmanager
+    def both():
+        with cast(), sdpa_kernel(backend):
+            yield
+    return both
 
 
 def want_compile(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 CUDA matmuls and cuDNN convolutions, process-wide: the ``fp32_precision`` API
+    where torch has it (2.9+, where ``allow_tf32`` is deprecated), else ``allow_tf32``."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+
+
+def apply_speed(speed: SpeedConfig, device: torch.device) -> None:
+    """Process-wide CUDA switches of ``speed`` (TF32); nothing on CPU."""
+    if device.type == "cuda":
+        set_tf32(speed.tf32)
+
+
+def compile_model(model: torch.nn.Module, setting: str, speed: SpeedConfig, device: torch.device) -> torch.nn.Module:
+    """``torch.compile(model, mode=speed.compile_mode)`` when ``setting`` asks for it, else the model."""
+    return torch.compile(model, mode=speed.compile_mode) if want_compile(setting, device) else model

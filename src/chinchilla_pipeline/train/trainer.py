@@ -28,7 +28,8 @@ from .evaluate import Validator
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .sampler import TokenStream, WeightedMultiDatasetSampler
 from .schedule import lr_at
-from .setup import autocast_factory, build_optimizer, fingerprint, open_domains, want_compile
+from .microbatch import resolve_micro_batch
+from .setup import apply_speed, autocast_factory, build_optimizer, compile_model, fingerprint, open_domains
 
 
 class NonFiniteLoss(RuntimeError):
@@ -58,22 +59,30 @@ class Trainer:
                  config_path: str | Path = "", peak_tflops: float | None = None,
                  wandb: dict[str, Any] | None = None):
         self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
-        self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path)
+        probes: list[str] = []
+        # "auto" resolved before the seed is set (the probe draws random tokens)
+        micro = resolve_micro_batch(cfg, model_cfg, dist, path=config_path, log=probes.append)
+        self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path, micro_batch_size=micro)
         self.domains = open_domains(cfg, model_cfg, config_path)
         self.streams = {name: TokenStream(ds.shards("train")) for name, ds in self.domains.items()}
         self.fingerprint = fingerprint(cfg, model_cfg, self.domains)
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.raw = GPT(model_cfg).to(dist.device)
-        model = torch.compile(self.raw) if want_compile(cfg.compile, dist.device) else self.raw
-        self.model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
-            if dist.enabled else model
-        self.optimizer = build_optimizer(self.raw, cfg.optimizer, dist.device)
-        self.autocast = autocast_factory(cfg.dtype, dist.device)
+        speed = cfg.speed
+        apply_speed(speed, dist.device)
+        self.raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(dist.device)
+        model = compile_model(self.raw, cfg.compile, speed, dist.device)
+        self.model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                         bucket_cap_mb=speed.ddp_bucket_cap_mb, static_graph=speed.ddp_static_graph,
+                         gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view) if dist.enabled else model
+        self.optimizer = build_optimizer(self.raw, cfg.optimizer, dist.device, fused=speed.fused_adamw)
+        self.autocast = autocast_factory(cfg.dtype, dist.device, speed.attention)
         self.validator = Validator(self.domains, context=self.plan.context, max_tokens=cfg.eval.tokens_per_source,
                                    micro_batch_size=self.plan.micro_batch_size, dist=dist)
         self.hellaswag = training_hook(cfg.eval, model_cfg.block_size, dist, self.fingerprint["tokenizer"],
                                        self.plan.micro_batch_size)
         self.log = MetricsLog(self.run_dir, dist.is_main, wandb=wandb)
+        if micro is not None:
+            self.log.say(f"micro_batch_size auto -> {micro} ({'; '.join(probes) or 'CPU rule'})")
         card = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
         self.peak = card * dist.world_size if card else None  # tokens/s below are global: every card's peak
         self.flops_per_token = model_cfg.flops_per_token()
@@ -136,6 +145,7 @@ class Trainer:
         """Train from ``self.step`` to ``end`` with evaluations, checkpoints and summaries."""
         plan, cfg = self.plan, self.cfg
         self.log.write({"type": "start", "step": self.step, "end_step": end, "world_size": self.dist.world_size,
+                        "ddp": self.dist.enabled, "micro_batch_size": plan.micro_batch_size,
                         "grad_accum": plan.grad_accum, "tokens_per_step": plan.tokens_per_step,
                         "total_steps": plan.total_steps, "phase_steps": [list(p) for p in plan.phase_steps],
                         "num_params": self.model_cfg.num_params(), "time": time.time()})

@@ -5,8 +5,10 @@ The same records as TensorBoard, under the same names (``train/loss``,
 ``hellaswag/acc_norm``, ...), against the trainer's ``step`` (a wandb metric of
 its own, so that steps logged again after a resume are plain points). One wandb
 run per run directory: its id is kept in ``<run_dir>/wandb_run_id``, so phase A,
-phase B and every resume append to the same run. ``WANDB_MODE=offline`` writes
-under ``<run_dir>/wandb/`` without network (``wandb sync`` uploads it later).
+phase B and every resume append to the same run. Each invocation writes wandb's files under
+its own ``<run_dir>/wandb/<NNNN>/`` (wandb names its directories by the second, so two invocations
+within one second would share one); ``WANDB_MODE=offline`` writes there without network
+(``wandb sync`` uploads it later).
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ class WandbLogger:
 
         id_file = run_dir / ID_FILE
         run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else generate_id()
+        base = run_dir / "wandb"
+        invocation = base / f"{sum(1 for _ in base.iterdir()) if base.is_dir() else 0:04d}"
+        invocation.mkdir(parents=True, exist_ok=True)
         try:
             self.run = wandb.init(project=project, entity=entity, name=name or run_dir.resolve().name, id=run_id,
-                                  resume="allow", dir=str(run_dir), settings=wandb.Settings(console="off"))
+                                  resume="allow", dir=str(invocation), settings=wandb.Settings(console="off"))
         except wandb.errors.Error as err:
             raise UserError(f"wandb could not start ({str(err).splitlines()[0]}): run `wandb login`, or set "
                             "WANDB_MODE=offline", field="--wandb_project") from None

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The GPU check on a machine whose own python3 holds torch (CUDA) but not this package, nor pydantic/datasets:
+# wheels from .whl/ (`make gpu-wheels`, copied along) go to /tmp/site when those are missing; the package runs
+# from src/.
+#   scripts/gpu_check.sh                  GPU mode, ~8 minutes on one H100/H200 -> runs/gpu_check/gpu_check.{json,md}
+#   scripts/gpu_check.sh --mode cpu       the same on CPU with a tiny model
+# Any arguments go to `chinchilla gpu-check` (--out_dir, --settings, --budget_s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import pydantic, datasets" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PY" -m chinchilla_pipeline.cli gpu-check "$@"

@@ -1,0 +1,74 @@
+"""``"micro_batch_size": "auto"``: the largest micro batch that fits the device.
+
+On CUDA each rank tries the divisors of its sequences per step, largest first,
+with one real training step (the run's model, loss path, dtype and fused AdamW,
+eager: a compiled step needs no more memory) and takes the first whose peak
+allocation stays under ``HEADROOM`` of the card; every rank then takes the
+smallest rank's answer. On CPU memory is not the limit: the CPU rule of
+``make_plan`` applies (the largest divisor up to 16).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..model.config import ModelConfig
+from ..model.gpt import GPT
+from .config import CPU_MICRO_BATCH, CurriculumConfig, micro_batch_candidates, sequences_per_rank
+from .distributed import Dist
+from .setup import autocast_factory, build_optimizer
+
+HEADROOM = 0.90  # of the card's memory: room for the allocator's fragmentation and the evaluation batches
+MAX_PROBE = 256  # sequences: the largest micro batch tried (256 x 1,024 tokens; llm.c runs 64 on an H100)
+
+
+def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.device, micro: int) -> int | None:
+    """Peak bytes allocated by one training step at ``micro`` sequences, or None when it runs out of memory."""
+    model = opt = None
+    try:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        model = GPT(model_cfg, cross_entropy=cfg.speed.cross_entropy).to(device)
+        opt = build_optimizer(model, cfg.optimizer, device, fused=cfg.speed.fused_adamw)
+        batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
+        with autocast_factory(cfg.dtype, device, cfg.speed.attention)():
+            loss = model(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        opt.step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    except torch.cuda.OutOfMemoryError:
+        return None
+    finally:
+        del model, opt
+        torch.cuda.empty_cache()
+
+
+def resolve_micro_batch(cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dist, *, path: str | Path = "",
+                        log: Callable[[str], None] = lambda line: None) -> int | None:
+    """The micro batch an "auto" config resolves to on ``dist.device`` (None when the config gives a number).
+
+    Uses the CUDA RNG (random probe tokens): call it before seeding the run.
+    """
+    if cfg.batch.micro_batch_size != "auto":
+        return None
+    seqs = sequences_per_rank(cfg, model_cfg, dist.world_size, path=path)
+    if dist.device.type != "cuda":
+        return micro_batch_candidates(seqs, CPU_MICRO_BATCH)[0]
+    total = torch.cuda.get_device_properties(dist.device).total_memory
+    found = 1
+    for micro in micro_batch_candidates(seqs, MAX_PROBE):
+        peak = probe_step(model_cfg, cfg, dist.device, micro)
+        log(f"micro batch {micro}: " + ("out of memory" if peak is None else
+                                        f"peak {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB"))
+        if peak is not None and peak <= HEADROOM * total:
+            found = micro
+            break
+    if dist.enabled:
+        t = torch.tensor(found, device=dist.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        found = int(t.item())
+    return found
