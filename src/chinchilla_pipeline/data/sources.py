@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import UserError
 from .config import DatasetConfig, HubSource
+from .records import clean_json_files
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -71,14 +72,23 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         kwargs = {"encoding_errors": "replace"} if src.format in ("text", "csv") else {}
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
-        return datasets.load_dataset(src.format, data_files=resolve_data_files(cfg, config_path),
-                                     split="train", streaming=True, **kwargs)
+        files = resolve_data_files(cfg, config_path)
+        if src.format == "json":  # bad lines skipped and counted, empty files allowed (records.py)
+            files = clean_json_files(files, config_path)[0]
+            if not files:
+                return datasets.IterableDataset.from_generator(_no_rows)
+        return datasets.load_dataset(src.format, data_files=files, split="train", streaming=True, **kwargs)
     except UserError:
         raise
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         field = "source.path" if isinstance(src, HubSource) else "source.data_files"
         raise UserError(f"cannot open the source ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                         path=config_path, field=field) from None
+
+
+def _no_rows():
+    """A source whose files are all empty: zero rows."""
+    yield from ()
 
 
 def _check_columns(cfg: DatasetConfig, columns: list[str], config_path) -> None:

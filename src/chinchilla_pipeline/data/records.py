@@ -1,0 +1,187 @@
+"""Bad records in local JSON-lines files: found, counted and left out before ``datasets`` reads them.
+
+``datasets``' JSON builder parses blocks of ~10 MB with pyarrow, and one line
+that is not JSON, or not an object, fails its whole file with a traceback. So
+every local JSON-lines file (``.jsonl``/``.json``, ``.gz``/``.zst``/``.bz2``/``.xz``
+as ``datasets`` reads them, through ``fsspec``) is scanned once before the
+stream opens:
+
+- each block of ~8 MB of lines is parsed by pyarrow (C++, hundreds of MB/s);
+  only a block that fails is re-checked line by line with ``json.loads``;
+- a line that is not valid JSON, or valid JSON but not an object, is a bad
+  record: skipped and counted, with file, line number and reason for the first
+  ``FIRST_BAD``; blank lines are not records;
+- a file with bad records is rewritten without them, once, into a temporary
+  directory (``$TMPDIR``, removed at exit), and ``datasets`` reads that copy in
+  its place: the stream is the one the file would give without those lines;
+  a clean file is read as it is, so clean sources stream exactly as before;
+- an empty file is a source part with zero rows;
+- it is an error (one line) when more than ``MAX_BAD_FRACTION`` of a source's
+  lines are bad, or when a non-empty file has no good line at all: that is a
+  wrong format or a broken file, not a few bad records.
+
+A file that starts with ``[`` is one JSON document (a list), which ``datasets``
+reads whole; it is passed through unscanned. Scans are cached per (path, size,
+mtime) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import UserError
+
+MAX_BAD_FRACTION = 0.01  # more than 1% of a source's lines bad: refuse the source
+FIRST_BAD = 5  # bad records listed (file, line, reason) in the manifest
+BLOCK_BYTES = 8 << 20  # lines parsed together by pyarrow
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileScan:
+    """One file: its good and bad lines, where the first bad ones are, and the path to read."""
+
+    path: str
+    rows: int = 0
+    bad: int = 0
+    first_bad: list[dict[str, Any]] = field(default_factory=list)
+    read_path: str = ""  # the file itself, or its copy without the bad lines
+
+
+_CACHE: dict[tuple[str, int, int], FileScan] = {}
+_TMP: list[str] = []
+
+
+def _clean_dir() -> str:
+    if not _TMP:
+        _TMP.append(tempfile.mkdtemp(prefix="chinchilla-clean-"))
+        atexit.register(shutil.rmtree, _TMP[0], True)
+    return _TMP[0]
+
+
+def _bad_reason(line: bytes) -> str | None:
+    """Why ``line`` is not a record (None when it is one)."""
+    try:  # invalid UTF-8 inside a string is not a bad record: the stream replaces it by U+FFFD
+        value = json.loads(line.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace"))
+    except ValueError as err:
+        return f"not valid JSON ({str(err).split(':')[0]})"
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    return None
+
+
+def _check_block(lines: list[bytes], first_line: int, scan: FileScan, bad: set[int]) -> None:
+    """Count ``lines`` into ``scan`` and their bad line numbers into ``bad``: pyarrow parses the
+    block first; only when it fails is each line checked."""
+    import pyarrow as pa
+    import pyarrow.json as paj
+
+    block = b"".join(lines)
+    try:
+        table = paj.read_json(io.BytesIO(block), read_options=paj.ReadOptions(block_size=max(len(block), 1 << 16)))
+        scan.rows += table.num_rows
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a bad line, or good lines pyarrow cannot type together (datasets handles those)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        reason = _bad_reason(line)
+        if reason is None:
+            scan.rows += 1
+            continue
+        bad.add(first_line + i)
+        scan.bad += 1
+        if len(scan.first_bad) < FIRST_BAD:
+            scan.first_bad.append({"file": scan.path, "line": first_line + i, "reason": reason})
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    import fsspec
+
+    with fsspec.open(path, "rb", compression="infer") as f:
+        for line in f:
+            yield line if line.endswith(b"\n") else line + b"\n"
+
+
+def scan_json_file(path: str) -> FileScan:
+    """Scan one JSON-lines file (cached); when it has bad lines, write its copy without them (a second read)."""
+    import fsspec
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    scan = FileScan(path, read_path=path)
+    with fsspec.open(path, "rb", compression="infer") as f:
+        head = f.read(1 << 10)
+    if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"["):  # one JSON list: datasets reads it whole
+        _CACHE[key] = scan
+        return scan
+    bad: set[int] = set()
+    block: list[bytes] = []
+    size, line_no = 0, 1
+    for line in _lines(path):
+        block.append(line)
+        size += len(line)
+        if size >= BLOCK_BYTES:
+            _check_block(block, line_no, scan, bad)
+            line_no += len(block)
+            block, size = [], 0
+    if block:
+        _check_block(block, line_no, scan, bad)
+    if bad and scan.rows:
+        name = f"{len(os.listdir(_clean_dir())):05d}_{Path(path).name.split('.')[0]}.jsonl"
+        scan.read_path = os.path.join(_clean_dir(), name)
+        with open(scan.read_path, "wb") as out:
+            out.writelines(line for n, line in enumerate(_lines(path), 1) if n not in bad)
+    _CACHE[key] = scan
+    return scan
+
+
+def clean_json_files(files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """The paths ``datasets`` should read for ``files`` (copies without bad lines where needed; empty
+    when every file is empty) and the manifest's ``bad_records`` section (``source_bad_records``).
+
+    More than ``MAX_BAD_FRACTION`` of the lines bad, or a non-empty file without one good line,
+    is a ``UserError``.
+    """
+    scans = [scan_json_file(f) for f in files]
+    for s in scans:
+        if s.bad and not s.rows:
+            ex = s.first_bad[0]
+            raise UserError(f"no valid JSON-lines record in {s.bad:,} lines (line {ex['line']}: {ex['reason']}); "
+                            "expected one JSON object per line", path=s.path)
+    rows, bad = sum(s.rows for s in scans), sum(s.bad for s in scans)
+    if bad > MAX_BAD_FRACTION * (rows + bad):
+        ex = next(s.first_bad[0] for s in scans if s.bad)
+        raise UserError(f"{bad:,} of {rows + bad:,} JSON lines are bad records, more than "
+                        f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
+                        "fix or remove the broken file(s)", path=config_path, field="source.data_files")
+    if bad:
+        ex = next(s.first_bad[0] for s in scans if s.bad)
+        log.warning("%s: skipped %d bad JSON line(s) of %d (first: %s line %d: %s)", config_path, bad, rows + bad,
+                    ex["file"], ex["line"], ex["reason"])
+    examples = [e for s in scans for e in s.first_bad][:FIRST_BAD]
+    paths = [s.read_path for s in scans] if rows else []
+    return paths, {"skipped": bad, "first": examples}
+
+
+def source_bad_records(cfg, config_path: str | Path) -> dict[str, Any]:
+    """The manifest's ``bad_records`` section of a dataset config: ``skipped`` (bad lines left out of
+    the whole source files) and ``first`` (file, line, reason of the first ``FIRST_BAD``)."""
+    from .sources import resolve_data_files
+
+    if getattr(cfg.source, "format", None) != "json":
+        return {"skipped": 0, "first": []}
+    return clean_json_files(resolve_data_files(cfg, config_path), config_path)[1]
