@@ -11,6 +11,7 @@ Under torchrun only rank 0 writes and only rank 0 takes the lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -31,9 +32,15 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
     A second holder gets a ``UserError`` at once naming the PID that holds it.
     """
     path = lock_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # a file where the output's parent directory belongs
+        raise NotADirectoryError(errno.ENOTDIR, err.strerror, str(path.parent)) from None
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # read-only or forbidden: name the output, not its lock file
+            raise type(err)(err.errno, err.strerror, str(out)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -109,9 +109,14 @@ def _check_block(lines: list[bytes], first_line: int, scan: FileScan, bad: set[i
 def _lines(path: str) -> Iterator[bytes]:
     import fsspec
 
-    with fsspec.open(path, "rb", compression="infer") as f:
-        for line in f:
-            yield line if line.endswith(b"\n") else line + b"\n"
+    with fsspec.open(path, "rb", compression="infer") as f:  # some decompressors cannot iterate lines
+        rest = b""
+        while chunk := f.read(1 << 20):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                yield line + b"\n"
+        if rest:
+            yield rest + b"\n"
 
 
 def scan_json_file(path: str) -> FileScan:

@@ -90,9 +90,8 @@ def tokenizer_config(trained: TrainedModel) -> dict[str, Any]:
 
 
 def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, Any]:
-    """Write the HF directory of a loaded model; returns the provenance record (``export.json``)."""
-    from safetensors.torch import save as save_safetensors
-
+    """Write the HF directory of a loaded model (into a temporary directory renamed into place, replacing
+    an earlier export); returns the provenance record (``export.json``)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError("exists and is not a directory: choose another --out_dir", path=out)
@@ -115,6 +114,8 @@ def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, A
 
 
 def _write_files(trained: TrainedModel, out: Path) -> dict[str, Any]:
+    from safetensors.torch import save as save_safetensors
+
     write_json(out / "config.json", hf_config(trained))
     write_bytes(out / "model.safetensors", save_safetensors(hf_state_dict(trained), metadata={"format": "pt"}))
     write_bytes(out / TOKENIZER_FILE, trained.tokenizer.path.read_bytes())
