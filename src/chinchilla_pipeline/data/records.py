@@ -35,6 +35,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,9 +62,15 @@ class FileScan:
 
 _CACHE: dict[tuple[str, int, int], FileScan] = {}
 _TMP: list[str] = []
+_TMP_LOCK = threading.Lock()
 
 
 def _clean_dir() -> str:
+    with _TMP_LOCK:
+        return _make_clean_dir()
+
+
+def _make_clean_dir() -> str:
     if not _TMP:
         _TMP.append(tempfile.mkdtemp(prefix="chinchilla-clean-"))
         atexit.register(shutil.rmtree, _TMP[0], True)
@@ -80,20 +88,19 @@ def _bad_reason(line: bytes) -> str | None:
     return None
 
 
-def _check_block(lines: list[bytes], first_line: int, scan: FileScan, bad: set[int]) -> None:
-    """Count ``lines`` into ``scan`` and their bad line numbers into ``bad``: pyarrow parses the
-    block first; only when it fails is each line checked."""
+def _check_block(block: bytes, first_line: int, scan: FileScan, bad: set[int]) -> None:
+    """Count the lines of ``block`` into ``scan`` and the numbers of bad ones into ``bad``: pyarrow
+    parses the whole block (C++, no Python per line); only when it fails is each line checked."""
     import pyarrow as pa
     import pyarrow.json as paj
 
-    block = b"".join(lines)
     try:
         table = paj.read_json(io.BytesIO(block), read_options=paj.ReadOptions(block_size=max(len(block), 1 << 16)))
         scan.rows += table.num_rows
         return
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a bad line, or good lines pyarrow cannot type together (datasets handles those)
-    for i, line in enumerate(lines):
+    for i, line in enumerate(block.split(b"\n")):
         if not line.strip():
             continue
         reason = _bad_reason(line)
@@ -106,15 +113,18 @@ def _check_block(lines: list[bytes], first_line: int, scan: FileScan, bad: set[i
             scan.first_bad.append({"file": scan.path, "line": first_line + i, "reason": reason})
 
 
-def _lines(path: str) -> Iterator[bytes]:
+def _blocks(path: str) -> Iterator[bytes]:
+    """The decompressed file in blocks of ~``BLOCK_BYTES`` that end on a line end (the last may not)."""
     import fsspec
 
     with fsspec.open(path, "rb", compression="infer") as f:  # some decompressors cannot iterate lines
         rest = b""
-        while chunk := f.read(1 << 20):
-            *lines, rest = (rest + chunk).split(b"\n")
-            for line in lines:
-                yield line + b"\n"
+        while chunk := f.read(BLOCK_BYTES):
+            block = rest + chunk
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                yield block[:cut]
+            rest = block[cut:]
         if rest:
             yield rest + b"\n"
 
@@ -134,22 +144,19 @@ def scan_json_file(path: str) -> FileScan:
         _CACHE[key] = scan
         return scan
     bad: set[int] = set()
-    block: list[bytes] = []
-    size, line_no = 0, 1
-    for line in _lines(path):
-        block.append(line)
-        size += len(line)
-        if size >= BLOCK_BYTES:
-            _check_block(block, line_no, scan, bad)
-            line_no += len(block)
-            block, size = [], 0
-    if block:
+    line_no = 1
+    for block in _blocks(path):
         _check_block(block, line_no, scan, bad)
+        line_no += block.count(b"\n")
     if bad and scan.rows:
-        name = f"{len(os.listdir(_clean_dir())):05d}_{Path(path).name.split('.')[0]}.jsonl"
-        scan.read_path = os.path.join(_clean_dir(), name)
-        with open(scan.read_path, "wb") as out:
-            out.writelines(line for n, line in enumerate(_lines(path), 1) if n not in bad)
+        fd, scan.read_path = tempfile.mkstemp(suffix=".jsonl", prefix=f"{Path(path).name.split('.')[0]}_",
+                                              dir=_clean_dir())
+        with os.fdopen(fd, "wb") as out:
+            line_no = 1
+            for block in _blocks(path):
+                lines = block.split(b"\n")[:-1]
+                out.writelines(line + b"\n" for n, line in enumerate(lines, line_no) if n not in bad)
+                line_no += len(lines)
     _CACHE[key] = scan
     return scan
 
@@ -161,7 +168,8 @@ def clean_json_files(files: list[str], config_path: str | Path) -> tuple[list[st
     More than ``MAX_BAD_FRACTION`` of the lines bad, or a non-empty file without one good line,
     is a ``UserError``.
     """
-    scans = [scan_json_file(f) for f in files]
+    with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1) or 1) as pool:  # decompression and pyarrow
+        scans = list(pool.map(scan_json_file, files))  # release the GIL: files scan in parallel
     for s in scans:
         if s.bad and not s.rows:
             ex = s.first_bad[0]
