@@ -11,7 +11,9 @@ processes and race them are marked ``faults`` (``make test-faults``).
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import gzip
 import json
 import os
@@ -121,6 +123,36 @@ def test_empty_file_is_a_source_with_zero_rows(tmp_path, tokenizer_dir):
                                                           "data_files": [str(empty), str(CORPUS)]})
     assert prepare(both, tokenizer_dir, tmp_path / "out") == 0
     assert json.loads((tmp_path / "out/both/manifest.json").read_text())["input"]["rows_read"] == 789
+
+
+def _records(lines: list[str]) -> list[list[str]]:
+    """Group CSV lines into records (a quoted field may span lines)."""
+    out, cur = [], []
+    for line in lines:
+        cur.append(line)
+        if "".join(cur).count('"') % 2 == 0:
+            out.append(cur)
+            cur = []
+    return out
+
+
+def test_csv_record_with_too_many_fields_is_skipped_and_an_empty_csv_has_no_rows(tmp_path, tokenizer_dir):
+    rows = [json.loads(line) for line in corpus_lines()[:200]]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([["title", "text"]] + [[r["title"], r["text"]] for r in rows])
+    lines = buf.getvalue().splitlines(keepends=True)
+    lines = ["".join(lines[:1])] + ["".join(r) for r in _records(lines[1:])]
+    (tmp_path / "x.csv").write_text("".join(lines[:51] + ["one,two,three\n"] + lines[51:]), encoding="utf-8")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    files = [str(tmp_path / "x.csv"), str(tmp_path / "empty.csv")]
+    cfg = write_dataset_config(tmp_path, "csvs", source={"type": "local", "format": "csv", "data_files": files},
+                               shuffle_buffer=0, validation_docs=0)
+    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
+    m = json.loads((tmp_path / "out/csvs/manifest.json").read_text())
+    assert m["input"]["rows_read"] == 200 and m["splits"]["train"]["num_docs"] == 200
+    line = sum(r.count("\n") for r in lines[:51]) + 1  # physical line: a quoted field may span lines
+    assert m["bad_records"] == {"skipped": 1, "first": [{"file": files[0], "line": line,
+                                                          "reason": "3 fields, the header has 2"}]}
 
 
 def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):

@@ -1,4 +1,4 @@
-"""Bad records in local JSON-lines files: found, counted and left out before ``datasets`` reads them.
+"""Bad records in local JSON-lines and CSV files: found, counted and left out before ``datasets`` reads them.
 
 ``datasets``' JSON builder parses blocks of ~10 MB with pyarrow, and one line
 that is not JSON, or not an object, fails its whole file with a traceback. So
@@ -20,6 +20,12 @@ stream opens:
   lines are bad, or when a non-empty file has no good line at all: that is a
   wrong format or a broken file, not a few bad records.
 
+CSV: a record with more fields than the header is a bad record (pandas' C parser,
+which ``datasets`` uses, fails the file on it); the scan counts them with Python's
+``csv`` module and ``datasets`` reads the file with ``on_bad_lines="skip"``, which
+leaves the same records out. Parquet files are not scanned: a corrupt page is
+a broken file (its error names it), not a record.
+
 A file that starts with ``[`` is one JSON document (a list), which ``datasets``
 reads whole; it is passed through unscanned. Scans are cached per (path, size,
 mtime) for the life of the process.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import csv
 import io
 import json
 import logging
@@ -63,6 +70,7 @@ class FileScan:
 _CACHE: dict[tuple[str, int, int], FileScan] = {}
 _TMP: list[str] = []
 _TMP_LOCK = threading.Lock()
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def _clean_dir() -> str:
@@ -161,40 +169,76 @@ def scan_json_file(path: str) -> FileScan:
     return scan
 
 
-def clean_json_files(files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
-    """The paths ``datasets`` should read for ``files`` (copies without bad lines where needed; empty
-    when every file is empty) and the manifest's ``bad_records`` section (``source_bad_records``).
+def scan_csv_file(path: str) -> FileScan:
+    """Count one CSV file's records and its bad ones: more fields than the header (pandas' C parser,
+    which ``datasets`` uses, fails on those; ``on_bad_lines="skip"`` then leaves the same ones out)."""
+    import fsspec
 
-    More than ``MAX_BAD_FRACTION`` of the lines bad, or a non-empty file without one good line,
-    is a ``UserError``.
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    scan = FileScan(path, read_path=path)
+    with fsspec.open(path, "rt", compression="infer", encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        width = len(next(reader, []))
+        for row in reader:
+            if not row:
+                continue  # a blank line: not a record (pandas skips them too)
+            if len(row) <= width:
+                scan.rows += 1
+                continue
+            scan.bad += 1
+            if len(scan.first_bad) < FIRST_BAD:
+                scan.first_bad.append({"file": path, "line": reader.line_num,
+                                       "reason": f"{len(row)} fields, the header has {width}"})
+    _CACHE[key] = scan
+    return scan
+
+
+def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """The paths ``datasets`` should read for ``files`` of format ``fmt`` (JSON: copies without bad
+    lines where needed; empty when the source has no row at all) and the manifest's ``bad_records``
+    section (``source_bad_records``).
+
+    More than ``MAX_BAD_FRACTION`` of the records bad, or a non-empty file without one good record,
+    is a ``UserError``. Parquet and text files are passed through (a text line is always a record).
     """
+    scanner = {"json": scan_json_file, "csv": scan_csv_file}.get(fmt)
+    if scanner is None:
+        return files, {"skipped": 0, "first": []}
+    kind = {"json": "JSON lines", "csv": "CSV records"}[fmt]
     with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1) or 1) as pool:  # decompression and pyarrow
-        scans = list(pool.map(scan_json_file, files))  # release the GIL: files scan in parallel
+        scans = list(pool.map(scanner, files))  # release the GIL: files scan in parallel
     for s in scans:
         if s.bad and not s.rows:
             ex = s.first_bad[0]
-            raise UserError(f"no valid JSON-lines record in {s.bad:,} lines (line {ex['line']}: {ex['reason']}); "
-                            "expected one JSON object per line", path=s.path)
+            raise UserError(f"no valid record in {s.bad:,} {kind} (line {ex['line']}: {ex['reason']}); expected "
+                            + ("one JSON object per line" if fmt == "json" else "as many fields as the header"),
+                            path=s.path)
     rows, bad = sum(s.rows for s in scans), sum(s.bad for s in scans)
     if bad > MAX_BAD_FRACTION * (rows + bad):
         ex = next(s.first_bad[0] for s in scans if s.bad)
-        raise UserError(f"{bad:,} of {rows + bad:,} JSON lines are bad records, more than "
+        raise UserError(f"{bad:,} of {rows + bad:,} {kind} are bad records, more than "
                         f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
                         "fix or remove the broken file(s)", path=config_path, field="source.data_files")
-    if bad:
+    if bad and (str(config_path), tuple(files)) not in _WARNED:  # once per source, however often it is opened
+        _WARNED.add((str(config_path), tuple(files)))
         ex = next(s.first_bad[0] for s in scans if s.bad)
-        log.warning("%s: skipped %d bad JSON line(s) of %d (first: %s line %d: %s)", config_path, bad, rows + bad,
-                    ex["file"], ex["line"], ex["reason"])
+        log.warning("%s: skipped %d bad record(s) of %d %s (first: %s line %d: %s)", config_path, bad, rows + bad,
+                    kind, ex["file"], ex["line"], ex["reason"])
     examples = [e for s in scans for e in s.first_bad][:FIRST_BAD]
-    paths = [s.read_path for s in scans] if rows else []
+    # pandas refuses a 0-byte CSV ("No columns to parse"): such a file holds no rows, leave it out.
+    paths = [s.read_path for s in scans if fmt == "json" or os.path.getsize(s.path)] if rows else []
     return paths, {"skipped": bad, "first": examples}
 
 
 def source_bad_records(cfg, config_path: str | Path) -> dict[str, Any]:
-    """The manifest's ``bad_records`` section of a dataset config: ``skipped`` (bad lines left out of
+    """The manifest's ``bad_records`` section of a dataset config: ``skipped`` (bad records left out of
     the whole source files) and ``first`` (file, line, reason of the first ``FIRST_BAD``)."""
     from .sources import resolve_data_files
 
-    if getattr(cfg.source, "format", None) != "json":
+    fmt = getattr(cfg.source, "format", None)
+    if fmt not in ("json", "csv"):
         return {"skipped": 0, "first": []}
-    return clean_json_files(resolve_data_files(cfg, config_path), config_path)[1]
+    return check_local_files(fmt, resolve_data_files(cfg, config_path), config_path)[1]

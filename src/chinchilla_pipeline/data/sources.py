@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import UserError
 from .config import DatasetConfig, HubSource
-from .records import clean_json_files
+from .records import check_local_files
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -73,10 +73,12 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
         files = resolve_data_files(cfg, config_path)
-        if src.format == "json":  # bad lines skipped and counted, empty files allowed (records.py)
-            files = clean_json_files(files, config_path)[0]
+        if src.format in ("json", "csv"):  # bad records skipped and counted, empty files allowed (records.py)
+            files = check_local_files(src.format, files, config_path)[0]
             if not files:
                 return datasets.IterableDataset.from_generator(_no_rows)
+            if src.format == "csv":
+                kwargs["on_bad_lines"] = "skip"
         return datasets.load_dataset(src.format, data_files=files, split="train", streaming=True, **kwargs)
     except UserError:
         raise
