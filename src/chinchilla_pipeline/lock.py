@@ -32,6 +32,7 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
     A second holder gets a ``UserError`` at once naming the PID that holds it.
     """
     path = lock_path(out)
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as err:  # a file where the output's parent directory belongs
@@ -63,6 +64,11 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         os.close(fd)  # closing releases the lock
+        for d in created:  # directories made only for the lock, left empty by a failed run
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def rank_zero() -> bool:
