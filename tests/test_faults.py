@@ -108,7 +108,7 @@ def test_more_than_one_percent_bad_is_one_error(tmp_path, tokenizer_dir, capsys)
 
 def test_file_without_a_good_line_is_one_error(tmp_path, tokenizer_dir, capsys):
     rc = prepare(jsonl_config(tmp_path, ["title,text\n", "a,b\n"]), tokenizer_dir, tmp_path / "out")
-    one_error_line(capsys, rc, "no valid JSON-lines record")
+    one_error_line(capsys, rc, "dirty.jsonl: no valid record in 2 JSON lines")
 
 
 def test_empty_file_is_a_source_with_zero_rows(tmp_path, tokenizer_dir):

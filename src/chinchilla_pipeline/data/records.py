@@ -81,8 +81,13 @@ def _clean_dir() -> str:
 def _make_clean_dir() -> str:
     if not _TMP:
         _TMP.append(tempfile.mkdtemp(prefix="chinchilla-clean-"))
-        atexit.register(shutil.rmtree, _TMP[0], True)
+        atexit.register(_remove_clean_dir, _TMP[0], os.getpid())
     return _TMP[0]
+
+
+def _remove_clean_dir(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that inherited the handler
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _bad_reason(line: bytes) -> str | None:
