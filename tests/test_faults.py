@@ -163,7 +163,7 @@ def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):
                                "sources": [{"config": str(cfg)}]}))
     rc = main(["tokenizer-train", "--config_path", str(mix), "--out_dir", str(tmp_path / "tok")])
     err = capsys.readouterr().err
-    assert rc == 0 and "Traceback" not in err and "skipped 1 bad JSON line(s) of 201" in caplog.text
+    assert rc == 0 and "Traceback" not in err and "skipped 1 bad record(s) of 201 JSON lines" in caplog.text
     assert (tmp_path / "tok/tokenizer.json").is_file()
 
 
@@ -246,20 +246,21 @@ def test_checkpoint_without_model_key_is_one_error(run, tmp_path, capsys):
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
-    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20)
+    small = {"steps": 8, "checkpoint": {"interval_steps": 2, "keep_last": 2}}
+    cfg = write_curriculum(tmp_path, SEED_ORDER, **small)
     args = ["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
     assert main(args + ["--phase", "a"]) == 0
     ckpts = list_checkpoints(tmp_path / "runs/run")
-    assert [s for s, _ in ckpts] == [5, 10]
+    assert [p.name for _, p in ckpts] == ["step_0000002.pt", "step_0000004_final-a.pt"]
     flip_bit(ckpts[-1][1], 0.7)
     capsys.readouterr()
-    assert main(args) == 0  # phase b resumes from step 5: phase a's rest again, then b
+    assert main(args) == 0  # resumes from step 2: phase a's rest again, then phase b
     err = capsys.readouterr().err
-    assert "fails its checksum; resuming from step_0000005.pt" in err and "Traceback" not in err
+    assert "fails its checksum; resuming from step_0000002.pt" in err and "Traceback" not in err
     final = list_checkpoints(tmp_path / "runs/run")[-1][1]
     verify_checkpoint(final)
-    assert final.name == "step_0000020_final-b.pt"
-    other = write_curriculum(tmp_path, SEED_ORDER, steps=20, name="other")  # none intact: a clear error
+    assert final.name == "step_0000008_final-b.pt"
+    other = write_curriculum(tmp_path, SEED_ORDER, name="other", **small)  # none intact: a clear error
     args = ["pretrain", "--config", str(other), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
     assert main(args + ["--phase", "a"]) == 0
     for _, p in list_checkpoints(tmp_path / "runs/other"):
