@@ -155,6 +155,26 @@ def test_csv_record_with_too_many_fields_is_skipped_and_an_empty_csv_has_no_rows
                                                           "reason": "3 fields, the header has 2"}]}
 
 
+def test_undecodable_parquet_row_group_is_one_line_naming_the_file(tmp_path, tokenizer_dir, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in corpus_lines()[:400]]
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path,
+                   row_group_size=50)
+    data = bytearray(path.read_bytes())
+    meta = pq.ParquetFile(path).metadata.row_group(4).column(1)  # the text of rows 200-249
+    start = meta.data_page_offset + 64
+    data[start:start + 2048] = bytes(b ^ 0xFF for b in data[start:start + 2048])
+    path.write_bytes(bytes(data))
+    cfg = write_dataset_config(tmp_path, "pq", source={"type": "local", "format": "parquet",
+                                                       "data_files": [str(path)]}, shuffle_buffer=0)
+    rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
+    one_error_line(capsys, rc, "x.parquet: is corrupt: row group 4 of 8")
+    assert finished_files(tmp_path / "out") == set()
+
+
 def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):
     lines = corpus_lines()[:200]
     cfg = jsonl_config(tmp_path, lines[:50] + ["not json at all\n"] + lines[50:])

@@ -247,3 +247,37 @@ def source_bad_records(cfg, config_path: str | Path) -> dict[str, Any]:
     if fmt not in ("json", "csv"):
         return {"skipped": 0, "first": []}
     return check_local_files(fmt, resolve_data_files(cfg, config_path), config_path)[1]
+
+
+def guard_stream(tables: Iterator[Any], cfg, config_path: str | Path) -> Iterator[Any]:
+    """``tables`` as they come; a file that fails to decode mid-stream (a corrupt parquet page: pyarrow's
+    ``OSError``/``ArrowInvalid``) becomes one ``UserError`` naming the file and row group where found."""
+    import pyarrow as pa
+
+    try:
+        yield from tables
+    except (OSError, pa.ArrowException) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # the environment (disk, permissions): the CLI's one line for it
+        raise _undecodable(err, cfg, config_path) from None
+
+
+def _undecodable(err: Exception, cfg, config_path: str | Path) -> UserError:
+    """Find the local parquet file and row group that fail (read only now, after the failure)."""
+    import pyarrow.parquet as pq
+
+    from .sources import resolve_data_files
+
+    what = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+    if getattr(cfg.source, "format", None) == "parquet":
+        for path in resolve_data_files(cfg, config_path):
+            pf = pq.ParquetFile(path)
+            for i in range(pf.num_row_groups):
+                try:
+                    pf.read_row_group(i)
+                except Exception as found:  # noqa: BLE001 - any decoding failure names the file
+                    return UserError(f"is corrupt: row group {i} of {pf.num_row_groups} cannot be decoded "
+                                     f"({type(found).__name__}: {str(found)[:120]}); replace or remove the file",
+                                     path=path)
+    return UserError(f"a source file cannot be decoded ({what}); replace or remove it", path=config_path,
+                     field="source")

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import UserError
 from .config import DatasetConfig, HubSource
-from .records import check_local_files
+from .records import check_local_files, guard_stream
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -210,7 +210,7 @@ def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, wor
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
-        for table in ds.iter(batch_size=batch_docs or cfg.batch_docs):
+        for table in guard_stream(ds.iter(batch_size=batch_docs or cfg.batch_docs), cfg, config_path):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
             cum = np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0,
