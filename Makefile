@@ -19,6 +19,10 @@ install-cpu: ## .venv with the package and the pinned CPU torch of constraints/c
 test: ## install (CPU torch) and run the test suite
 	./scripts/test.sh
 
+.PHONY: test-faults
+test-faults: ## the whole fault-injection suite, with the slower cases that start and race processes
+	./scripts/test.sh tests/test_faults.py -m "faults or not faults"
+
 # --- data: tokenizer and dataset preparation ---
 TOKENIZER_MIX ?= config/tokenizer_mix.json
 PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP)

@@ -46,7 +46,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
-        f.close()
+        with contextlib.suppress(OSError):  # closing flushes again: on a full disk that fails too
+            f.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import EXIT_USER_ERROR, UserError
+from .errors import EXIT_USER_ERROR, UserError, environment_error
 from .malloc import keep_freed_memory
 
 Handler = Callable[[argparse.Namespace], int]
@@ -29,8 +29,10 @@ def _add_tokenizer_train(sub) -> None:
         from .tokenizer.report import format_report
         from .tokenizer.train import train_tokenizer
         _positive(a, "max_samples")
-        print(format_report(train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples,
-                                            overwrite=a.overwrite)))
+        from .lock import output_lock
+        with output_lock(a.out_dir, "tokenizer-train"):  # one writer per output directory
+            report = train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite)
+        print(format_report(report))
         return 0
     p.set_defaults(func=run)
 
@@ -54,15 +56,17 @@ def _add_prepare(sub) -> None:
 
         from .data.config import DatasetConfig
         from .data.manifest import input_summary
-        from .data.prepare import prepare_dataset, resolve_rank
+        from .data.prepare import part_dir, prepare_dataset, resolve_rank
+        from .lock import output_lock
         from .schema import load_config
         _positive(a, "max_samples", "max_tokens", "workers")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
         for cfg, path in configs:
-            m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
-                                world_size=world, workers=a.workers, progress=not a.quiet)
+            with output_lock(part_dir(a.out_dir, cfg.name, rank, world), "prepare"):  # one writer per part
+                m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
+                                    world_size=world, workers=a.workers, progress=not a.quiet)
             tr, va = m["splits"]["train"], m["splits"]["validation"]
             part = f" part {rank}/{world}" if world > 1 else ""
             print(f"{m['name']}{part}: {tr['num_docs']:,} documents, {tr['num_tokens']:,} training tokens "
@@ -474,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # disk full, read-only output, ...: one line; other OS errors are bugs
+        if (env := environment_error(err)) is None:
+            raise
+        print(f"error: {env}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import sha256_file, write_json
-from .shards import ShardWriter, index_path, token_dtype
+from .shards import ShardWriter, digest_shard, index_path, token_dtype
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -30,9 +30,14 @@ def shard_name(split: str, index: int) -> str:
 
 
 def shard_entry(bin_path: Path, num_tokens: int, num_docs: int) -> dict[str, Any]:
-    """One shard's manifest row; ``path`` is relative to the manifest's directory."""
-    return {"path": bin_path.name, "num_tokens": num_tokens, "num_docs": num_docs,
-            "sha256": sha256_file(bin_path), "index_sha256": sha256_file(index_path(bin_path))}
+    """One shard's manifest row; ``path`` is relative to the manifest's directory.
+
+    ``max_token_id`` (-1 for an empty shard) comes from the same read as the sha256: readers
+    refuse a shard whose ids reach the vocabulary size before a model ever sees them.
+    """
+    sha, top = digest_shard(bin_path)
+    return {"path": bin_path.name, "num_tokens": num_tokens, "num_docs": num_docs, "max_token_id": top,
+            "sha256": sha, "index_sha256": sha256_file(index_path(bin_path))}
 
 
 def split_summary(shards: list[dict[str, Any]]) -> dict[str, Any]:

@@ -54,6 +54,7 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[st
               for k in first["caps"]},
         num_docs_read=sum(m["num_docs_read"] for _, m in parts),
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
+        bad_records=first.get("bad_records"),  # every part scans the same source files
         parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"]} for sub, m in parts],
         **target_fields(first["config"].get("_target_tokens"), num_train))
     write_json(base / MANIFEST_NAME, manifest)

@@ -31,8 +31,10 @@ from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
+from .records import source_bad_records
 from .shards import ShardWriter, token_dtype
-from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches, resolve_data_files
+from .files import resolve_data_files
+from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches
 
 STATE_NAME = ".progress.json"
 log = logging.getLogger(__name__)
@@ -229,6 +231,7 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
         fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason,
         caps={"max_samples": max_samples, "max_tokens": max_tokens, "validation_docs": val_docs},
         num_docs_read=consumed, input=dict(zip(COUNTERS, (read + tail).tolist())),
+        bad_records=source_bad_records(cfg, config_path),
         **target_fields(cfg.target_tokens, n_tokens, world_size))
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)

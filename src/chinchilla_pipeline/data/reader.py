@@ -9,12 +9,12 @@ from typing import Any
 
 from ..errors import UserError
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, SPLITS
-from .shards import Shard, open_shard
+from .shards import Shard, check_shard, open_shard
 
 
 @dataclass
 class PreparedDataset:
-    """A finished dataset directory. ``shards(split)`` memory-maps on first use."""
+    """A finished dataset directory. ``shards(split)`` checks (``check_shard``) and memory-maps on first use."""
 
     path: Path
     manifest: dict[str, Any]
@@ -46,8 +46,10 @@ class PreparedDataset:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if split not in self._open:
-            self._open[split] = [open_shard(self.path / s["path"])
-                                 for s in self.manifest["splits"][split]["shards"]]
+            entries = self.manifest["splits"][split]["shards"]
+            for s in entries:  # ids within the vocabulary and bytes as prepared, before any is used
+                check_shard(self.path / s["path"], s, self.vocab_size)
+            self._open[split] = [open_shard(self.path / s["path"]) for s in entries]
         return self._open[split]
 
 

@@ -19,7 +19,6 @@ exactly the rows it read, whatever was read ahead.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import string
@@ -31,6 +30,8 @@ import numpy as np
 
 from ..errors import UserError
 from .config import DatasetConfig, HubSource
+from .files import resolve_data_files
+from .records import check_local_files, guard_stream
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -40,18 +41,6 @@ STREAM_VERSION = 2
 COUNTERS = ("rows_read", "rows_without_text", "dropped_empty", "dropped_too_short", "dropped_too_long",
             "documents_with_replacement_char")
 log = logging.getLogger(__name__)
-
-
-def resolve_data_files(cfg: DatasetConfig, config_path: str | Path) -> list[str]:
-    """Expand the local source's globs (sorted); a pattern matching nothing is a ``UserError``."""
-    files: list[str] = []
-    for i, pattern in enumerate(cfg.source.data_files):
-        matched = sorted(glob.glob(pattern, recursive=True))
-        if not matched:
-            raise UserError(f"no file matches {pattern!r} (expected existing {cfg.source.format} files)",
-                            path=config_path, field=f"source.data_files.{i}")
-        files.extend(matched)
-    return files
 
 
 def _template_fields(template: str) -> list[str]:
@@ -71,14 +60,25 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         kwargs = {"encoding_errors": "replace"} if src.format in ("text", "csv") else {}
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
-        return datasets.load_dataset(src.format, data_files=resolve_data_files(cfg, config_path),
-                                     split="train", streaming=True, **kwargs)
+        files = resolve_data_files(cfg, config_path)
+        if src.format in ("json", "csv"):  # bad records skipped and counted, empty files allowed (records.py)
+            files = check_local_files(src.format, files, config_path)[0]
+            if not files:
+                return datasets.IterableDataset.from_generator(_no_rows)
+            if src.format == "csv":
+                kwargs["on_bad_lines"] = "skip"
+        return datasets.load_dataset(src.format, data_files=files, split="train", streaming=True, **kwargs)
     except UserError:
         raise
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         field = "source.path" if isinstance(src, HubSource) else "source.data_files"
         raise UserError(f"cannot open the source ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                         path=config_path, field=field) from None
+
+
+def _no_rows():
+    """A source whose files are all empty: zero rows."""
+    yield from ()
 
 
 def _check_columns(cfg: DatasetConfig, columns: list[str], config_path) -> None:
@@ -198,7 +198,7 @@ def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, wor
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
-        for table in ds.iter(batch_size=batch_docs or cfg.batch_docs):
+        for table in guard_stream(ds.iter(batch_size=batch_docs or cfg.batch_docs), cfg, config_path):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
             cum = np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0,

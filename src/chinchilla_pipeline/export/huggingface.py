@@ -17,21 +17,29 @@ The result loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
 
 Files: ``config.json``, ``model.safetensors``, ``tokenizer.json``,
 ``tokenizer_config.json``, then ``export.json`` (provenance), written last.
-Each is written atomically.
+They are written into ``.<out>.tmp.<pid>`` beside the output, which is renamed
+to the output when complete: a failed export (disk full, ...) leaves no partial
+directory, and a second export into the same directory waits for no one: it is
+refused at once (``lock.output_lock``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import write_bytes, write_json
+from ..atomic import fsync_dir, write_bytes, write_json
+from ..errors import UserError
+from ..lock import output_lock
 from ..tokenizer.load import EOT_TOKEN, TOKENIZER_FILE
 from .trained import TrainedModel, load_trained
 
+EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "export.json"}
 # Block matrices stored transposed by HF's Conv1D.
 _CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -82,10 +90,32 @@ def tokenizer_config(trained: TrainedModel) -> dict[str, Any]:
 
 
 def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, Any]:
-    """Write the HF directory of a loaded model; returns the provenance record (``export.json``)."""
+    """Write the HF directory of a loaded model (into a temporary directory renamed into place, replacing
+    an earlier export); returns the provenance record (``export.json``)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a directory: choose another --out_dir", path=out)
+    others = sorted(set(os.listdir(out)) - EXPORT_FILES) if out.is_dir() else []
+    if others:
+        raise UserError(f"holds other files ({', '.join(others[:3])}); the export replaces the whole directory: "
+                        "choose an empty or export directory", path=out)
+    final, out = out, out.parent / f".{out.name}.tmp.{os.getpid()}"
+    for stale in final.parent.glob(f".{final.name}.tmp.*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        record = _write_files(trained, out)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out, final)
+        fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return record
+
+
+def _write_files(trained: TrainedModel, out: Path) -> dict[str, Any]:
     from safetensors.torch import save as save_safetensors
 
-    out = Path(out_dir)
     write_json(out / "config.json", hf_config(trained))
     write_bytes(out / "model.safetensors", save_safetensors(hf_state_dict(trained), metadata={"format": "pt"}))
     write_bytes(out / TOKENIZER_FILE, trained.tokenizer.path.read_bytes())
@@ -99,4 +129,6 @@ def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, A
 
 def export_huggingface(checkpoint: str | Path, tokenizer: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Export ``checkpoint`` (a file, or a run directory: its latest final checkpoint) to ``out_dir``."""
-    return write_huggingface(load_trained(checkpoint, tokenizer), out_dir)
+    trained = load_trained(checkpoint, tokenizer)
+    with output_lock(out_dir, "export"):
+        return write_huggingface(trained, out_dir)

@@ -56,17 +56,15 @@ def check_tokenizer(tok: LoadedTokenizer, cfg: ModelConfig, fingerprint: dict[st
 def load_trained(checkpoint: str | Path, tokenizer: str | Path) -> TrainedModel:
     """Load a checkpoint (or a run directory's latest final one) as a float32 ``GPT`` on CPU."""
     from ..model.gpt import GPT
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import TrainState
 
     path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path)
-    if "model_config" not in state:
-        raise UserError("holds no model config (written by an older version of the trainer)", path=path)
-    cfg = ModelConfig.model_validate(state["model_config"])
+    state = TrainState.load(path)  # checksum verified; a missing field is a UserError naming it
+    cfg = ModelConfig.model_validate(state.model_config)
     tok = load_tokenizer(tokenizer)
-    check_tokenizer(tok, cfg, state["fingerprint"], path)
+    check_tokenizer(tok, cfg, state.fingerprint, path)
     model = GPT(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.model)
     model.eval()
     return TrainedModel(model=model, config=cfg, tokenizer=tok, checkpoint=path,
-                        step=int(state["step"]), tokens_seen=dict(state["tokens_seen"]))
+                        step=int(state.step), tokens_seen=dict(state.tokens_seen))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..lock import output_lock, rank_zero
 from .checkpoint import list_checkpoints
 from .config import CurriculumConfig, EvalConfig, RunPlan, load_curriculum, make_plan
 from .distributed import setup_distributed, teardown
@@ -56,6 +58,9 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
         print(describe_plan(cfg, plan, model_cfg.num_params()))
         return 0
     check_phase_ready(cfg, plan, run_dir, phase)  # fails at once, before any process group or model
+    lock = contextlib.ExitStack()  # one writer per run directory: rank 0 writes, rank 0 holds the lock
+    if rank_zero():
+        lock.enter_context(output_lock(run_dir, "pretrain"))
     dist = setup_distributed(device)
     trainer, together = None, False
     try:
@@ -80,6 +85,7 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
         if trainer is not None:
             trainer.log.close()
         teardown(dist, together)
+        lock.close()
 
 
 def with_eval_overrides(cfg: CurriculumConfig, fields: dict) -> CurriculumConfig:

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..model.config import ModelConfig
 from ..model.gpt import GPT
 from ..hellaswag.evaluate import training_hook
-from .checkpoint import check_fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
 from .distributed import Dist, all_reduce_sum, barrier
 from .evaluate import Validator
@@ -107,29 +107,32 @@ class Trainer:
         if ckpts and ckpts[-1][0] >= end:
             self.step = ckpts[-1][0]  # nothing left to train here: no need to load it
         elif ckpts:
-            self.load(ckpts[-1][1], allow_changes)
+            path, state = latest_intact([p for _, p in ckpts])  # a corrupt latest one: the one before it
+            if path != ckpts[-1][1]:
+                self.log.say(f"warning: {ckpts[-1][1].name} fails its checksum; resuming from {path.name}")
+            self.load(path, allow_changes, state)
         return end
 
-    def load(self, path: Path, allow_changes: bool) -> None:
-        state = load_checkpoint(path)
-        diffs = check_fingerprint(state["fingerprint"], self.fingerprint, path, allow_changes)
+    def load(self, path: Path, allow_changes: bool, state: TrainState | None = None) -> None:
+        state = state or TrainState.load(path)
+        diffs = check_fingerprint(state.fingerprint, self.fingerprint, path, allow_changes)
         if diffs:
             self.log.say(f"warning: resuming {path.name} despite a different {', '.join(diffs)} (--allow_changes)")
-        self.raw.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.consumed.update({k: int(v) for k, v in state["consumed"].items()})
-        self.boundary_evals = state["boundary_evals"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.dist.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-        if self.step < self.plan.total_steps and state["sampler"]["phase"] == self.plan.phase_at(self.step):
-            self._enter_phase(state["sampler"]["phase"])
-            if state["sampler"]["names"] != self.sampler.names:
-                raise UserError(f"was saved mid-phase with sources {state['sampler']['names']}, the config now "
+        self.raw.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step = int(state.step)
+        self.consumed.update({k: int(v) for k, v in state.consumed.items()})
+        self.boundary_evals = state.boundary_evals
+        torch.set_rng_state(state.rng["torch"])
+        if self.dist.device.type == "cuda" and "cuda" in state.rng:
+            torch.cuda.set_rng_state(state.rng["cuda"])
+        if self.step < self.plan.total_steps and state.sampler["phase"] == self.plan.phase_at(self.step):
+            self._enter_phase(state.sampler["phase"])
+            if state.sampler["names"] != self.sampler.names:
+                raise UserError(f"was saved mid-phase with sources {state.sampler['names']}, the config now "
                                 f"has {self.sampler.names}: resume from a phase's final checkpoint instead",
                                 path=path)
-            self.sampler.load_state_dict(state["sampler"])
+            self.sampler.load_state_dict(state.sampler)
         self.log.say(f"resumed {path} at step {self.step}")
 
     # --- loop -------------------------------------------------------------------
@@ -281,12 +284,12 @@ class Trainer:
             rng = {"torch": torch.get_rng_state()}
             if self.dist.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
-            state = {"step": self.step, "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "sampler": {"phase": self.sampler_phase, **self.sampler.state_dict()},
-                     "consumed": {**self.consumed, **self.sampler.consumed()},
-                     "tokens_seen": self.tokens_seen(), "boundary_evals": self.boundary_evals,
-                     "rng": rng, "fingerprint": self.fingerprint, "world_size": self.dist.world_size,
-                     "model_config": self.model_cfg.model_dump()}
+            state = TrainState(step=self.step, model=self.raw.state_dict(), optimizer=self.optimizer.state_dict(),
+                               sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
+                               consumed={**self.consumed, **self.sampler.consumed()},
+                               tokens_seen=self.tokens_seen(), boundary_evals=self.boundary_evals,
+                               rng=rng, fingerprint=self.fingerprint, world_size=self.dist.world_size,
+                               model_config=self.model_cfg.model_dump())
             path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
             self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
         barrier(self.dist)

@@ -1,0 +1,280 @@
+"""Bad records in local JSON-lines and CSV files: found, counted and left out before ``datasets`` reads them.
+
+``datasets``' JSON builder parses blocks of ~10 MB with pyarrow, and one line
+that is not JSON, or not an object, fails its whole file with a traceback. So
+every local JSON-lines file (``.jsonl``/``.json``, ``.gz``/``.zst``/``.bz2``/``.xz``
+as ``datasets`` reads them, through ``fsspec``) is scanned once before the
+stream opens:
+
+- each block of ~8 MB of lines is parsed by pyarrow (C++, hundreds of MB/s);
+  only a block that fails is re-checked line by line with ``json.loads``;
+- a line that is not valid JSON, or valid JSON but not an object, is a bad
+  record: skipped and counted, with file, line number and reason for the first
+  ``FIRST_BAD``; blank lines are not records;
+- a file with bad records is rewritten without them, once, into a temporary
+  directory (``$TMPDIR``, removed at exit), and ``datasets`` reads that copy in
+  its place: the stream is the one the file would give without those lines;
+  a clean file is read as it is, so clean sources stream exactly as before;
+- an empty file is a source part with zero rows;
+- it is an error (one line) when more than ``MAX_BAD_FRACTION`` of a source's
+  lines are bad, or when a non-empty file has no good line at all: that is a
+  wrong format or a broken file, not a few bad records.
+
+CSV: a record with more fields than the header is a bad record (pandas' C parser,
+which ``datasets`` uses, fails the file on it); the scan counts them with Python's
+``csv`` module and ``datasets`` reads the file with ``on_bad_lines="skip"``, which
+leaves the same records out. Parquet files are not scanned: a corrupt page is
+a broken file (its error names it), not a record.
+
+A file that starts with ``[`` is one JSON document (a list), which ``datasets``
+reads whole; it is passed through unscanned. Scans are cached per (path, size,
+mtime) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import UserError
+from .files import resolve_data_files
+
+MAX_BAD_FRACTION = 0.01  # more than 1% of a source's lines bad: refuse the source
+FIRST_BAD = 5  # bad records listed (file, line, reason) in the manifest
+BLOCK_BYTES = 8 << 20  # lines parsed together by pyarrow
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileScan:
+    """One file: its good and bad lines, where the first bad ones are, and the path to read."""
+
+    path: str
+    rows: int = 0
+    bad: int = 0
+    first_bad: list[dict[str, Any]] = field(default_factory=list)
+    read_path: str = ""  # the file itself, or its copy without the bad lines
+
+
+_CACHE: dict[tuple[str, int, int], FileScan] = {}
+_TMP: list[str] = []
+_TMP_LOCK = threading.Lock()
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _clean_dir() -> str:
+    with _TMP_LOCK:
+        return _make_clean_dir()
+
+
+def _make_clean_dir() -> str:
+    if not _TMP:
+        _TMP.append(tempfile.mkdtemp(prefix="chinchilla-clean-"))
+        atexit.register(_remove_clean_dir, _TMP[0], os.getpid())
+    return _TMP[0]
+
+
+def _remove_clean_dir(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that inherited the handler
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _bad_reason(line: bytes) -> str | None:
+    """Why ``line`` is not a record (None when it is one)."""
+    try:  # invalid UTF-8 inside a string is not a bad record: the stream replaces it by U+FFFD
+        value = json.loads(line.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace"))
+    except ValueError as err:
+        return f"not valid JSON ({str(err).split(':')[0]})"
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    return None
+
+
+def _check_block(block: bytes, first_line: int, scan: FileScan, bad: set[int]) -> None:
+    """Count the lines of ``block`` into ``scan`` and the numbers of bad ones into ``bad``: pyarrow
+    parses the whole block (C++, no Python per line); only when it fails is each line checked."""
+    import pyarrow as pa
+    import pyarrow.json as paj
+
+    try:
+        table = paj.read_json(io.BytesIO(block), read_options=paj.ReadOptions(block_size=max(len(block), 1 << 16)))
+        scan.rows += table.num_rows
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a bad line, or good lines pyarrow cannot type together (datasets handles those)
+    for i, line in enumerate(block.split(b"\n")):
+        if not line.strip():
+            continue
+        reason = _bad_reason(line)
+        if reason is None:
+            scan.rows += 1
+            continue
+        bad.add(first_line + i)
+        scan.bad += 1
+        if len(scan.first_bad) < FIRST_BAD:
+            scan.first_bad.append({"file": scan.path, "line": first_line + i, "reason": reason})
+
+
+def _blocks(path: str) -> Iterator[bytes]:
+    """The decompressed file in blocks of ~``BLOCK_BYTES`` that end on a line end (the last may not)."""
+    import fsspec
+
+    with fsspec.open(path, "rb", compression="infer") as f:  # some decompressors cannot iterate lines
+        rest = b""
+        while chunk := f.read(BLOCK_BYTES):
+            block = rest + chunk
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                yield block[:cut]
+            rest = block[cut:]
+        if rest:
+            yield rest + b"\n"
+
+
+def scan_json_file(path: str) -> FileScan:
+    """Scan one JSON-lines file (cached); when it has bad lines, write its copy without them (a second read)."""
+    import fsspec
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    scan = FileScan(path, read_path=path)
+    with fsspec.open(path, "rb", compression="infer") as f:
+        head = f.read(1 << 10)
+    if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"["):  # one JSON list: datasets reads it whole
+        _CACHE[key] = scan
+        return scan
+    bad: set[int] = set()
+    line_no = 1
+    for block in _blocks(path):
+        _check_block(block, line_no, scan, bad)
+        line_no += block.count(b"\n")
+    if bad and scan.rows:
+        fd, scan.read_path = tempfile.mkstemp(suffix=".jsonl", prefix=f"{Path(path).name.split('.')[0]}_",
+                                              dir=_clean_dir())
+        with os.fdopen(fd, "wb") as out:
+            line_no = 1
+            for block in _blocks(path):
+                lines = block.split(b"\n")[:-1]
+                out.writelines(line + b"\n" for n, line in enumerate(lines, line_no) if n not in bad)
+                line_no += len(lines)
+    _CACHE[key] = scan
+    return scan
+
+
+def scan_csv_file(path: str) -> FileScan:
+    """Count one CSV file's records and its bad ones: more fields than the header (pandas' C parser,
+    which ``datasets`` uses, fails on those; ``on_bad_lines="skip"`` then leaves the same ones out)."""
+    import fsspec
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    scan = FileScan(path, read_path=path)
+    with fsspec.open(path, "rt", compression="infer", encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        width = len(next(reader, []))
+        for row in reader:
+            if not row:
+                continue  # a blank line: not a record (pandas skips them too)
+            if len(row) <= width:
+                scan.rows += 1
+                continue
+            scan.bad += 1
+            if len(scan.first_bad) < FIRST_BAD:
+                scan.first_bad.append({"file": path, "line": reader.line_num,
+                                       "reason": f"{len(row)} fields, the header has {width}"})
+    _CACHE[key] = scan
+    return scan
+
+
+def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """The paths ``datasets`` should read for ``files`` of format ``fmt`` (JSON: copies without bad
+    lines where needed; empty when the source has no row at all) and the manifest's ``bad_records``
+    section (``source_bad_records``).
+
+    More than ``MAX_BAD_FRACTION`` of the records bad, or a non-empty file without one good record,
+    is a ``UserError``. Parquet and text files are passed through (a text line is always a record).
+    """
+    scanner = {"json": scan_json_file, "csv": scan_csv_file}.get(fmt)
+    if scanner is None:
+        return files, {"skipped": 0, "first": []}
+    kind = {"json": "JSON lines", "csv": "CSV records"}[fmt]
+    with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1) or 1) as pool:  # decompression and pyarrow
+        scans = list(pool.map(scanner, files))  # release the GIL: files scan in parallel
+    for s in scans:
+        if s.bad and not s.rows:
+            ex = s.first_bad[0]
+            raise UserError(f"no valid record in {s.bad:,} {kind} (line {ex['line']}: {ex['reason']}); expected "
+                            + ("one JSON object per line" if fmt == "json" else "as many fields as the header"),
+                            path=s.path)
+    rows, bad = sum(s.rows for s in scans), sum(s.bad for s in scans)
+    if bad > MAX_BAD_FRACTION * (rows + bad):
+        ex = next(s.first_bad[0] for s in scans if s.bad)
+        raise UserError(f"{bad:,} of {rows + bad:,} {kind} are bad records, more than "
+                        f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
+                        "fix or remove the broken file(s)", path=config_path, field="source.data_files")
+    if bad and (str(config_path), tuple(files)) not in _WARNED:  # once per source, however often it is opened
+        _WARNED.add((str(config_path), tuple(files)))
+        ex = next(s.first_bad[0] for s in scans if s.bad)
+        log.warning("%s: skipped %d bad record(s) of %d %s (first: %s line %d: %s)", config_path, bad, rows + bad,
+                    kind, ex["file"], ex["line"], ex["reason"])
+    examples = [e for s in scans for e in s.first_bad][:FIRST_BAD]
+    # pandas refuses a 0-byte CSV ("No columns to parse"): such a file holds no rows, leave it out.
+    paths = [s.read_path for s in scans if fmt == "json" or os.path.getsize(s.path)] if rows else []
+    return paths, {"skipped": bad, "first": examples}
+
+
+def source_bad_records(cfg, config_path: str | Path) -> dict[str, Any]:
+    """The manifest's ``bad_records`` section of a dataset config: ``skipped`` (bad records left out of
+    the whole source files) and ``first`` (file, line, reason of the first ``FIRST_BAD``)."""
+    fmt = getattr(cfg.source, "format", None)
+    if fmt not in ("json", "csv"):
+        return {"skipped": 0, "first": []}
+    return check_local_files(fmt, resolve_data_files(cfg, config_path), config_path)[1]
+
+
+def guard_stream(tables: Iterator[Any], cfg, config_path: str | Path) -> Iterator[Any]:
+    """``tables`` as they come; a file that fails to decode mid-stream (a corrupt parquet page: pyarrow's
+    ``OSError``/``ArrowInvalid``) becomes one ``UserError`` naming the file and row group where found."""
+    import pyarrow as pa
+
+    try:
+        yield from tables
+    except (OSError, pa.ArrowException) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # the environment (disk, permissions): the CLI's one line for it
+        raise _undecodable(err, cfg, config_path) from None
+
+
+def _undecodable(err: Exception, cfg, config_path: str | Path) -> UserError:
+    """Find the local parquet file and row group that fail (read only now, after the failure)."""
+    import pyarrow.parquet as pq
+
+    what = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
+    if getattr(cfg.source, "format", None) == "parquet":
+        for path in resolve_data_files(cfg, config_path):
+            pf = pq.ParquetFile(path)
+            for i in range(pf.num_row_groups):
+                try:
+                    pf.read_row_group(i)
+                except Exception as found:  # noqa: BLE001 - any decoding failure names the file
+                    return UserError(f"is corrupt: row group {i} of {pf.num_row_groups} cannot be decoded "
+                                     f"({type(found).__name__}: {str(found)[:120]}); replace or remove the file",
+                                     path=path)
+    return UserError(f"a source file cannot be decoded ({what}); replace or remove it", path=config_path,
+                     field="source")

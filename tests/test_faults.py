@@ -1,0 +1,475 @@
+"""Fault injection: bad records, corrupt shards and checkpoints, a full or read-only disk, a file in the
+way, a second writer, NaN. Each case asserts the exit code, one line of output without a traceback,
+and that nothing half-written looks finished.
+
+The disk faults are real kernel errors: a tiny tmpfs (ENOSPC) and a read-only bind mount (EROFS)
+when this process may mount (root), else ENOSPC injected at the file-object boundary of
+``atomic_open`` and a directory without write permission (EACCES). The slower cases that start
+processes and race them are marked ``faults`` (``make test-faults``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chinchilla_pipeline import atomic
+from chinchilla_pipeline.cli import main
+from chinchilla_pipeline.data.manifest import write_token_dataset
+from chinchilla_pipeline.data.reader import open_prepared
+from chinchilla_pipeline.lock import lock_path, output_lock
+from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.train.checkpoint import checksum_path, list_checkpoints, verify_checkpoint
+from conftest import CORPUS, ROOT, write_dataset_config
+from textrun import make_text_run
+from trainkit import SEED_ORDER, write_curriculum
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def one_error_line(capsys, rc: int, match: str, expected_rc: int = 2) -> str:
+    """The run exited ``expected_rc`` with exactly one ``error:`` line matching ``match``, no traceback."""
+    err = capsys.readouterr().err
+    assert rc == expected_rc, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert match in errors[0], errors[0]
+    return errors[0]
+
+
+def finished_files(d: Path) -> set[str]:
+    """What looks finished under ``d``: manifests, shards, checkpoints, exports (temporaries excluded)."""
+    return {p.name for p in d.rglob("*") if p.is_file() and ".tmp." not in p.name
+            and p.suffix in (".json", ".bin", ".idx", ".pt", ".safetensors")}
+
+
+def prepare(cfg: Path, tok: Path, out: Path) -> int:
+    return main(["prepare", "--quiet", "--workers", "1", "--config_path", str(cfg), "--tokenizer", str(tok),
+                 "--out_dir", str(out)])
+
+
+def corpus_lines() -> list[str]:
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        return f.read().splitlines(keepends=True)
+
+
+def jsonl_config(tmp_path: Path, lines: list[str], name: str = "dirty") -> Path:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    return write_dataset_config(tmp_path, name, source={"type": "local", "format": "json", "data_files": [str(path)]},
+                                shuffle_buffer=0)
+
+
+# --- bad records -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ['{"title": "cut", "text": "a line cut in the mid\n', "[1, 2, 3]\n", '"a string"\n'],
+                         ids=["malformed", "array", "string"])
+def test_bad_json_line_is_skipped_and_counted(tmp_path, tokenizer_dir, bad):
+    lines = corpus_lines()
+    dirty = lines[:100] + [bad] + lines[100:]
+    assert prepare(jsonl_config(tmp_path, dirty), tokenizer_dir, tmp_path / "out") == 0
+    clean = jsonl_config(tmp_path, lines, name="clean")
+    clean_json = json.loads(clean.read_text())
+    clean_json["name"] = "dirty"
+    clean.write_text(json.dumps(clean_json))
+    assert prepare(clean, tokenizer_dir, tmp_path / "ref") == 0
+    m = json.loads((tmp_path / "out/dirty/manifest.json").read_text())
+    assert m["bad_records"]["skipped"] == 1
+    first = m["bad_records"]["first"][0]
+    assert first["line"] == 101 and first["file"].endswith("dirty.jsonl")
+    ref = json.loads((tmp_path / "ref/dirty/manifest.json").read_text())
+    assert m["input"] == ref["input"]  # the same rows as the file without the bad line
+    assert [s["sha256"] for s in m["splits"]["train"]["shards"]] == \
+           [s["sha256"] for s in ref["splits"]["train"]["shards"]]
+
+
+def test_more_than_one_percent_bad_is_one_error(tmp_path, tokenizer_dir, capsys):
+    lines = corpus_lines()[:300]
+    dirty = [line if i % 50 else "{broken\n" for i, line in enumerate(lines)]  # 6 of 300 = 2%
+    rc = prepare(jsonl_config(tmp_path, dirty), tokenizer_dir, tmp_path / "out")
+    one_error_line(capsys, rc, "more than 1%")
+    assert finished_files(tmp_path / "out") == set() if (tmp_path / "out").exists() else True
+
+
+def test_file_without_a_good_line_is_one_error(tmp_path, tokenizer_dir, capsys):
+    rc = prepare(jsonl_config(tmp_path, ["title,text\n", "a,b\n"]), tokenizer_dir, tmp_path / "out")
+    one_error_line(capsys, rc, "dirty.jsonl: no valid record in 2 JSON lines")
+
+
+def test_empty_file_is_a_source_with_zero_rows(tmp_path, tokenizer_dir):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    cfg = write_dataset_config(tmp_path, "empty", source={"type": "local", "format": "json",
+                                                          "data_files": [str(empty)]}, validation_docs=0)
+    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
+    m = json.loads((tmp_path / "out/empty/manifest.json").read_text())
+    assert m["input"]["rows_read"] == 0 and m["splits"]["train"]["num_tokens"] == 0
+    both = write_dataset_config(tmp_path, "both", source={"type": "local", "format": "json",
+                                                          "data_files": [str(empty), str(CORPUS)]})
+    assert prepare(both, tokenizer_dir, tmp_path / "out") == 0
+    assert json.loads((tmp_path / "out/both/manifest.json").read_text())["input"]["rows_read"] == 789
+
+
+def _records(lines: list[str]) -> list[list[str]]:
+    """Group CSV lines into records (a quoted field may span lines)."""
+    out, cur = [], []
+    for line in lines:
+        cur.append(line)
+        if "".join(cur).count('"') % 2 == 0:
+            out.append(cur)
+            cur = []
+    return out
+
+
+def test_csv_record_with_too_many_fields_is_skipped_and_an_empty_csv_has_no_rows(tmp_path, tokenizer_dir):
+    rows = [json.loads(line) for line in corpus_lines()[:200]]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([["title", "text"]] + [[r["title"], r["text"]] for r in rows])
+    lines = buf.getvalue().splitlines(keepends=True)
+    lines = ["".join(lines[:1])] + ["".join(r) for r in _records(lines[1:])]
+    (tmp_path / "x.csv").write_text("".join(lines[:51] + ["one,two,three\n"] + lines[51:]), encoding="utf-8")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    files = [str(tmp_path / "x.csv"), str(tmp_path / "empty.csv")]
+    cfg = write_dataset_config(tmp_path, "csvs", source={"type": "local", "format": "csv", "data_files": files},
+                               shuffle_buffer=0, validation_docs=0)
+    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
+    m = json.loads((tmp_path / "out/csvs/manifest.json").read_text())
+    assert m["input"]["rows_read"] == 200 and m["splits"]["train"]["num_docs"] == 200
+    line = sum(r.count("\n") for r in lines[:51]) + 1  # physical line: a quoted field may span lines
+    assert m["bad_records"] == {"skipped": 1, "first": [{"file": files[0], "line": line,
+                                                          "reason": "3 fields, the header has 2"}]}
+
+
+def test_undecodable_parquet_row_group_is_one_line_naming_the_file(tmp_path, tokenizer_dir, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in corpus_lines()[:400]]
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path,
+                   row_group_size=50)
+    data = bytearray(path.read_bytes())
+    meta = pq.ParquetFile(path).metadata.row_group(4).column(1)  # the text of rows 200-249
+    start = meta.data_page_offset + 64
+    data[start:start + 2048] = bytes(b ^ 0xFF for b in data[start:start + 2048])
+    path.write_bytes(bytes(data))
+    cfg = write_dataset_config(tmp_path, "pq", source={"type": "local", "format": "parquet",
+                                                       "data_files": [str(path)]}, shuffle_buffer=0)
+    rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
+    one_error_line(capsys, rc, "x.parquet: is corrupt: row group 4 of 8")
+    assert finished_files(tmp_path / "out") == set()
+
+
+def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):
+    lines = corpus_lines()[:200]
+    cfg = jsonl_config(tmp_path, lines[:50] + ["not json at all\n"] + lines[50:])
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 100, "report_docs": 5,
+                               "sources": [{"config": str(cfg)}]}))
+    rc = main(["tokenizer-train", "--config_path", str(mix), "--out_dir", str(tmp_path / "tok")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err and "skipped 1 bad record(s) of 201 JSON lines" in caplog.text
+    assert (tmp_path / "tok/tokenizer.json").is_file()
+
+
+# --- shards ------------------------------------------------------------------------------------------
+def test_out_of_range_token_id_refused_by_pretrain_naming_the_shard(tmp_path, capsys):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
+    docs = [np.array([0] + [5] * 100 + [256] + [7] * 100) for _ in range(4)]  # 256 = the vocabulary size
+    write_token_dataset(tmp_path / "data", "books", {"train": docs, "validation": docs[:1]}, vocab_size=256,
+                        eot_id=0, tokenizer_sha256="test-tokenizer")
+    assert json.loads((tmp_path / "data/books/manifest.json").read_text())["splits"]["train"]["shards"][0][
+        "max_token_id"] == 256
+    rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
+    one_error_line(capsys, rc, "books/train_00000.bin: holds token id 256")
+    assert list_checkpoints(tmp_path / "runs/run") == []
+
+
+def test_corrupted_shard_refused_naming_it(tmp_path, capsys):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
+    shard = tmp_path / "data/c4/train_00000.bin"
+    tokens = np.memmap(shard, dtype="<u2", mode="r+", offset=256)
+    tokens[::10] = 3  # valid ids, different data
+    tokens.flush()
+    del tokens
+    rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
+    one_error_line(capsys, rc, "c4/train_00000.bin: is corrupt")
+    assert list_checkpoints(tmp_path / "runs/run") == []
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tokenizer_dir):
+    return make_text_run(tmp_path_factory.mktemp("textrun"), tokenizer_dir)
+
+
+def test_evaluate_refuses_an_out_of_range_shard(run, tmp_path, capsys):
+    tok = load_tokenizer(run["tokenizer"])
+    docs = [np.array([tok.eot_id] + list(range(1, 300)) + [tok.vocab_size + 5]) for _ in range(3)]
+    for name in ("wiki", "forums"):
+        write_token_dataset(tmp_path / "data", name, {"train": docs, "validation": docs}, vocab_size=tok.vocab_size,
+                            eot_id=tok.eot_id, tokenizer_sha256=tok.sha256)
+    cfg = json.loads(run["config"].read_text())
+    for phase in cfg["phases"]:
+        for src in phase["sources"]:
+            src["path"] = str(tmp_path / "data" / src["name"])
+    (tmp_path / "cur.json").write_text(json.dumps(cfg))
+    rc = main(["evaluate", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
+               "--config", str(tmp_path / "cur.json")])
+    one_error_line(capsys, rc, f"validation_00000.bin: holds token id {tok.vocab_size + 5}")
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+def flip_bit(path: Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bit_checkpoint_is_refused(run, tmp_path, capsys):
+    ckpt = tmp_path / "flipped.pt"
+    src = list_checkpoints(run["run_dir"])[-1][1]
+    shutil.copy(src, ckpt)
+    shutil.copy(checksum_path(src), checksum_path(ckpt))
+    flip_bit(ckpt)
+    for cmd in (["generate", "--prompt", "x"], ["export", "--out_dir", str(tmp_path / "hf")]):
+        rc = main([cmd[0], "--checkpoint", str(ckpt), "--tokenizer", str(run["tokenizer"]), *cmd[1:]])
+        one_error_line(capsys, rc, "flipped.pt: is corrupt")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_checkpoint_without_model_key_is_one_error(run, tmp_path, capsys):
+    state = torch.load(list_checkpoints(run["run_dir"])[-1][1], weights_only=True)
+    del state["model"]
+    ckpt = tmp_path / "nomodel.pt"
+    with open(ckpt, "wb") as f:
+        torch.save(state, f)
+    rc = main(["generate", "--checkpoint", str(ckpt), "--tokenizer", str(run["tokenizer"])])
+    one_error_line(capsys, rc, "no checksum file")  # a hand-made file: unverifiable, refused
+    checksum_path(ckpt).write_text(atomic.sha256_file(ckpt) + "\n")
+    rc = main(["generate", "--checkpoint", str(ckpt), "--tokenizer", str(run["tokenizer"])])
+    one_error_line(capsys, rc, "no 'model'")
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    small = {"steps": 8, "checkpoint": {"interval_steps": 2, "keep_last": 2}}
+    cfg = write_curriculum(tmp_path, SEED_ORDER, **small)
+    args = ["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
+    assert main(args + ["--phase", "a"]) == 0
+    ckpts = list_checkpoints(tmp_path / "runs/run")
+    assert [p.name for _, p in ckpts] == ["step_0000002.pt", "step_0000004_final-a.pt"]
+    flip_bit(ckpts[-1][1], 0.7)
+    capsys.readouterr()
+    assert main(args) == 0  # resumes from step 2: phase a's rest again, then phase b
+    err = capsys.readouterr().err
+    assert "fails its checksum; resuming from step_0000002.pt" in err and "Traceback" not in err
+    final = list_checkpoints(tmp_path / "runs/run")[-1][1]
+    verify_checkpoint(final)
+    assert final.name == "step_0000008_final-b.pt"
+    other = write_curriculum(tmp_path, SEED_ORDER, name="other", **small)  # none intact: a clear error
+    args = ["pretrain", "--config", str(other), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
+    assert main(args + ["--phase", "a"]) == 0
+    for _, p in list_checkpoints(tmp_path / "runs/other"):
+        flip_bit(p)
+    capsys.readouterr()
+    one_error_line(capsys, main(args), "no intact checkpoint")
+
+
+def test_nan_stops_the_run_and_the_last_checkpoint_stays_intact(tmp_path, capsys):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, optimizer={"lr": 1e30}, schedule={"warmup_share": 0},
+                           log_interval_steps=1, checkpoint={"interval_steps": 1})
+    rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
+    one_error_line(capsys, rc, "loss is nan", expected_rc=1)
+    ckpts = list_checkpoints(tmp_path / "runs/run")
+    assert [s for s, _ in ckpts] == [1]
+    verify_checkpoint(ckpts[0][1])
+
+
+# --- the environment ---------------------------------------------------------------------------------
+def _can_mount() -> bool:
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@contextlib.contextmanager
+def full_disk(d: Path, monkeypatch, size_kb: int):
+    """``d`` on a filesystem of ``size_kb`` KiB (tmpfs), or ENOSPC injected past that many bytes."""
+    d.mkdir(parents=True)
+    if _can_mount() and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)]).returncode == 0:
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", "-l", str(d)], check=True)
+        return
+    budget = [size_kb * 1024]
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            budget[0] -= len(data)
+            if budget[0] < 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.f.name)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def fake_open(path, *a, **k):
+        f = real_open(path, *a, **k)
+        return Full(f) if str(path).startswith(str(d)) else f
+
+    monkeypatch.setattr(atomic, "open", fake_open, raising=False)
+    yield
+
+
+@contextlib.contextmanager
+def read_only(d: Path):
+    """``d`` read-only: a read-only bind mount (root ignores permission bits), else mode 0555."""
+    d.mkdir(parents=True, exist_ok=True)
+    if _can_mount() and subprocess.run(["mount", "--bind", "-o", "ro", str(d), str(d)]).returncode == 0:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)])
+        try:
+            yield "read-only file system"
+        finally:
+            subprocess.run(["umount", "-l", str(d)], check=True)
+        return
+    d.chmod(0o555)
+    try:
+        yield "permission denied"
+    finally:
+        d.chmod(0o755)
+
+
+def test_disk_full_in_prepare_is_one_line_and_nothing_looks_finished(tmp_path, tokenizer_dir, monkeypatch, capsys):
+    out = tmp_path / "small"
+    with full_disk(out, monkeypatch, 64):
+        rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, out)
+        one_error_line(capsys, rc, "no space left on the device")
+        assert "manifest.json" not in finished_files(out)
+        assert not [p for p in out.rglob("*") if ".tmp." in p.name]
+
+
+def test_disk_full_in_export_leaves_no_partial_directory(run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "small"
+    with full_disk(out, monkeypatch, 64):
+        rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
+                   "--out_dir", str(out / "hf")])
+        one_error_line(capsys, rc, "no space left on the device")
+        assert not (out / "hf").exists() and not list(out.iterdir())
+
+
+def test_disk_full_while_checkpointing_is_one_line(tmp_path, monkeypatch, capsys):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20)
+    runs = tmp_path / "small"
+    with full_disk(runs, monkeypatch, 160):
+        rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(runs), "--device", "cpu"])
+        one_error_line(capsys, rc, "no space left on the device")
+        for _, p in list_checkpoints(runs / "run"):
+            verify_checkpoint(p)  # whatever is there under a final name is whole
+
+
+@pytest.mark.parametrize("command", ["prepare", "pretrain", "export"])
+def test_read_only_output_is_one_line(command, run, tmp_path, tokenizer_dir, capsys):
+    ro = tmp_path / "ro"
+    with read_only(ro) as expected:
+        if command == "prepare":
+            rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, ro)
+        elif command == "pretrain":
+            rc = main(["pretrain", "--config", str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
+                       "--out_dir", str(ro), "--device", "cpu"])
+        else:
+            rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
+                       "--out_dir", str(ro / "hf")])
+        one_error_line(capsys, rc, expected)
+        assert not list(ro.iterdir())
+
+
+@pytest.mark.parametrize("command", ["prepare", "pretrain", "export"])
+def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenizer_dir, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    if command == "prepare":
+        rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, blocker)
+    elif command == "pretrain":
+        rc = main(["pretrain", "--config", str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
+                   "--out_dir", str(blocker), "--device", "cpu"])
+    else:
+        rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
+                   "--out_dir", str(blocker)])
+    one_error_line(capsys, rc, "a_file")
+    assert blocker.read_text() == "in the way"
+
+
+# --- one writer per output ---------------------------------------------------------------------------
+def test_second_writer_is_refused_naming_the_holder(tmp_path, tokenizer_dir, capsys):
+    cfg = write_dataset_config(tmp_path)
+    with output_lock(tmp_path / "out" / "topics", "prepare"):
+        rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
+        one_error_line(capsys, rc, f"(PID {os.getpid()})")
+    assert not (tmp_path / "out/topics").exists()  # the second run wrote nothing
+    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0  # released: the next run goes ahead
+    assert not lock_path(tmp_path / "out/topics").exists()
+
+
+def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from chinchilla_pipeline.lock import "
+                               "output_lock\nwith output_lock(sys.argv[1], 'prepare'):\n print('held', flush=True)\n"
+                               " time.sleep(60)", str(tmp_path / "out" / "topics")],
+                              env=ENV, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert lock_path(tmp_path / "out/topics").is_file()  # left behind by kill -9
+    assert prepare(write_dataset_config(tmp_path), tokenizer_dir, tmp_path / "out") == 0
+
+
+@pytest.mark.faults
+def test_two_prepare_processes_one_refused(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, shard_tokens=2_000)
+    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--workers", "1",
+           "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path / "out")]
+    first = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not lock_path(tmp_path / "out/topics").is_file():
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"(PID {first.pid})" in second.stderr.strip().splitlines()[-1]
+    assert first.wait() == 0
+    assert open_prepared(tmp_path / "out/topics").manifest["splits"]["train"]["num_docs"] > 0
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("case", ["bad_line", "corrupt_shard"])
+def test_cli_in_a_fresh_process_prints_one_line(case, tmp_path, tokenizer_dir):
+    """The same faults through the installed entry point (logging, stderr, exit code as a user sees them)."""
+    if case == "bad_line":
+        lines = corpus_lines()[:300]
+        cfg = jsonl_config(tmp_path, [line if i % 20 else "{broken\n" for i, line in enumerate(lines)])
+        cmd = ["prepare", "--quiet", "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir),
+               "--out_dir", str(tmp_path / "out")]
+    else:
+        cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
+        flip_bit(tmp_path / "data/wiki/train_00000.bin", 0.9)
+        cmd = ["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
+    p = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", *cmd], env=ENV, capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len([line for line in p.stderr.splitlines() if line.startswith("error:")]) == 1
