@@ -60,6 +60,9 @@ def _add_prepare(sub) -> None:
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
+        if len(configs) > 1:  # every source opens before the first long preparation
+            from .data.sources import open_sources
+            open_sources(configs)
         for cfg, path in configs:
             m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
                                 world_size=world, workers=a.workers, progress=not a.quiet)
@@ -123,9 +126,12 @@ def _add_estimate(sub) -> None:
         from .data.config import DatasetConfig
         from .data.estimate import estimate, format_estimate
         from .schema import load_config
+        from .data.sources import open_sources
         _positive(a, "max_samples", "max_tokens", "sample_docs")
-        for path in a.config_path:
-            cfg = load_config(DatasetConfig, path, {"max_samples": a.max_samples, "max_tokens": a.max_tokens})
+        configs = [(load_config(DatasetConfig, p, {"max_samples": a.max_samples, "max_tokens": a.max_tokens}), p)
+                   for p in a.config_path]
+        open_sources(configs)  # every source opens (first row read) before the first sample
+        for cfg, path in configs:
             print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs)))
         return 0
     p.set_defaults(func=run)
