@@ -30,13 +30,14 @@ else ifneq ($(BOOKS),bookcorpus)
 $(error BOOKS must be bookcorpus or pg19, got '$(BOOKS)')
 endif
 TOKENIZER_MIX ?= config/tokenizer_mix.json
-PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP)
+# Extra flags, e.g. a rehearsal on local replicas: TOKENIZER_FLAGS="--max_samples 300" PREPARE_FLAGS="--max_samples 50"
+PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP) $(PREPARE_FLAGS)
 
 .PHONY: tokenizer-train-mix prepare-phase-a prepare-phase-b prepare-chinchilla-full \
         prepare-wikipedia-1b prepare-bookcorpus-500m prepare-pg19-500m prepare-c4-1b prepare-forums-500m \
         estimate-phases verify-data test-max-samples bench-prepare preflight
 tokenizer-train-mix: ## byte-level BPE on the mix of all sources (config/tokenizer_mix.json)
-	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK)
+	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK) $(TOKENIZER_FLAGS)
 
 prepare-wikipedia-1b: ## phase A: Wikipedia, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_a_wikipedia_1b.json
