@@ -124,14 +124,14 @@ def build_mirror(root: Path) -> Path:
         _jsonl_gz(repo / f"reddit_title_text_{year}.jsonl.gz", part)
     (repo / "README.md").write_text(REDDIT_README)
     # bookcorpus/bookcorpus at refs/convert/parquet: plain_text/train/000N.parquet, column text, no README.
-    sentences = [s.strip().lower() + " ." for p in paras for s in p.replace("\n", " ").split(". ") if s.strip()]
+    sentences = [s.strip().lower()[:60] + " ." for p in paras for s in p.replace("\n", " ").split(". ") if s.strip()]
     rows = [sentences[i % len(sentences)] for i in range(SIZES["bookcorpus_sentences"])]
     repo = root / "bookcorpus" / "bookcorpus"
     for j, part in enumerate(_split(rows, 2)):
         _parquet(repo / "plain_text" / "train" / f"{j:04d}.parquet", pa.table({"text": part}))
     # emozilla/pg19: data/<split>-0000N-of-0000M-<hash>.parquet, four columns (publication_date int32).
     books = [{"short_book_title": f"Book {i}", "publication_date": 1850 + i % 60,
-              "url": f"http://www.gutenberg.org/ebooks/{i}", "text": _text(paras, i * 11, 12)}
+              "url": f"http://www.gutenberg.org/ebooks/{i}", "text": _text(paras, i * 11, 6)}
              for i in range(SIZES["pg19"])]
     schema = pa.schema([("short_book_title", pa.string()), ("publication_date", pa.int32()),
                         ("url", pa.string()), ("text", pa.string())])

@@ -23,6 +23,14 @@ PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_
 UNPINNED = {"phase_a_bookcorpus_500m", "phase_b_forums_500m"}  # no commit verifiable here: said in _comment
 
 
+@pytest.fixture(autouse=True)
+def short_parquet_shutdown(monkeypatch):
+    """datasets sleeps 5 s when a parquet stream closes (apache/arrow#45214); 0.1 s is enough for these tiny files."""
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.1)
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory) -> Path:
     return build_mirror(tmp_path_factory.mktemp("hub"))
