@@ -363,6 +363,11 @@ def _add_isoflop(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_preflight(sub) -> None:
+    from .preflight import add_parser  # light: heavy imports happen when it runs
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinchilla", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +394,7 @@ ADDERS: list[Callable] = [
     _add_generate,
     _add_ablate,
     _add_isoflop,
+    _add_preflight,
 ]
 
 
