@@ -66,9 +66,13 @@ def make_commands(*args: str) -> list[list[str]]:
     """The `chinchilla` command lines `make` would run for ``args`` (``make -n``), without the interpreter."""
     run = subprocess.run(["make", "-n", "-s", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
     lines = [shlex.split(line) for line in run.stdout.replace("\\\n", " ").splitlines() if line.strip()]
-    expand = lambda argv: [f for a in argv for f in (sorted(glob.glob(a, root_dir=ROOT)) if "*" in a else [a])]  # noqa: E731 - the shell's globs
-    return [expand(argv[argv.index("chinchilla_pipeline.cli") + 1:]) for argv in lines
+    return [expand_globs(argv[argv.index("chinchilla_pipeline.cli") + 1:]) for argv in lines
             if "chinchilla_pipeline.cli" in argv]
+
+
+def expand_globs(argv: list[str]) -> list[str]:
+    """What the shell does to `make`'s command lines: globs become the sorted files they match."""
+    return [f for a in argv for f in (sorted(glob.glob(a, root_dir=ROOT)) if "*" in a else [a])]
 
 
 def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch, capsys):
@@ -170,7 +174,8 @@ def test_stream_that_gives_up_is_resumable_and_ends_identical(on_mirror, tmp_pat
     assert prepare(cfg, tokenizer_dir, tmp_path / "broken") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "failed 2 times in a row" in err[0] and "rerun the same command to resume" in err[0]
-    assert (tmp_path / "broken" / "phase_b_forums_500m" / ".progress.json").is_file()  # shards committed before the drop stay
+    # the shards committed before the drop stay
+    assert (tmp_path / "broken" / "phase_b_forums_500m" / ".progress.json").is_file()
     state["left"] = 0
     assert prepare(cfg, tokenizer_dir, tmp_path / "broken") == 0
     assert snapshot(tmp_path / "broken" / "phase_b_forums_500m") == snapshot(tmp_path / "clean" / "phase_b_forums_500m")
@@ -230,7 +235,7 @@ class _Hub(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status, expect", [
-    (401, "gated or private repository: accept its terms"), (403, "gated or private repository"),
+    (401, "gated or private repository (HTTP 401): accept its terms"), (403, "gated or private repository (HTTP 403)"),
     (404, "not found (404)"), (429, "rate limited by the Hub (429): set HF_TOKEN"), (503, "Hub server error (503)")])
 def test_hub_http_failures_are_one_line_with_what_to_do(tmp_path, tokenizer_dir, monkeypatch, capsys, status,
                                                         expect):

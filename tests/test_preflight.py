@@ -61,7 +61,8 @@ def test_ready_run_prints_every_check_and_exits_0(run_setup, tokenizer_dir, caps
     for name, drawn in (("wiki", 10 * 256 * 1.25), ("forums", 10 * 256 * 0.75)):
         train = manifests[name]["splits"]["train"]["num_tokens"]
         assert f"the phases draw {drawn:,.0f}: {drawn / train:.2f} epochs" in rows[f"data {name}"][1]
-    assert rows["tokenizer"][0] == "ok" and rows["disk"][0] == "ok" and rows["run dir"][1].endswith("fresh (no checkpoint)")
+    assert rows["tokenizer"][0] == "ok" and rows["disk"][0] == "ok"
+    assert rows["run dir"][1].endswith("fresh (no checkpoint)")
     assert "5,120 tokens at 1,024 tokens/s (given): 0 h 00 min" in rows["wall-clock"][1]
     if not torch.cuda.is_available():
         assert rows["gpu"] == ("warn", "none (CUDA unavailable): training would run on CPU")

@@ -74,6 +74,9 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
     key = (src.path, src.revision)
     if key in _resolved:
         return _resolved[key]
+    if Path(src.path).is_dir():  # a local dataset directory named directly: nothing to resolve or pin
+        _resolved[key] = Resolved(src.path, src.revision, None)
+        return _resolved[key]
     mirror = mirror_dir(src.path)
     if mirror is not None:  # the mirror stands for the pinned commit
         res = Resolved(str(mirror), src.revision, src.revision if is_commit(src.revision) else None, True)
@@ -94,10 +97,13 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
     return res
 
 
-def pin(src: HubSource, config_path: str | Path, name: str) -> dict[str, str | None]:
-    """What a prepared dataset records about its Hub source: repository, commit, ``datasets`` version."""
+def pin(src: HubSource, config_path: str | Path, name: str) -> dict[str, str | None] | None:
+    """What a prepared dataset records about its Hub source: repository, commit, ``datasets`` version
+    (None for a local dataset directory)."""
     import datasets
 
+    if Path(src.path).is_dir():
+        return None
     res = resolve(src, config_path, name)
     return {"repo": src.path, "name": src.name, "split": src.split, "revision": src.revision,
             "commit": res.commit, "datasets_version": datasets.__version__}
@@ -121,8 +127,9 @@ def check_resume(out: Path, source: dict, config_path: str | Path) -> None:
         return
     raise UserError(f"{out} was prepared from {saved.get('repo')} at commit {saved.get('commit')} with datasets "
                     f"{saved.get('datasets_version')}; this run would read commit {source.get('commit')} with datasets "
-                    f"{source.get('datasets_version')}, another stream: set \"revision\": \"{saved.get('commit')}\" and "
-                    f"install datasets=={saved.get('datasets_version')} to resume, or pass --overwrite to start again",
+                    f"{source.get('datasets_version')}, another stream: set \"revision\": \"{saved.get('commit')}\" "
+                    f"and install datasets=={saved.get('datasets_version')} to resume, or pass --overwrite to start "
+                    "again",
                     path=config_path, field="source.revision")
 
 
@@ -189,8 +196,8 @@ def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserErr
         return line("the repository is a loading script, which datasets>=4 refuses: point the config at a "
                     "parquet revision (refs/convert/parquet or a parquet pull request, by commit) with data_files")
     if "GatedRepoError" in names or code in (401, 403):
-        return line("gated or private repository: accept its terms on its Hub page, then set HF_TOKEN "
-                    "(or `huggingface-cli login`)")
+        return line(f"gated or private repository (HTTP {code or 403}): accept its terms on its Hub page, then set "
+                    "HF_TOKEN (or `huggingface-cli login`); if it is neither, check source.path")
     if "RevisionNotFoundError" in names:
         return line("revision not found in the repository: check source.revision (a 40-hex commit of that repo)")
     if {"RepositoryNotFoundError", "DatasetNotFoundError"} & names or code == 404:

@@ -85,8 +85,8 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
                         "whole directory: choose an empty or tokenizer directory", field="--out_dir")
     mix, configs = load_mix(mix_path, max_samples)
     open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
-    pins = {cfg.name: hub.pin(cfg.source, src.config, cfg.name) for src, cfg in zip(mix.sources, configs)
-            if isinstance(cfg.source, HubSource)}  # Hub commits read and the datasets version
+    pins = {cfg.name: pin for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
+            if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))}
     counts = mix.samples_per_source()
     held_out: dict[str, list[str]] = {}
     trained: dict[str, int] = {}
