@@ -215,6 +215,7 @@ def test_script_only_repository_is_one_line(tmp_path, tokenizer_dir, monkeypatch
     assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "phase_a_bookcorpus_500m: the repository is a loading script" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 class _Hub(BaseHTTPRequestHandler):

@@ -135,12 +135,12 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
         return hub.record_source(out / MANIFEST_NAME, done, source)
-    if source is not None:
-        hub.save_source(out, source)
     # Workers start first: they load the tokenizer while this process opens the source.
     with EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
                      workers or default_workers()) as pool:
         documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
+        if source is not None:  # what this directory's shards are read from, checked by any resume
+            hub.save_source(out, source)
         manifest = _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
     return hub.record_source(out / MANIFEST_NAME, manifest, source)
 
