@@ -293,3 +293,15 @@ def test_offline_local_sources_need_no_hub(tmp_path, tokenizer_dir, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert prepare(write_dataset_config(tmp_path, max_samples=30), tokenizer_dir, tmp_path / "out") == 0
     assert "source" not in json.loads((tmp_path / "out" / "topics" / "manifest.json").read_text())
+
+
+def test_parts_record_the_commit_and_merge_carries_it(on_mirror, tmp_path, tokenizer_dir):
+    cfg = forums_config(tmp_path)
+    data = json.loads(cfg.read_text())
+    data["source"]["revision"] = "c" * 40
+    cfg.write_text(json.dumps(data))
+    for rank in (0, 1):
+        assert prepare(cfg, tokenizer_dir, tmp_path / "out", "--rank", str(rank), "--world_size", "2") == 0
+    assert main(["merge", "--config_path", str(cfg), "--world_size", "2", "--out_dir", str(tmp_path / "out")]) == 0
+    merged = json.loads((tmp_path / "out" / "phase_b_forums_500m" / "manifest.json").read_text())
+    assert merged["source"]["commit"] == "c" * 40 and merged["splits"]["train"]["num_docs"] == 400
