@@ -24,32 +24,48 @@ test-faults: ## the whole fault-injection suite, with the slower cases that star
 	./scripts/test.sh tests/test_faults.py -m "faults or not faults"
 
 # --- data: tokenizer and dataset preparation ---
+# Phase A's books: BOOKS=bookcorpus (the seed's; lowercased, pre-tokenized sentences) or BOOKS=pg19 (PG-19, whole
+# cased books); it picks the dataset config, the tokenizer mix and the curriculum (docs/real-data.md).
+BOOKS ?= bookcorpus
+ifeq ($(BOOKS),pg19)
+TOKENIZER_MIX ?= config/tokenizer_mix_pg19.json
+CURRICULUM    ?= config/curriculum/chinchilla_124m_pg19.json
+else ifneq ($(BOOKS),bookcorpus)
+$(error BOOKS must be bookcorpus or pg19, got '$(BOOKS)')
+endif
 TOKENIZER_MIX ?= config/tokenizer_mix.json
-PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP)
+# Extra flags, e.g. a rehearsal on local replicas: TOKENIZER_FLAGS="--max_samples 300" PREPARE_FLAGS="--max_samples 50"
+PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP) $(PREPARE_FLAGS)
 
 .PHONY: tokenizer-train-mix prepare-phase-a prepare-phase-b prepare-chinchilla-full \
-        prepare-wikipedia-1b prepare-bookcorpus-500m prepare-c4-1b prepare-forums-500m \
-        estimate-phases verify-data test-max-samples bench-prepare
+        prepare-wikipedia-1b prepare-bookcorpus-500m prepare-pg19-500m prepare-c4-1b prepare-forums-500m \
+        estimate-phases verify-data test-max-samples bench-prepare preflight
 tokenizer-train-mix: ## byte-level BPE on the mix of all sources (config/tokenizer_mix.json)
-	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK)
+	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK) $(TOKENIZER_FLAGS)
 
 prepare-wikipedia-1b: ## phase A: Wikipedia, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_a_wikipedia_1b.json
 prepare-bookcorpus-500m: ## phase A: BookCorpus, 500M tokens
 	$(PREPARE) --config_path $(DS)/phase_a_bookcorpus_500m.json
+prepare-pg19-500m: ## phase A with BOOKS=pg19: PG-19 books, 500M tokens
+	$(PREPARE) --config_path $(DS)/phase_a_pg19_500m.json
 prepare-c4-1b: ## phase B: C4, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_b_c4_1b.json
 prepare-forums-500m: ## phase B: Reddit forums, 500M tokens
 	$(PREPARE) --config_path $(DS)/phase_b_forums_500m.json
-prepare-phase-a: prepare-wikipedia-1b prepare-bookcorpus-500m ## phase A, 1.5B tokens
+prepare-phase-a: prepare-wikipedia-1b prepare-$(BOOKS)-500m ## phase A, 1.5B tokens (books: BOOKS=bookcorpus|pg19)
 prepare-phase-b: prepare-c4-1b prepare-forums-500m ## phase B, 1.5B tokens
 prepare-chinchilla-full: prepare-phase-a prepare-phase-b ## both phases, 3B tokens
 
 estimate-phases: ## dry run: tokens per document and the max_samples each phase config needs
-	$(CLI) estimate --tokenizer $(TOK) --config_path $(DS)/phase_a_*.json $(DS)/phase_b_*.json
+	$(CLI) estimate --tokenizer $(TOK) --config_path $(DS)/phase_a_wikipedia_1b.json $(DS)/phase_a_$(BOOKS)_500m.json \
+		$(DS)/phase_b_*.json $(ESTIMATE_FLAGS)
 
 verify-data: ## re-read every prepared dataset: sizes, checksums, tokenizer
 	$(CLI) verify --tokenizer $(TOK) $(patsubst %/manifest.json,%,$(wildcard $(PREP)/*/manifest.json))
+
+preflight: ## before GPU spend: data prepared and verified, epochs per source, tokenizer, disk, GPU, wall-clock, run state
+	$(CLI) preflight --config $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) $(PREFLIGHT_FLAGS)
 
 bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
 	$(CLI) bench-prepare

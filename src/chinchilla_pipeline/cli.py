@@ -63,6 +63,9 @@ def _add_prepare(sub) -> None:
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
+        if len(configs) > 1:  # every source opens before the first long preparation
+            from .data.sources import open_sources
+            open_sources(configs)
         for cfg, path in configs:
             with output_lock(part_dir(a.out_dir, cfg.name, rank, world), "prepare"):  # one writer per part
                 m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
@@ -127,9 +130,12 @@ def _add_estimate(sub) -> None:
         from .data.config import DatasetConfig
         from .data.estimate import estimate, format_estimate
         from .schema import load_config
+        from .data.sources import open_sources
         _positive(a, "max_samples", "max_tokens", "sample_docs")
-        for path in a.config_path:
-            cfg = load_config(DatasetConfig, path, {"max_samples": a.max_samples, "max_tokens": a.max_tokens})
+        configs = [(load_config(DatasetConfig, p, {"max_samples": a.max_samples, "max_tokens": a.max_tokens}), p)
+                   for p in a.config_path]
+        open_sources(configs)  # every source opens (first row read) before the first sample
+        for cfg, path in configs:
             print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs)))
         return 0
     p.set_defaults(func=run)
@@ -439,6 +445,11 @@ def _add_isoflop(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_preflight(sub) -> None:
+    from .preflight import add_parser  # light: heavy imports happen when it runs
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinchilla", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -467,6 +478,7 @@ ADDERS: list[Callable] = [
     _add_generate,
     _add_ablate,
     _add_isoflop,
+    _add_preflight,
 ]
 
 

@@ -37,8 +37,8 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[st
     if config is not None and _without_caps(first["config"]) != _without_caps(config):
         raise UserError(f"part {parts[0][0]} was prepared with another config", path=config_path)
     for sub, m in parts[1:]:
-        for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config"):
-            if m[key] != first[key]:
+        for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config", "source"):  # source: Hub commit read
+            if m.get(key) != first.get(key):
                 raise UserError(f"part {sub} differs from part 0 in {key!r}", path=base)
     splits = {s: [dict(e, path=f"{sub}/{e['path']}") for sub, m in parts for e in m["splits"][s]["shards"]]
               for s in SPLITS}
@@ -56,6 +56,7 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[st
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
         bad_records=first.get("bad_records"),  # every part scans the same source files
         parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"]} for sub, m in parts],
-        **target_fields(first["config"].get("_target_tokens"), num_train))
+        **target_fields(first["config"].get("_target_tokens"), num_train),
+        **({"source": first["source"]} if first.get("source") else {}))
     write_json(base / MANIFEST_NAME, manifest)
     return manifest

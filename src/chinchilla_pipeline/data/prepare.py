@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
+from . import hub
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
@@ -72,12 +73,14 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
 
 
 def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int,
-                files: list[tuple[str, int]] | None = None) -> str:
+                files: list[tuple[str, int]] | None = None, source: dict[str, Any] | None = None) -> str:
     """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions,
-    and for local sources the files the globs matched with their sizes (a new file changes the stream)."""
+    for local sources the files the globs matched with their sizes (a new file changes the stream), and for
+    Hub sources the commit read and the ``datasets`` version (``hub.pin``)."""
     blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
                        "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
-                       "stream": STREAM_VERSION, "files": files}, sort_keys=True)
+                       "stream": STREAM_VERSION, "files": files, **({"source": source} if source else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -122,19 +125,26 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     the source and writes shards.
     """
     tok = load_tokenizer(tokenizer_dir)
-    files = None
+    files, source = None, None
     if not isinstance(cfg.source, HubSource):  # a missing file fails before anything is written
         files = [(f, os.path.getsize(f)) for f in resolve_data_files(cfg, config_path)]
+    else:  # the commit read and the datasets version: a resume must read the same stream
+        source = hub.pin(cfg.source, config_path, cfg.name)
     out = part_dir(out_dir, cfg.name, rank, world_size)
-    fp = fingerprint(cfg, tok.sha256, rank, world_size, files)
+    fp = fingerprint(cfg, tok.sha256, rank, world_size, files, source)
+    if source is not None and not overwrite:
+        hub.check_resume(out, source, config_path)
     done = _finished(out, fp, overwrite, config_path)
     if done is not None:
-        return done
+        return hub.record_source(out / MANIFEST_NAME, done, source)
     # Workers start first: they load the tokenizer while this process opens the source.
     with EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
                      workers or default_workers()) as pool:
         documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
-        return _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
+        if source is not None:  # what this directory's shards are read from, checked by any resume
+            hub.save_source(out, source)
+        manifest = _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
+    return hub.record_source(out / MANIFEST_NAME, manifest, source)
 
 
 def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, out: Path, fp: str,

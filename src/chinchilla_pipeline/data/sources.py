@@ -29,6 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
+from . import hub
 from .config import DatasetConfig, HubSource
 from .files import resolve_data_files
 from .records import check_local_files, guard_stream
@@ -53,8 +54,9 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
     datasets.disable_progress_bars()
     src = cfg.source
     try:
-        if isinstance(src, HubSource):
-            return datasets.load_dataset(src.path, src.name, split=src.split, revision=src.revision,
+        if isinstance(src, HubSource):  # a mirror directory or the Hub, at the resolved commit (data/hub.py)
+            res = hub.resolve(src, config_path, cfg.name)
+            return datasets.load_dataset(res.path, src.name, split=src.split, revision=res.revision,
                                          data_files=src.data_files, streaming=True)
         # text and csv files are decoded by Python: invalid UTF-8 becomes U+FFFD there.
         kwargs = {"encoding_errors": "replace"} if src.format in ("text", "csv") else {}
@@ -70,7 +72,11 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         return datasets.load_dataset(src.format, data_files=files, split="train", streaming=True, **kwargs)
     except UserError:
         raise
-    except (FileNotFoundError, ValueError, ConnectionError) as err:
+    except Exception as err:  # noqa: BLE001 - Hub failures become one line (hub.hub_error)
+        if isinstance(src, HubSource) and (line := hub.hub_error(err, cfg.name, config_path)) is not err:
+            raise line from None
+        if not isinstance(err, (FileNotFoundError, ValueError, ConnectionError)):
+            raise
         field = "source.path" if isinstance(src, HubSource) else "source.data_files"
         raise UserError(f"cannot open the source ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                         path=config_path, field=field) from None
@@ -194,11 +200,16 @@ def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, wor
     The source is opened now (a missing file or an unreachable Hub fails here);
     rows are read as the iterator is consumed.
     """
+    size = batch_docs or cfg.batch_docs
     ds = document_dataset(cfg, config_path, rank, world_size)
+    tables = ds.iter(batch_size=size)
+    if isinstance(cfg.source, HubSource):  # a dropped connection re-opens the stream where it was
+        tables = hub.retrying(lambda: document_dataset(cfg, config_path, rank, world_size).iter(batch_size=size),
+                              cfg.name, config_path, first=tables)
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
-        for table in guard_stream(ds.iter(batch_size=batch_docs or cfg.batch_docs), cfg, config_path):
+        for table in guard_stream(tables, cfg, config_path):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
             cum = np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0,
@@ -212,6 +223,29 @@ def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, wor
         yield DocumentBatch([], np.zeros((0, len(COUNTERS)), dtype=np.int64), carry)
 
     return batches()
+
+
+def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
+    """Open every source and read its first row, before any long work: a broken source fails in seconds.
+
+    Checks what the first row can tell: the repository/files open, and the text field or template fields
+    are columns. Commands reading several sources (tokenizer-train, estimate, prepare) call it first.
+    """
+    for cfg, path in configs:
+        ds = _load_rows(cfg, path)
+        try:
+            first = next(iter(ds.take(1)), {})
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a failure on the first row is a source failure
+            line = hub.hub_error(err, cfg.name, path) if isinstance(cfg.source, HubSource) else err
+            if line is err and not isinstance(err, (FileNotFoundError, ValueError, ConnectionError)):
+                raise
+            raise (line if line is not err else UserError(
+                f"cannot read the source's first row ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+                path=path, field="source")) from None
+        _check_columns(cfg, ds.column_names or list(first.keys()), path)
+        log.info("%s: source opened, first row read", cfg.name)
 
 
 def iter_documents(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,

@@ -23,8 +23,9 @@ from typing import Iterator
 from tqdm import tqdm
 
 from ..atomic import fsync_dir, write_json
-from ..data.config import DatasetConfig, TokenizerMixConfig
-from ..data.sources import iter_documents
+from ..data import hub
+from ..data.config import DatasetConfig, HubSource, TokenizerMixConfig
+from ..data.sources import iter_documents, open_sources
 from ..errors import UserError
 from ..schema import load_config
 from .load import load_tokenizer
@@ -83,6 +84,9 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
         raise UserError(f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
                         "whole directory: choose an empty or tokenizer directory", field="--out_dir")
     mix, configs = load_mix(mix_path, max_samples)
+    open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
+    pins = {cfg.name: pin for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
+            if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))}
     counts = mix.samples_per_source()
     held_out: dict[str, list[str]] = {}
     trained: dict[str, int] = {}
@@ -117,6 +121,7 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     loaded = load_tokenizer(tmp, mix.eot_token)
     report = tokenizer_report(loaded, held_out, trained, mix_config=mix.model_dump(by_alias=True),
                               mix_path=str(mix_path))
+    report["hub_sources"] = pins
     write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
     for name in os.listdir(tmp):
         with open(tmp / name, "rb") as f:

@@ -1,0 +1,191 @@
+"""``chinchilla preflight``: can the curriculum's run start and finish? Checked before any GPU time is spent.
+
+One table, one row per check: ``ok``, ``warn`` (the run works, read the detail) or ``BLOCKER`` (it would
+fail or not finish; the command exits 2). Checks, in order: every phase source prepared and verified;
+training tokens per source against what the phases draw (epochs repeated); tokenizer, vocabulary and
+end-of-text id agree; free disk for the checkpoints; GPU count, type and bf16; expected wall-clock; the
+run directory's state (fresh, resumable at step S, finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EXIT_USER_ERROR, UserError
+
+# A checkpoint holds fp32 weights and AdamW's two fp32 moments: 12 bytes per parameter (~1.5 GB for GPT-2 124M).
+CHECKPOINT_BYTES_PER_PARAM = 12
+
+
+@dataclass
+class Row:
+    check: str
+    status: str  # "ok", "warn" or "BLOCKER"
+    detail: str
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def _duration(seconds: float) -> str:
+    h, rem = divmod(int(round(seconds)), 3600)
+    return f"{h:d} h {rem // 60:02d} min"
+
+
+def check_data(cfg, plan, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]:
+    """Per source: prepared and verified; tokens drawn over all phases vs training tokens (epochs)."""
+    from .data.reader import open_prepared
+    from .data.verify import verify_dataset
+
+    rows, opened = [], {}
+    drawn: dict[str, float] = {}
+    for phase, (a, b) in zip(cfg.phases, plan.phase_steps):
+        total_w = sum(s.weight for s in phase.sources)
+        for s in phase.sources:
+            drawn[s.name] = drawn.get(s.name, 0.0) + (b - a) * plan.tokens_per_step * s.weight / total_w
+    for name, path in cfg.domains().items():
+        try:
+            ds = open_prepared(path)
+        except UserError as err:
+            rows.append(Row(f"data {name}", "BLOCKER", f"{err} (run its prepare target)"))
+            continue
+        opened[name] = ds
+        problems = verify_dataset(path, tokenizer_dir if Path(tokenizer_dir, "tokenizer.json").is_file()
+                                  else None) if verify else []
+        train = ds.num_tokens("train")
+        epochs = drawn[name] / train if train else float("inf")
+        detail = (f"{train:,} train tokens, the phases draw {drawn[name]:,.0f}: {epochs:.2f} epochs"
+                  + ("" if verify else "; not verified (--no_verify)"))
+        if problems:
+            rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {len(problems)} problem(s), first: {problems[0]}"))
+        elif train <= plan.context:
+            rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {train} train tokens, fewer than context + 1"))
+        else:
+            rows.append(Row(f"data {name}", "warn" if epochs > 1 else "ok",
+                            detail + ("; repeats text (prepare more, or accept repetition)" if epochs > 1 else "")))
+    return rows, opened
+
+
+def check_tokenizer(opened: dict, model, tokenizer_dir) -> Row:
+    """Every source from one tokenizer, which is ``tokenizer_dir``'s, with the model's vocabulary."""
+    from .tokenizer.load import load_tokenizer
+
+    if not opened:
+        return Row("tokenizer", "BLOCKER", "no prepared source to compare")
+    seen = {(d.manifest["tokenizer_sha256"], d.vocab_size, d.eot_id) for d in opened.values()}
+    if len(seen) > 1:
+        return Row("tokenizer", "BLOCKER", f"sources were tokenized differently: {sorted(seen)}")
+    sha, vocab, eot = seen.pop()
+    problems = []
+    if vocab != model.vocab_size:
+        problems.append(f"sources have vocab {vocab:,}, the model {model.vocab_size:,}")
+    if Path(tokenizer_dir, "tokenizer.json").is_file():
+        tok = load_tokenizer(tokenizer_dir)
+        if tok.sha256 != sha:
+            problems.append(f"{tokenizer_dir} is not the tokenizer the sources were prepared with")
+        if tok.eot_id != eot:
+            problems.append(f"end-of-text id {tok.eot_id} in {tokenizer_dir}, {eot} in the manifests")
+    else:
+        problems.append(f"no tokenizer at {tokenizer_dir} (export and generation need it)")
+    if problems:
+        return Row("tokenizer", "BLOCKER", "; ".join(problems))
+    return Row("tokenizer", "ok", f"vocab {vocab:,}, end-of-text id {eot}, sha256 {sha[:12]} everywhere")
+
+
+def check_disk(cfg, model, run_dir: Path) -> Row:
+    """Free space for ``keep_last`` periodic checkpoints, one final per phase and one being written."""
+    per = CHECKPOINT_BYTES_PER_PARAM * model.num_params()
+    count = cfg.checkpoint.keep_last + len(cfg.phases) + 1
+    probe = run_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    detail = (f"{count} checkpoints x {_gb(per)} ({CHECKPOINT_BYTES_PER_PARAM} B/param: weights + AdamW) = "
+              f"{_gb(count * per)} needed, {_gb(free)} free at {probe}")
+    return Row("disk", "ok" if free >= count * per else "BLOCKER", detail)
+
+
+def check_gpu(cfg, device: str) -> Row:
+    """CUDA devices, their type and bf16 support; no GPU blocks only a run asked to use one."""
+    import torch
+
+    wants_cuda = device == "cuda"
+    if not torch.cuda.is_available():
+        return Row("gpu", "BLOCKER" if wants_cuda else "warn",
+                   "none (CUDA unavailable): training would run on CPU" + (", but --device cuda" if wants_cuda else ""))
+    n = torch.cuda.device_count()
+    names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
+    bf16 = torch.cuda.is_bf16_supported()
+    status = "BLOCKER" if cfg.dtype == "bfloat16" and not bf16 else "ok"
+    return Row("gpu", status, f"{n} x {', '.join(names)}; bf16 {'supported' if bf16 else 'NOT supported'}"
+               + (" (the config asks for bfloat16)" if status == "BLOCKER" else ""))
+
+
+def check_time(plan, tokens_per_second: float | None) -> Row:
+    tokens = plan.total_steps * plan.tokens_per_step
+    if not tokens_per_second:
+        return Row("wall-clock", "warn", f"{tokens:,} tokens; pass --tokens_per_second (measure it with "
+                   "`make bench-train-gpu`, x the number of GPUs) for the time")
+    return Row("wall-clock", "ok", f"{tokens:,} tokens at {tokens_per_second:,.0f} tokens/s (given): "
+               f"{_duration(tokens / tokens_per_second)} of training, evaluation and checkpoints not included")
+
+
+def check_run_dir(cfg, plan, run_dir: Path) -> Row:
+    from .train.checkpoint import list_checkpoints, list_finals
+
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        return Row("run dir", "ok", f"{run_dir}: fresh (no checkpoint)")
+    step = ckpts[-1][0]
+    last_final = f"final-{cfg.phases[-1].name}.pt"
+    if step >= plan.total_steps or any(p.name.endswith(last_final) for p in list_finals(run_dir)):
+        return Row("run dir", "warn", f"{run_dir}: finished at step {step:,} (nothing left to train)")
+    return Row("run dir", "ok", f"{run_dir}: resumable at step {step:,} of {plan.total_steps:,} "
+               f"(phase {cfg.phases[plan.phase_at(step)].name})")
+
+
+def preflight(config_path: str | Path, *, tokenizer_dir: str | Path, out_dir: str | Path, device: str = "auto",
+              tokens_per_second: float | None = None, world_size: int | None = None,
+              verify: bool = True) -> list[Row]:
+    """Every check's row, in table order."""
+    from .train.config import load_curriculum, make_plan
+
+    cfg, model = load_curriculum(config_path)
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    plan = make_plan(cfg, model, world, path=config_path)
+    run_dir = Path(out_dir) / cfg.name
+    rows, opened = check_data(cfg, plan, tokenizer_dir, verify)
+    return rows + [check_tokenizer(opened, model, tokenizer_dir), check_disk(cfg, model, run_dir),
+                   check_gpu(cfg, device), check_time(plan, tokens_per_second), check_run_dir(cfg, plan, run_dir)]
+
+
+def format_table(rows: list[Row]) -> str:
+    width = max(len(r.check) for r in rows)
+    lines = [f"{'check':<{width}}  status   detail"] + [f"{r.check:<{width}}  {r.status:<7}  {r.detail}" for r in rows]
+    blockers = sum(r.status == "BLOCKER" for r in rows)
+    lines.append(f"{blockers} blocker(s): " + ("do not start the run" if blockers else "ready to start"))
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    """Register ``chinchilla preflight``."""
+    p = sub.add_parser("preflight", help="before GPU spend: data, epochs, tokenizer, disk, GPU, wall-clock, run state")
+    p.add_argument("--config", default="config/curriculum/chinchilla_124m.json", help="curriculum config JSON")
+    p.add_argument("--tokenizer", default="data/tokenizer", help="the tokenizer the sources were prepared with")
+    p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="cuda: no GPU is a blocker")
+    p.add_argument("--tokens_per_second", type=float, help="training throughput of the whole job (measured)")
+    p.add_argument("--world_size", type=int, help="ranks of the training job (default $WORLD_SIZE or 1)")
+    p.add_argument("--no_verify", action="store_true", help="skip re-reading the shards' checksums")
+
+    def run(a: argparse.Namespace) -> int:
+        rows = preflight(a.config, tokenizer_dir=a.tokenizer, out_dir=a.out_dir, device=a.device,
+                         tokens_per_second=a.tokens_per_second, world_size=a.world_size, verify=not a.no_verify)
+        print(format_table(rows))
+        return EXIT_USER_ERROR if any(r.status == "BLOCKER" for r in rows) else 0
+    p.set_defaults(func=run)

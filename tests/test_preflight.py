@@ -1,0 +1,117 @@
+"""`chinchilla preflight`: one table; blockers (data, tokenizer, disk, GPU asked for) exit 2."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_dataset_config
+
+from chinchilla_pipeline import preflight as pf
+from chinchilla_pipeline.cli import main
+from chinchilla_pipeline.data.config import DatasetConfig
+from chinchilla_pipeline.data.prepare import prepare_dataset
+from chinchilla_pipeline.schema import load_config
+from chinchilla_pipeline.tokenizer.load import load_tokenizer
+
+STEPS, TOKENS_PER_STEP = 20, 256
+
+
+@pytest.fixture(scope="module")
+def run_setup(tmp_path_factory, tokenizer_dir):
+    """Two sources prepared with the test tokenizer, a two-phase curriculum over them, a tiny model."""
+    root = tmp_path_factory.mktemp("preflight")
+    for name, n in (("wiki", 120), ("forums", 60)):
+        cfg_path = write_dataset_config(root, name=name, max_samples=n)
+        prepare_dataset(load_config(DatasetConfig, cfg_path), cfg_path, tokenizer_dir, root / "data", workers=1,
+                        progress=False)
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    (root / "model.json").write_text(json.dumps({"name": "t", "n_layer": 2, "n_head": 2, "n_embd": 32,
+                                                "block_size": 32, "vocab_size": vocab}))
+    cur = {"name": "run", "model": str(root / "model.json"), "total_tokens": STEPS * TOKENS_PER_STEP,
+           "phases": [{"name": "a", "share": 0.5, "sources": [{"name": "wiki", "path": str(root / "data/wiki")}]},
+                      {"name": "b", "share": 0.5, "sources": [{"name": "wiki", "path": str(root / "data/wiki")},
+                                                              {"name": "forums", "path": str(root / "data/forums"),
+                                                               "weight": 3}]}],
+           "batch": {"global_batch_tokens": TOKENS_PER_STEP, "micro_batch_size": 8},
+           "checkpoint": {"interval_steps": 5, "keep_last": 2}}
+    (root / "run.json").write_text(json.dumps(cur))
+    return root
+
+
+def table(capsys, root, tokenizer_dir, *extra) -> tuple[int, dict[str, tuple[str, str]]]:
+    code = main(["preflight", "--config", str(root / "run.json"), "--tokenizer", str(tokenizer_dir),
+                 "--out_dir", str(root / "runs"), *extra])
+    rows = {}
+    for line in capsys.readouterr().out.splitlines()[1:-1]:
+        check, status, detail = re.split(r"\s{2,}", line, maxsplit=2)
+        rows[check] = (status, detail)
+    return code, rows
+
+
+def test_ready_run_prints_every_check_and_exits_0(run_setup, tokenizer_dir, capsys):
+    code, rows = table(capsys, run_setup, tokenizer_dir, "--tokens_per_second", "1024")
+    assert list(rows) == ["data wiki", "data forums", "tokenizer", "disk", "gpu", "wall-clock", "run dir"]
+    manifests = {n: json.loads((run_setup / "data" / n / "manifest.json").read_text()) for n in ("wiki", "forums")}
+    # phase a draws 10 steps of wiki; phase b 10 steps split 1:3 -> wiki 10*256*1.25, forums 10*256*0.75
+    for name, drawn in (("wiki", 10 * 256 * 1.25), ("forums", 10 * 256 * 0.75)):
+        train = manifests[name]["splits"]["train"]["num_tokens"]
+        assert f"the phases draw {drawn:,.0f}: {drawn / train:.2f} epochs" in rows[f"data {name}"][1]
+    assert rows["tokenizer"][0] == "ok" and rows["disk"][0] == "ok"
+    assert rows["run dir"][1].endswith("fresh (no checkpoint)")
+    assert "5,120 tokens at 1,024 tokens/s (given): 0 h 00 min" in rows["wall-clock"][1]
+    if not torch.cuda.is_available():
+        assert rows["gpu"] == ("warn", "none (CUDA unavailable): training would run on CPU")
+    assert code == 0
+
+
+def test_run_dir_state_resumable_then_finished(run_setup, tokenizer_dir, capsys):
+    ckpts = run_setup / "runs" / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step_0000015.pt").write_bytes(b"")  # the trainer's names (train/checkpoint.py)
+    try:
+        _, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify")
+        assert "resumable at step 15 of 20 (phase b)" in rows["run dir"][1]
+        (ckpts / "step_0000020_final-b.pt").write_bytes(b"")
+        _, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify")
+        assert "finished at step 20" in rows["run dir"][1]
+    finally:
+        for p in ckpts.iterdir():
+            p.unlink()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_no_gpu_is_a_blocker_only_when_cuda_is_asked_for(run_setup, tokenizer_dir, capsys):
+    code, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify", "--device", "cuda")
+    assert code == 2 and rows["gpu"][0] == "BLOCKER"
+
+
+def test_blockers_exit_2(run_setup, tokenizer_dir, tmp_path, capsys, monkeypatch):
+    code, rows = table(capsys, run_setup, tmp_path / "other_tokenizer", "--no_verify")
+    assert code == 2 and rows["tokenizer"][0] == "BLOCKER" and "no tokenizer at" in rows["tokenizer"][1]
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 1000, 1000))
+    code, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify")
+    assert code == 2 and rows["disk"][0] == "BLOCKER" and "5 checkpoints x" in rows["disk"][1]
+
+
+def test_unprepared_or_corrupt_source_is_a_blocker(run_setup, tokenizer_dir, tmp_path, capsys):
+    cur = json.loads((run_setup / "run.json").read_text())
+    cur["phases"][1]["sources"][1]["path"] = str(tmp_path / "missing")
+    bad = tmp_path / "run.json"
+    bad.write_text(json.dumps(cur))
+    code = main(["preflight", "--config", str(bad), "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 2 and "data forums  BLOCKER  " in out and "no manifest.json" in out
+    shard = Path(cur["phases"][0]["sources"][0]["path"]) / "train_00000.bin"
+    original = shard.read_bytes()
+    shard.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        code, rows = table(capsys, run_setup, tokenizer_dir)
+        assert code == 2 and rows["data wiki"][0] == "BLOCKER" and "sha256 differs" in rows["data wiki"][1]
+    finally:
+        shard.write_bytes(original)
