@@ -99,12 +99,15 @@ def _add_verify(sub) -> None:
     p.add_argument("--tokenizer", default=None, help="also check the shards were made with this tokenizer")
 
     def run(a):
+        from .data.manifest import hygiene_summary
+        from .data.reader import open_prepared
         from .data.verify import verify_dataset
         bad = 0
         for d in a.dataset_dirs:
             problems = verify_dataset(d, a.tokenizer)
             bad += bool(problems)
             print(f"{d}: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+            print(f"  {hygiene_summary(open_prepared(d).manifest)}")
             for line in problems:
                 print(f"  {line}")
         return 1 if bad else 0

@@ -62,6 +62,16 @@ def input_summary(counts: dict[str, int]) -> str | None:
             "with U+FFFD (invalid UTF-8 replaced)")
 
 
+def hygiene_summary(manifest: dict[str, Any]) -> str:
+    """One line on the exact duplicates ``prepare`` dropped (data/hygiene.py)."""
+    h = manifest.get("hygiene")
+    if h is None:
+        return "no hygiene section: prepared before validation documents were deduplicated"
+    return (f"prepare dropped {h['dropped_duplicate_of_validation']:,} training documents equal to a validation "
+            f"document and {h['dropped_duplicate_in_validation']:,} repeated validation documents (exact "
+            "duplicates; near-duplicates are not looked for)")
+
+
 def build_manifest(*, name: str, vocab_size: int, eot_id: int, tokenizer_sha256: str,
                    splits: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
     """The manifest dict; ``extra`` carries the config as run, caps, target and source counts."""

@@ -8,7 +8,10 @@ Guarantees (tested):
   number of tokenizer workers, and after any number of ``kill -9`` + restart:
   progress is committed only after a shard is complete, and a restart skips the
   documents those shards hold;
-- flat memory: a few batches of documents per worker plus one shard's document lengths.
+- held out means held out (``hygiene.py``): the validation documents are unique, and a
+  training document equal to one of them is dropped and counted in ``input``;
+- flat memory: a few batches of documents per worker plus one shard's document lengths
+  (and 32 bytes per validation document for its hash).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
+from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, target_fields
 from .shards import token_dtype
-from .split_writer import STATE_NAME, SplitWriter, load_progress
 from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches, resolve_data_files
+from .split_writer import STATE_NAME, SplitWriter, load_progress
 
+COUNTS = COUNTERS + HYGIENE_COUNTERS  # what was read: the manifest's ``input``, then its ``hygiene`` counts
 log = logging.getLogger(__name__)
 
 
@@ -64,11 +69,11 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
 
 def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int,
                 files: list[tuple[str, int]] | None = None) -> str:
-    """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions,
-    and for local sources the files the globs matched with their sizes (a new file changes the stream)."""
+    """Identity of a run's output: config as run, tokenizer, rank layout, shard format, stream and hygiene
+    versions, and for local sources the files the globs matched with their sizes (a new file changes the stream)."""
     blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
                        "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
-                       "stream": STREAM_VERSION, "files": files}, sort_keys=True)
+                       "stream": STREAM_VERSION, "hygiene": HYGIENE_VERSION, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -113,9 +118,12 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     caps = Caps.for_rank(cfg, rank, world_size)
-    splits = SplitWriter(out, load_progress(out, fp, len(COUNTERS)), tok.vocab_size, tok.eot_id, cfg.shard_tokens)
+    splits = SplitWriter(out, load_progress(out, fp, len(COUNTS)), tok.vocab_size, tok.eot_id, cfg.shard_tokens)
+    # Re-reads the stream from its start on a resume too: the validation hashes are rebuilt, not saved.
+    hygiene = ValidationFilter(caps.validation_docs)
+    documents = hygiene.split(documents)
     stop_reason = None
-    tail = np.zeros(len(COUNTERS), dtype=np.int64)
+    tail = np.zeros(len(COUNTS), dtype=np.int64)
     bar = tqdm(total=caps.max_tokens, initial=splits.num_tokens, unit="tok", unit_scale=True,
                disable=not progress, desc=cfg.name, mininterval=2)
     try:
@@ -147,11 +155,17 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning("%s: the source has only %d training documents after filtering (max_samples %d)",
                     cfg.name, splits.num_train, caps.max_samples)
+    counts = (splits.read + tail).tolist()
     manifest = build_manifest(
         name=cfg.name, vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_sha256=tok.sha256,
         splits=splits.progress.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
         fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason, caps=caps.as_dict(),
-        num_docs_read=splits.consumed, input=dict(zip(COUNTERS, (splits.read + tail).tolist())),
+        num_docs_read=splits.consumed, input=dict(zip(COUNTERS, counts[:len(COUNTERS)])),
+        hygiene={"validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of "
+                               f"{world_size}",
+                 "train": "the documents after them, less exact duplicates of a validation document",
+                 "validation_sha256": hygiene.validation_sha256,
+                 **dict(zip(HYGIENE_COUNTERS, counts[len(COUNTERS):]))},
         **target_fields(cfg.target_tokens, splits.num_tokens, world_size))
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
