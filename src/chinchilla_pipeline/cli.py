@@ -53,7 +53,7 @@ def _add_prepare(sub) -> None:
         import os
 
         from .data.config import DatasetConfig
-        from .data.manifest import input_summary
+        from .data.manifest import ManifestSummary, input_summary
         from .data.prepare import prepare_dataset, resolve_rank
         from .schema import load_config
         _positive(a, "max_samples", "max_tokens", "workers")
@@ -63,14 +63,10 @@ def _add_prepare(sub) -> None:
         for cfg, path in configs:
             m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
                                 world_size=world, workers=a.workers, progress=not a.quiet)
-            tr, va = m["splits"]["train"], m["splits"]["validation"]
+            info = ManifestSummary.of(m)
             part = f" part {rank}/{world}" if world > 1 else ""
-            print(f"{m['name']}{part}: {tr['num_docs']:,} documents, {tr['num_tokens']:,} training tokens "
-                  f"({tr['tokens_per_doc']:,.1f}/document), {va['num_docs']:,} validation documents "
-                  f"({va['num_tokens']:,} tokens); stopped by {m['stop_reason']}" + (
-                      f"; target {m['target_tokens']:,} ({100 * m['target_delta_fraction']:+.2f}%)"
-                      if m.get("target_tokens") else ""))
-            if (summary := input_summary(m["input"])) is not None:
+            print(f"{info.name}{part}: {info.describe()}")
+            if (summary := input_summary(info.input)) is not None:
                 print(f"  {summary}")
         return 0
     p.set_defaults(func=run)
@@ -84,11 +80,12 @@ def _add_merge(sub) -> None:
 
     def run(a):
         from .data.config import DatasetConfig
+        from .data.manifest import ManifestSummary
         from .data.merge import merge_parts
         from .schema import load_config
         cfg = load_config(DatasetConfig, a.config_path)
         m = merge_parts(a.out_dir, cfg.name, a.world_size, cfg.model_dump(by_alias=True), a.config_path)
-        print(f"{m['name']}: merged {a.world_size} parts, {m['splits']['train']['num_tokens']:,} training tokens")
+        print(f"{m['name']}: merged {a.world_size} parts, {ManifestSummary.of(m).train.num_tokens:,} training tokens")
         return 0
     p.set_defaults(func=run)
 
@@ -204,6 +201,7 @@ def _add_bench_prepare(sub) -> None:
     p.add_argument("--vocab_size", type=int, default=8192, help="of the BPE trained on the corpus first")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/prepare rounds; the best of each counts")
     p.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
+    p.add_argument("--validation_docs", type=int, default=0, help="held out first; their duplicates are dropped")
 
     def run(a):
         from .data.bench import bench_from_cli

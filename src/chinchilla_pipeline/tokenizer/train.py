@@ -128,7 +128,7 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
             if seen[cfg.name].trained < n:
                 log.warning("%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n)
             if not seen[cfg.name].held:
-                log.warning("%s: no validation documents (validation_docs 0): nothing held out to report",
+                log.warning("%s: no validation documents: nothing held out to report",
                             cfg.name)
 
     tok = Tokenizer(models.BPE())
