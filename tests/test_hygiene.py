@@ -63,7 +63,8 @@ def test_duplicates_of_validation_are_dropped_and_counted(tmp_path, tokenizer_di
     m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
     h = m["hygiene"]
     assert (h["dropped_duplicate_in_validation"], h["dropped_duplicate_of_validation"]) == (dup_val, dup_train)
-    assert m["input"]["rows_read"] == 789 and m["num_docs_read"] == 789 - dup_val - dup_train
+    assert m["input"]["rows_read"] == m["num_docs_read"] == 789
+    assert m["splits"]["validation"]["num_docs"] + m["splits"]["train"]["num_docs"] == 789 - dup_val - dup_train
     ds = open_prepared(tmp_path / "out/bodies")
     tok = load_tokenizer(tokenizer_dir).tokenizer
     assert decoded(ds, "validation", tok) == val and decoded(ds, "train", tok) == train

@@ -160,7 +160,8 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
         name=cfg.name, vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_sha256=tok.sha256,
         splits=splits.progress.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
         fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason, caps=caps.as_dict(),
-        num_docs_read=splits.consumed, input=dict(zip(COUNTERS, counts[:len(COUNTERS)])),
+        num_docs_read=splits.consumed + sum(counts[len(COUNTERS):]),  # written + dropped as duplicates
+        input=dict(zip(COUNTERS, counts[:len(COUNTERS)])),
         hygiene={"validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of "
                                f"{world_size}",
                  "train": "the documents after them, less exact duplicates of a validation document",
