@@ -106,7 +106,7 @@ def hygiene_summary(manifest: dict[str, Any]) -> str:
     """One line on the exact duplicates ``prepare`` dropped (data/hygiene.py)."""
     h = manifest.get("hygiene")
     if h is None:
-        return "no hygiene section: prepared before validation documents were deduplicated"
+        return "no hygiene section: not written by a prepare that deduplicates validation documents"
     return (f"prepare dropped {h['dropped_duplicate_of_validation']:,} training documents equal to a validation "
             f"document and {h['dropped_duplicate_in_validation']:,} repeated validation documents (exact "
             "duplicates; near-duplicates are not looked for)")
