@@ -64,7 +64,7 @@ dataset_info:
 ---
 # PG-19 (replica)
 """
-SIZES = {"wikipedia": 1_100, "c4": 1_200, "reddit": 1_100, "bookcorpus_sentences": 28_000, "pg19": 40}
+SIZES = {"wikipedia": 1_100, "c4": 1_200, "reddit": 1_300, "bookcorpus_sentences": 28_000, "pg19": 40}
 
 
 def paragraphs() -> list[str]:

@@ -137,6 +137,11 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
         assert workers and _gone(workers, within_s=5), "tokenizer workers outlived their killed parent"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert tree_bytes(tmp_path / "ref") == tree_bytes(tmp_path / "killed")
+    # 12 copies: the 11 other copies of each of the 20 validation documents are dropped (later in the validation
+    # window or in train), also after the resumes, which rebuilt the validation hashes by re-reading the stream.
+    h = json.loads((out / "manifest.json").read_text())["hygiene"]
+    assert h["dropped_duplicate_of_validation"] > 0
+    assert h["dropped_duplicate_in_validation"] + h["dropped_duplicate_of_validation"] == 11 * 20
 
 
 def test_finished_dataset_is_skipped_and_other_config_refused(tmp_path, tokenizer_dir):

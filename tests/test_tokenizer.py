@@ -42,8 +42,12 @@ def test_transformers_loads_the_saved_tokenizer(tokenizer_dir):
     assert hf.eos_token == "<|endoftext|>"
 
 
-def test_finished_tokenizer_is_kept_without_overwrite(tmp_path, tokenizer_dir):
+def test_finished_tokenizer_of_another_mix_is_kept_and_refused_without_overwrite(tmp_path, tokenizer_dir):
     import shutil
+
+    import pytest
+
+    from chinchilla_pipeline.errors import UserError
 
     out = tmp_path / "tok"
     shutil.copytree(tokenizer_dir, out)
@@ -51,7 +55,8 @@ def test_finished_tokenizer_is_kept_without_overwrite(tmp_path, tokenizer_dir):
     mix = tmp_path / "mix.json"
     mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50,
                                "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
-    train_tokenizer(mix, out)
+    with pytest.raises(UserError, match="trained on a different mix"):
+        train_tokenizer(mix, out)
     assert sha256_file(out / "tokenizer.json") == before
     train_tokenizer(mix, out, overwrite=True)
     assert load_tokenizer(out).vocab_size == 300

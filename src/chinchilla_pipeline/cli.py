@@ -55,7 +55,7 @@ def _add_prepare(sub) -> None:
         import os
 
         from .data.config import DatasetConfig
-        from .data.manifest import input_summary
+        from .data.manifest import ManifestSummary, input_summary
         from .data.prepare import part_dir, prepare_dataset, resolve_rank
         from .lock import output_lock
         from .schema import load_config
@@ -70,14 +70,10 @@ def _add_prepare(sub) -> None:
             with output_lock(part_dir(a.out_dir, cfg.name, rank, world), "prepare"):  # one writer per part
                 m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
                                     world_size=world, workers=a.workers, progress=not a.quiet)
-            tr, va = m["splits"]["train"], m["splits"]["validation"]
+            info = ManifestSummary.of(m)
             part = f" part {rank}/{world}" if world > 1 else ""
-            print(f"{m['name']}{part}: {tr['num_docs']:,} documents, {tr['num_tokens']:,} training tokens "
-                  f"({tr['tokens_per_doc']:,.1f}/document), {va['num_docs']:,} validation documents "
-                  f"({va['num_tokens']:,} tokens); stopped by {m['stop_reason']}" + (
-                      f"; target {m['target_tokens']:,} ({100 * m['target_delta_fraction']:+.2f}%)"
-                      if m.get("target_tokens") else ""))
-            if (summary := input_summary(m["input"])) is not None:
+            print(f"{info.name}{part}: {info.describe()}")
+            if (summary := input_summary(info.input)) is not None:
                 print(f"  {summary}")
         return 0
     p.set_defaults(func=run)
@@ -91,11 +87,12 @@ def _add_merge(sub) -> None:
 
     def run(a):
         from .data.config import DatasetConfig
+        from .data.manifest import ManifestSummary
         from .data.merge import merge_parts
         from .schema import load_config
         cfg = load_config(DatasetConfig, a.config_path)
         m = merge_parts(a.out_dir, cfg.name, a.world_size, cfg.model_dump(by_alias=True), a.config_path)
-        print(f"{m['name']}: merged {a.world_size} parts, {m['splits']['train']['num_tokens']:,} training tokens")
+        print(f"{m['name']}: merged {a.world_size} parts, {ManifestSummary.of(m).train.num_tokens:,} training tokens")
         return 0
     p.set_defaults(func=run)
 
@@ -106,12 +103,15 @@ def _add_verify(sub) -> None:
     p.add_argument("--tokenizer", default=None, help="also check the shards were made with this tokenizer")
 
     def run(a):
+        from .data.manifest import hygiene_summary
+        from .data.reader import open_prepared
         from .data.verify import verify_dataset
         bad = 0
         for d in a.dataset_dirs:
             problems = verify_dataset(d, a.tokenizer)
             bad += bool(problems)
             print(f"{d}: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+            print(f"  {hygiene_summary(open_prepared(d).manifest)}")
             for line in problems:
                 print(f"  {line}")
         return 1 if bad else 0
@@ -248,6 +248,7 @@ def _add_bench_prepare(sub) -> None:
     p.add_argument("--vocab_size", type=int, default=8192, help="of the BPE trained on the corpus first")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/prepare rounds; the best of each counts")
     p.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
+    p.add_argument("--validation_docs", type=int, default=0, help="held out first; their duplicates are dropped")
 
     def run(a):
         from .data.bench import bench_from_cli

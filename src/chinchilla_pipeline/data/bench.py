@@ -5,7 +5,9 @@ pipeline's end-to-end tokens/s (stream, shuffle, tokenize, write shards, checksu
 their ratio (target >= 0.85), and the peak RSS of `prepare` (its process and its
 tokenizer workers together) for two corpus sizes 4x apart (flat memory means about
 the same figure). Raw and pipeline alternate for --rounds rounds; the best of each
-counts, as other jobs on the machine only ever slow a round down.
+counts, as other jobs on the machine only ever slow a round down. ``--validation_docs N``
+holds out the first N documents (prepare then hashes every document and drops training copies
+of them; raw encodes the same training documents): the cost of data/hygiene.py.
 
     make bench-prepare
     chinchilla bench-prepare --corpus data/demo_corpus/books.jsonl.gz --repeat 8
@@ -24,9 +26,9 @@ import time
 from pathlib import Path
 
 
-def write_config(d: Path, name: str, corpus: str, repeat: int) -> Path:
+def write_config(d: Path, name: str, corpus: str, repeat: int, validation_docs: int = 0) -> Path:
     cfg = {"name": name, "source": {"type": "local", "format": "json", "data_files": [corpus] * repeat},
-           "validation_docs": 0, "shuffle_buffer": 10_000, "shard_tokens": 50_000_000}
+           "validation_docs": validation_docs, "shuffle_buffer": 10_000, "shard_tokens": 50_000_000}
     path = d / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -72,8 +74,10 @@ def bench_from_cli(args: argparse.Namespace) -> int:
     from ..tokenizer.load import load_tokenizer
     from ..tokenizer.train import train_tokenizer
     from .config import DatasetConfig
+    from .hygiene import ValidationFilter, document_hash
+    from .manifest import ManifestSummary
     from .prepare import prepare_dataset
-    from .sources import iter_batches, iter_documents
+    from .sources import iter_batches
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -84,14 +88,22 @@ def bench_from_cli(args: argparse.Namespace) -> int:
         train_tokenizer(mix, d / "tok")
         tok = load_tokenizer(d / "tok")
 
-        cfg_path = write_config(d, "pipeline", args.corpus, args.repeat)
+        cfg_path = write_config(d, "pipeline", args.corpus, args.repeat, args.validation_docs)
         cfg = load_config(DatasetConfig, cfg_path)
-        texts = [t for batch in iter_documents(cfg, cfg_path) for t in batch]
+        hygiene = ValidationFilter(cfg.validation_docs)  # raw encodes the training documents prepare writes
+        texts = [t for batch in hygiene.split(iter_batches(cfg, cfg_path)) for t in batch.texts]
+        texts = texts[hygiene.num_validation:]
         num_bytes = sum(len(t.encode()) for t in texts)
         c0 = cpu_s(resource.RUSAGE_SELF)
         for _ in iter_batches(cfg, cfg_path):  # the reader alone, warm (the pass above loaded the modules)
             pass
         reader_cpu = cpu_s(resource.RUSAGE_SELF) - c0
+        hash_cpu = []  # what the validation filter adds to the main process once validation_docs > 0
+        for _ in range(3):
+            c0 = cpu_s(resource.RUSAGE_SELF)
+            for t in texts:
+                document_hash(t)
+            hash_cpu.append(cpu_s(resource.RUSAGE_SELF) - c0)
         raw_rounds, pipe_rounds, raw_cpu, pipe_cpu = [], [], {}, {}  # cpu: round's seconds -> CPU seconds
         for _ in range(args.rounds):
             t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
@@ -107,7 +119,8 @@ def bench_from_cli(args: argparse.Namespace) -> int:
                                 progress=False)
             pipe_rounds.append(time.perf_counter() - t0)
             pipe_cpu[pipe_rounds[-1]] = (cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0)
-            pipe_tokens = m["splits"]["train"]["num_tokens"] - m["splits"]["train"]["num_docs"]  # no end-of-text
+            train = ManifestSummary.of(m).train
+            pipe_tokens = train.num_tokens - train.num_docs  # no end-of-text
             assert pipe_tokens == raw_tokens, (pipe_tokens, raw_tokens)
         del texts
         raw_s, pipe_s = min(raw_rounds), min(pipe_rounds)
@@ -118,7 +131,8 @@ def bench_from_cli(args: argparse.Namespace) -> int:
         half = len(large) // 2
 
     print(f"corpus: {args.corpus} x{args.repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
-          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores")
+          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores; validation_docs {args.validation_docs:,} "
+          f"({m['hygiene']['dropped_duplicate_of_validation']:,} training documents dropped as their duplicates)")
     def rounds(seconds: list[float]) -> str:
         return ", ".join(f"{raw_tokens / s / 1e6:.3f}" for s in seconds)
 
@@ -130,7 +144,8 @@ def bench_from_cli(args: argparse.Namespace) -> int:
     main_cpu, workers_cpu = pipe_cpu[pipe_s]
     print(f"CPU seconds of the best rounds: raw {raw_cpu[raw_s]:.2f} (tokenizer threads) in {raw_s:.2f} s; prepare "
           f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s; the reader alone "
-          f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second)")
+          f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second); sha256 of every "
+          f"document (data/hygiene.py) {min(hash_cpu):.3f}")
     print(f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
           f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}")
     print(f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "

@@ -100,7 +100,7 @@ class TokenizerMixConfig(StrictModel):
     max_samples: PositiveInt = 100_000  # documents in the whole mix, split by weight
     # Characters kept per document: caps the memory of the word counts on long books.
     max_chars_per_doc: PositiveInt = 100_000
-    report_docs: int = Field(default=200, ge=1)  # held-out documents per source for the report
+    report_docs: int = Field(default=200, ge=1)  # validation documents per source measured by the report
     seed: int = 42
     sources: list[MixSource] = Field(min_length=1)
 

@@ -12,6 +12,7 @@ is not finished. Every count in it is measured from the shards written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,45 @@ def target_fields(target: int | None, num_tokens: int, world_size: int = 1) -> d
             "target_delta_fraction": round(num_tokens / share - 1, 6)}
 
 
+@dataclass(frozen=True)
+class SplitSummary:
+    """One split's totals, as the manifest records them."""
+
+    num_tokens: int
+    num_docs: int
+    tokens_per_doc: float
+
+
+@dataclass(frozen=True)
+class ManifestSummary:
+    """The manifest fields that callers read, typed (``of`` a manifest dict)."""
+
+    name: str
+    train: SplitSummary
+    validation: SplitSummary
+    stop_reason: str
+    target_tokens: int | None
+    target_delta_fraction: float | None
+    input: dict[str, int]
+
+    @classmethod
+    def of(cls, m: dict[str, Any]) -> "ManifestSummary":
+        def split(s: str) -> SplitSummary:
+            info = m["splits"][s]
+            return SplitSummary(int(info["num_tokens"]), int(info["num_docs"]), float(info["tokens_per_doc"]))
+
+        return cls(m["name"], split("train"), split("validation"), m["stop_reason"], m.get("target_tokens"),
+                   m.get("target_delta_fraction"), m["input"])
+
+    def describe(self) -> str:
+        """One line: documents and tokens per split, why it stopped, the distance from the target."""
+        tr, va = self.train, self.validation
+        return (f"{tr.num_docs:,} documents, {tr.num_tokens:,} training tokens ({tr.tokens_per_doc:,.1f}/document), "
+                f"{va.num_docs:,} validation documents ({va.num_tokens:,} tokens); stopped by {self.stop_reason}"
+                + (f"; target {self.target_tokens:,} ({100 * self.target_delta_fraction:+.2f}%)"
+                   if self.target_tokens else ""))
+
+
 def input_summary(counts: dict[str, int]) -> str | None:
     """One line on what the source held besides the documents kept; None when nothing was dropped."""
     if not any(v for k, v in counts.items() if k != "rows_read"):
@@ -65,6 +105,16 @@ def input_summary(counts: dict[str, int]) -> str | None:
             f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
             f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
             "with U+FFFD (invalid UTF-8 replaced)")
+
+
+def hygiene_summary(manifest: dict[str, Any]) -> str:
+    """One line on the exact duplicates ``prepare`` dropped (data/hygiene.py)."""
+    h = manifest.get("hygiene")
+    if h is None:
+        return "no hygiene section: not written by a prepare that deduplicates validation documents"
+    return (f"prepare dropped {h['dropped_duplicate_of_validation']:,} training documents equal to a validation "
+            f"document and {h['dropped_duplicate_in_validation']:,} repeated validation documents (exact "
+            "duplicates; near-duplicates are not looked for)")
 
 
 def build_manifest(*, name: str, vocab_size: int, eot_id: int, tokenizer_sha256: str,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..atomic import write_json
 from ..errors import UserError
+from .hygiene import HYGIENE_COUNTERS
 from .manifest import MANIFEST_NAME, SPLITS, build_manifest, target_fields
 from .prepare import part_dir
 
@@ -55,7 +56,11 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[st
         num_docs_read=sum(m["num_docs_read"] for _, m in parts),
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
         bad_records=first.get("bad_records"),  # every part scans the same source files
-        parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"]} for sub, m in parts],
+        hygiene={"validation": "each part's own validation split (its stream's first unique documents)",
+                 "train": "each part's documents after them, less exact duplicates of that part's validation",
+                 **{k: sum(m["hygiene"][k] for _, m in parts) for k in HYGIENE_COUNTERS}},
+        parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"],
+                "validation_sha256": m["hygiene"]["validation_sha256"]} for sub, m in parts],
         **target_fields(first["config"].get("_target_tokens"), num_train),
         **({"source": first["source"]} if first.get("source") else {}))
     write_json(base / MANIFEST_NAME, manifest)

@@ -8,7 +8,10 @@ Guarantees (tested):
   number of tokenizer workers, and after any number of ``kill -9`` + restart:
   progress is committed only after a shard is complete, and a restart skips the
   documents those shards hold;
-- flat memory: a few batches of documents per worker plus one shard's document lengths.
+- held out means held out (``hygiene.py``): the validation documents are unique, and a
+  training document equal to one of them is dropped and counted in ``input``;
+- flat memory: a few batches of documents per worker plus one shard's document lengths
+  (and 32 bytes per validation document for its hash).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,23 +31,19 @@ from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from . import hub
+from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, shard_entry, shard_name, target_fields
-from .records import source_bad_records
-from .shards import ShardWriter, token_dtype
 from .files import resolve_data_files
+from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, target_fields
+from .records import source_bad_records
+from .shards import token_dtype
 from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches
+from .split_writer import STATE_NAME, SplitWriter, load_progress
 
-STATE_NAME = ".progress.json"
+COUNTS = COUNTERS + HYGIENE_COUNTERS  # what was read: the manifest's ``input``, then its ``hygiene`` counts
 log = logging.getLogger(__name__)
-
-
-def rank_share(total: int | None, rank: int, world_size: int) -> int | None:
-    """This rank's part of a global count: ``total // W`` plus one for the first ``total % W`` ranks."""
-    if total is None:
-        return None
-    return total // world_size + (1 if rank < total % world_size else 0)
 
 
 def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) -> tuple[int, int]:
@@ -74,36 +72,14 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
 
 def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int,
                 files: list[tuple[str, int]] | None = None, source: dict[str, Any] | None = None) -> str:
-    """Identity of a run's output: config as run, tokenizer, rank layout, shard format and stream versions,
-    for local sources the files the globs matched with their sizes (a new file changes the stream), and for
-    Hub sources the commit read and the ``datasets`` version (``hub.pin``)."""
+    """Identity of a run's output: config as run, tokenizer, rank layout, shard format, stream and hygiene
+    versions, for local sources the files the globs matched with their sizes (a new file changes the stream),
+    and for Hub sources the commit read and the ``datasets`` version (``hub.pin``)."""
     blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
                        "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
-                       "stream": STREAM_VERSION, "files": files, **({"source": source} if source else {})},
-                      sort_keys=True)
+                       "stream": STREAM_VERSION, "hygiene": HYGIENE_VERSION, "files": files,
+                       **({"source": source} if source else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-@dataclass
-class _Progress:
-    """What complete shards hold: the only state a restart needs."""
-
-    fingerprint: str
-    docs_consumed: int = 0  # documents of the stream (validation + training) in complete shards
-    shards: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"train": [], "validation": []})
-    counts: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))  # COUNTERS up to docs_consumed
-
-    @property
-    def num_train_tokens(self) -> int:
-        return sum(s["num_tokens"] for s in self.shards["train"])
-
-    @property
-    def num_train_docs(self) -> int:
-        return sum(s["num_docs"] for s in self.shards["train"])
-
-    @property
-    def num_val_docs(self) -> int:
-        return sum(s["num_docs"] for s in self.shards["validation"])
 
 
 def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentBatch]:
@@ -153,96 +129,58 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
     """Tokenize ``documents`` and write shards, resuming from ``.progress.json``; return the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    state = _load_state(out, fp)
-
-    max_samples = rank_share(cfg.max_samples, rank, world_size)
-    max_tokens = rank_share(cfg.max_tokens, rank, world_size)
-    val_docs = rank_share(cfg.validation_docs, rank, world_size)
-    stop_reason = "source_exhausted"
-    n_val, n_train, n_tokens = state.num_val_docs, state.num_train_docs, state.num_train_tokens
-    consumed = state.docs_consumed
-    read = np.array(state.counts, dtype=np.int64)  # COUNTERS of the documents consumed
-    tail = np.zeros_like(read)
-    writer: ShardWriter | None = None
-    bar = tqdm(total=max_tokens, initial=n_tokens, unit="tok", unit_scale=True, disable=not progress,
-               desc=cfg.name, mininterval=2)
-
-    def open_writer(split: str) -> ShardWriter:
-        return ShardWriter(out / shard_name(split, len(state.shards[split])), tok.vocab_size, tok.eot_id)
-
-    def commit(w: ShardWriter, split: str, docs_consumed: int) -> None:
-        w.close()
-        state.shards[split].append(shard_entry(w.bin_path, w.num_tokens, w.num_docs))
-        state.docs_consumed, state.counts = docs_consumed, read.tolist()
-        write_json(out / STATE_NAME, {"fingerprint": state.fingerprint, "docs_consumed": state.docs_consumed,
-                                      "counts": state.counts, "shards": state.shards})
-
+    caps = Caps.for_rank(cfg, rank, world_size)
+    splits = SplitWriter(out, load_progress(out, fp, len(COUNTS)), tok.vocab_size, tok.eot_id, cfg.shard_tokens)
+    # Re-reads the stream from its start on a resume too: the validation hashes are rebuilt, not saved.
+    hygiene = ValidationFilter(caps.validation_docs)
+    documents = hygiene.split(documents)
+    stop_reason = None
+    tail = np.zeros(len(COUNTS), dtype=np.int64)
+    bar = tqdm(total=caps.max_tokens, initial=splits.num_tokens, unit="tok", unit_scale=True,
+               disable=not progress, desc=cfg.name, mininterval=2)
     try:
-        for batch, tokens, lens in pool.map(_skip(documents, consumed), lambda b: b.texts):
-            offsets = np.concatenate(([0], np.cumsum(lens)))
-            i, n = 0, len(lens)
-            if n_val < val_docs:  # the stream's first documents are the validation split
-                take = min(val_docs - n_val, n)
-                writer = writer or open_writer("validation")
-                writer.add(tokens[:offsets[take]], lens[:take])
-                n_val, consumed, i = n_val + take, consumed + take, take
-                read += batch.counts[:take].sum(axis=0)
-                if n_val == val_docs:
-                    commit(writer, "validation", consumed)
-                    writer = None
-            while i < n:
-                # Whole documents that fit under both caps, then the ones that fit this shard.
-                start, cum = i, np.cumsum(lens[i:])
-                by_samples = n - i if max_samples is None else min(n - i, max_samples - n_train)
-                by_tokens = n - i if max_tokens is None else int(np.searchsorted(cum, max_tokens - n_tokens, "right"))
-                fit = min(by_samples, by_tokens)
-                if fit > 0:
-                    writer = writer or open_writer("train")
-                    take = min(fit, int(np.searchsorted(cum, cfg.shard_tokens - writer.num_tokens, "left")) + 1)
-                    writer.add(tokens[offsets[i]:offsets[i + take]], lens[i:i + take])
-                    added = int(cum[take - 1])
-                    read += batch.counts[i:i + take].sum(axis=0)
-                    n_train, n_tokens, consumed, i = n_train + take, n_tokens + added, consumed + take, i + take
-                    bar.update(added)
-                    if writer.num_tokens >= cfg.shard_tokens:
-                        commit(writer, "train", consumed)
-                        writer = None
-                if i - start == fit and i < n:  # the next document is over a cap
-                    stop_reason = "max_samples" if by_samples <= by_tokens else "max_tokens"
-                    break
-            if stop_reason != "source_exhausted":
+        for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
+            i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
+            if i:
+                splits.add("validation", tokens[:lens[:i].sum()], lens[:i], batch.counts[:i])
+                if splits.num_val == caps.validation_docs:
+                    splits.commit()
+            fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
+            if fit:
+                start = int(lens[:i].sum())
+                splits.add("train", tokens[start:start + lens[i:i + fit].sum()], lens[i:i + fit],
+                           batch.counts[i:i + fit])
+                bar.update(int(lens[i:i + fit].sum()))
+            if stop_reason is not None:
                 break
-        if stop_reason == "source_exhausted":  # a source that ended exactly at a cap: the cap stopped it
-            if max_samples is not None and n_train == max_samples:
-                stop_reason = "max_samples"
-            elif max_tokens is not None and n_tokens == max_tokens:
-                stop_reason = "max_tokens"
-            else:
+        if stop_reason is None:  # the source ran out, maybe exactly at a cap
+            stop_reason = caps.reason_at_end(splits.num_train, splits.num_tokens)
+            if stop_reason == SOURCE_EXHAUSTED:
                 tail = batch.tail  # rows after the last document (never in the saved progress)
-        for split in ("validation", "train"):
-            if writer is not None and writer.bin_path.name.startswith(split):
-                commit(writer, split, consumed)
-                writer = None
-            elif not state.shards[split]:  # keep one (possibly empty) shard per split
-                commit(open_writer(split), split, consumed)
+        splits.finish()
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        splits.abort()
         raise
     finally:
         bar.close()
 
-    if stop_reason == "source_exhausted" and max_samples is not None:
+    if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning("%s: the source has only %d training documents after filtering (max_samples %d)",
-                    cfg.name, n_train, max_samples)
+                    cfg.name, splits.num_train, caps.max_samples)
+    counts = (splits.read + tail).tolist()
     manifest = build_manifest(
         name=cfg.name, vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_sha256=tok.sha256,
-        splits=state.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
-        fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason,
-        caps={"max_samples": max_samples, "max_tokens": max_tokens, "validation_docs": val_docs},
-        num_docs_read=consumed, input=dict(zip(COUNTERS, (read + tail).tolist())),
+        splits=splits.progress.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
+        fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason, caps=caps.as_dict(),
+        num_docs_read=splits.consumed + sum(counts[len(COUNTERS):]),  # written + dropped as duplicates
+        input=dict(zip(COUNTERS, counts[:len(COUNTERS)])),
         bad_records=source_bad_records(cfg, config_path),
-        **target_fields(cfg.target_tokens, n_tokens, world_size))
+        hygiene={"validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of "
+                               f"{world_size}",
+                 "train": "the documents after them, less exact duplicates of a validation document",
+                 "validation_sha256": hygiene.validation_sha256,
+                 **dict(zip(HYGIENE_COUNTERS, counts[len(COUNTERS):]))},
+        **target_fields(cfg.target_tokens, splits.num_tokens, world_size))
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
     return manifest
@@ -262,19 +200,3 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any
                         "pass --overwrite to replace it", path=config_path)
     log.info("%s is already prepared (use --overwrite to redo it)", out)
     return manifest
-
-
-def _load_state(out: Path, fp: str) -> _Progress:
-    """Resume from ``.progress.json``; another run's progress is refused, never silently discarded."""
-    spath = out / STATE_NAME
-    if spath.is_file():
-        saved = json.loads(spath.read_text())
-        if saved.get("fingerprint") != fp:
-            raise UserError(f"{out} holds a half-prepared dataset of another config, tokenizer or stream "
-                            f"version ({saved.get('docs_consumed', 0):,} documents); pass --overwrite to discard "
-                            "it", path=spath)
-        log.info("resuming %s after %d documents", out, saved["docs_consumed"])
-        return _Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
-    for p in list(out.glob("*.bin")) + list(out.glob("*.idx")):  # a first shard renamed before any progress
-        p.unlink()
-    return _Progress(fp)

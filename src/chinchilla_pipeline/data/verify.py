@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ SCAN_TOKENS = 1 << 24  # tokens per chunk when scanning ids (32 MB of uint16)
 def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) -> list[str]:
     """Every problem found (empty when the dataset is intact): sizes, checksums, headers,
     token ids below the vocabulary size, documents starting with end-of-text, totals,
-    and the tokenizer's sha256 when ``tokenizer_dir`` is given."""
+    validation documents unique and absent from train, and the tokenizer's sha256 when
+    ``tokenizer_dir`` is given."""
     ds = open_prepared(path)
     m = ds.manifest
     problems: list[str] = []
@@ -57,6 +59,9 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
         if (tot_tokens, tot_docs) != (info["num_tokens"], info["num_docs"]):
             problems.append(f"{split}: shards sum to {tot_tokens} tokens / {tot_docs} documents, "
                             f"manifest says {info['num_tokens']} / {info['num_docs']}")
+    if not problems:  # each part was deduplicated against its own validation split
+        parts = [open_prepared(ds.path / p["path"]) for p in m["parts"]] if m.get("parts") else [ds]
+        problems += [f"{p.path.name}/{line}" if p is not ds else line for p in parts for line in _validation_overlap(p)]
     if tokenizer_dir is not None:
         from ..tokenizer.load import load_tokenizer
 
@@ -64,4 +69,54 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
         if tok.sha256 != ds.tokenizer_sha256:
             problems.append(f"tokenizer {tok.path} (sha256 {tok.sha256[:12]}) is not the one the shards "
                             f"were made with ({ds.tokenizer_sha256[:12]})")
+        problems += _tokenizer_held_out(tok.path.parent, m)
     return problems
+
+
+def _doc_keys(shard) -> np.ndarray:
+    """A cheap int64 per document that equal documents share: its length, first text token and last token
+    mixed (distinct documents may share one: it only picks which documents to compare)."""
+    starts, ends = shard.doc_starts[:-1].astype(np.int64), shard.doc_starts[1:].astype(np.int64)
+    first = shard.tokens[np.minimum(starts + 1, ends - 1)].astype(np.int64)
+    last = shard.tokens[ends - 1].astype(np.int64)
+    return ((ends - starts) << 40) ^ (first << 20) ^ last
+
+
+def _validation_overlap(ds) -> list[str]:
+    """Re-check on the tokens what ``prepare`` guarantees on the text: no validation document twice, none in
+    train. Equal texts give equal tokens (and byte-level BPE decodes tokens back to the text), so comparing
+    token sequences is exact; a key of length and two tokens picks the few training documents to compare."""
+    val: set[bytes] = set()
+    repeated = 0
+    for shard in ds.shards("validation"):
+        for a, b in zip(shard.doc_starts[:-1], shard.doc_starts[1:]):
+            doc = shard.tokens[a:b].tobytes()
+            repeated += doc in val
+            val.add(doc)
+    problems = [f"validation: {repeated} documents appear more than once"] if repeated else []
+    if not val:
+        return problems
+    keys = np.concatenate([_doc_keys(s) for s in ds.shards("validation")])
+    in_train = 0
+    for shard in ds.shards("train"):
+        for i in np.flatnonzero(np.isin(_doc_keys(shard), keys)):
+            in_train += shard.tokens[shard.doc_starts[i]:shard.doc_starts[i + 1]].tobytes() in val
+    if in_train:
+        problems.append(f"train: {in_train} documents equal a validation document")
+    return problems
+
+
+def _tokenizer_held_out(tokenizer_dir: Path, m: dict) -> list[str]:
+    """When the tokenizer's mix read this dataset, it must have held out this very validation split
+    (tokenizer_report.json and the manifest name the same ``validation_sha256``; one-part datasets only)."""
+    from ..tokenizer.report import REPORT_FILE
+
+    rpath = tokenizer_dir / REPORT_FILE
+    src = json.loads(rpath.read_text()).get("sources", {}).get(m["name"], {}) if rpath.is_file() else {}
+    ours = m.get("hygiene", {}).get("validation_sha256")
+    if m.get("world_size") != 1 or "validation_sha256" not in src or ours is None:
+        return []
+    if src["validation_sha256"] != ours:
+        return [f"the tokenizer held out another validation split of {m['name']} than this dataset's (sha256 "
+                f"{src['validation_sha256'][:12]} vs {ours[:12]}): it may have trained on this validation text"]
+    return []

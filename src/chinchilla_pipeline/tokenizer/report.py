@@ -10,8 +10,10 @@ REPORT_FILE = "tokenizer_report.json"
 
 
 def tokenizer_report(tok: LoadedTokenizer, held_out: dict[str, list[str]], trained: dict[str, int],
-                     **extra: Any) -> dict[str, Any]:
-    """Measure each source's held-out documents: bytes/token and decode(encode(text)) == text."""
+                     documents: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    """Measure each source's held-out documents: bytes/token and decode(encode(text)) == text.
+
+    ``documents`` (per source) says which documents were held out and trained on."""
     sources = {}
     for name, docs in held_out.items():
         encs = tok.tokenizer.encode_batch(docs, add_special_tokens=False)
@@ -22,7 +24,7 @@ def tokenizer_report(tok: LoadedTokenizer, held_out: dict[str, list[str]], train
         sources[name] = {"num_train_docs": trained.get(name, 0), "num_heldout_docs": len(docs),
                          "num_heldout_bytes": num_bytes, "num_heldout_tokens": num_tokens,
                          "bytes_per_token": round(num_bytes / num_tokens, 4) if num_tokens else 0.0,
-                         "round_trip_failures": failures}
+                         "round_trip_failures": failures, **(documents or {}).get(name, {})}
     return {"vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "sources": sources,
             "round_trip_ok": all(s["round_trip_failures"] == 0 for s in sources.values()), **extra}
 

@@ -1,22 +1,28 @@
 """Train a byte-level BPE (Hugging Face ``tokenizers``) on a weighted mix of sources.
 
 Each source of ``tokenizer_mix.json`` points at a dataset config and is read
-through the same stream as ``prepare`` (shuffle with the dataset's seed). Per
-source, the first ``report_docs`` documents of the stream are held out for the
-report; they are the first documents of the dataset's own validation split
-whenever ``report_docs <= validation_docs`` (200 <= 1,000 by default). The
-tokenizer then trains on the documents that follow, which include the rest of
-that validation split (documents 200 to 999 of the shipped configs): the model
-is measured partly on text whose merges the tokenizer learnt.
+through the same stream as ``prepare`` (one part, shuffle with the dataset's
+seed), through the same ``data.hygiene.ValidationFilter``. The tokenizer never
+sees validation text: it skips the stream's first ``validation_docs`` unique
+documents (the dataset's validation split) and trains on the training documents
+that follow, exact duplicates of a validation document dropped, at most the
+dataset's ``max_samples``. The report measures the validation split itself (its
+first ``report_docs`` documents), so its held-out bytes per token are measured
+on text the tokenizer never saw.
+
+The directory records the fingerprint of its mix (the mix's fields and each
+source's dataset config); a finished tokenizer is reused only for the same mix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +31,8 @@ from tqdm import tqdm
 from ..atomic import fsync_dir, write_json
 from ..data import hub
 from ..data.config import DatasetConfig, HubSource, TokenizerMixConfig
-from ..data.sources import iter_documents, open_sources
+from ..data.hygiene import HYGIENE_VERSION, ValidationFilter
+from ..data.sources import iter_batches, open_sources
 from ..errors import UserError
 from ..schema import load_config
 from .load import load_tokenizer
@@ -48,24 +55,47 @@ def load_mix(mix_path: str | Path, max_samples: int | None = None) -> tuple[Toke
     return mix, configs
 
 
-def _split_stream(cfg: DatasetConfig, path: str, num_held: int, num_train: int,
-                  max_chars: int) -> tuple[list[str], Iterator[str]]:
-    """(held-out documents, iterator over the next ``num_train`` documents, truncated)."""
-    held: list[str] = []
+def mix_fingerprint(mix: TokenizerMixConfig, configs: list[DatasetConfig]) -> str:
+    """Identity of the training text: the mix's fields, each source's dataset config, the hygiene version."""
+    blob = json.dumps({"mix": mix.model_dump(by_alias=True), "sources": [c.model_dump(by_alias=True) for c in configs],
+                       "hygiene": HYGIENE_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
-    def train_docs() -> Iterator[str]:
-        seen = 0
-        for batch in iter_documents(cfg, path):
-            for doc in batch:
-                if len(held) < num_held:
-                    held.append(doc)
-                    continue
-                if seen == num_train:
-                    return
-                seen += 1
-                yield doc[:max_chars]
 
-    return held, train_docs()
+@dataclass
+class _SourceText:
+    """What the tokenizer read of one source."""
+
+    held: list[str] = field(default_factory=list)  # the first report_docs validation documents
+    trained: int = 0
+    hygiene: ValidationFilter | None = None
+
+    def info(self, cfg: DatasetConfig) -> dict:
+        h = self.hygiene
+        return {"heldout": f"the first {len(self.held):,} of the {h.num_validation:,} validation documents of "
+                           f"{cfg.name} (prepare's validation split with one part)",
+                "train": f"the {self.trained:,} training documents after them, less exact duplicates of a "
+                         "validation document",
+                "validation_docs": h.num_validation, "validation_sha256": h.validation_sha256}
+
+
+def _train_documents(cfg: DatasetConfig, path: str, num_train: int, max_chars: int, report_docs: int,
+                     seen: _SourceText) -> Iterator[str]:
+    """The first ``num_train`` documents ``prepare`` puts in train (truncated to ``max_chars``);
+    the validation documents before them are skipped, the first ``report_docs`` kept in ``seen.held``."""
+    seen.hygiene = ValidationFilter(cfg.validation_docs)
+    position = 0  # documents of the filtered stream: the first validation_docs are the validation split
+    for batch in seen.hygiene.split(iter_batches(cfg, path)):
+        for doc in batch.texts:
+            position += 1
+            if position <= cfg.validation_docs:
+                if len(seen.held) < report_docs:
+                    seen.held.append(doc)
+                continue
+            if seen.trained == num_train:
+                return
+            seen.trained += 1
+            yield doc[:max_chars]
 
 
 def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: int | None = None,
@@ -75,32 +105,35 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     from transformers import PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
+    mix, configs = load_mix(mix_path, max_samples)
+    fp = mix_fingerprint(mix, configs)
     if (out_dir / REPORT_FILE).is_file() and not overwrite:
-        log.info("tokenizer already trained at %s (use --overwrite to retrain)", out_dir)
-        return tokenizer_report_cached(out_dir)
+        report = tokenizer_report_cached(out_dir)
+        if report.get("mix_fingerprint") != fp:
+            raise UserError(f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or "
+                            "another --out_dir", path=mix_path)
+        log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
+        return report
     # The finished tokenizer replaces the whole directory: refuse one holding anything else.
     others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
     if others:
         raise UserError(f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
                         "whole directory: choose an empty or tokenizer directory", field="--out_dir")
-    mix, configs = load_mix(mix_path, max_samples)
     open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
     pins = {cfg.name: pin for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
             if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))}
-    counts = mix.samples_per_source()
-    held_out: dict[str, list[str]] = {}
-    trained: dict[str, int] = {}
+    # Per source: the mix's share, at most the training documents prepare keeps.
+    counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
+    seen = {cfg.name: _SourceText() for cfg in configs}
 
     def corpus() -> Iterator[str]:
         for src, cfg, n in zip(mix.sources, configs, counts):
-            held, docs = _split_stream(cfg, src.config, mix.report_docs, n, mix.max_chars_per_doc)
-            got = 0
-            for doc in docs:
-                got += 1
-                yield doc
-            held_out[cfg.name], trained[cfg.name] = held, got
-            if got < n:
-                log.warning("%s: only %d documents for the tokenizer (asked %d)", cfg.name, got, n)
+            yield from _train_documents(cfg, src.config, n, mix.max_chars_per_doc, mix.report_docs, seen[cfg.name])
+            if seen[cfg.name].trained < n:
+                log.warning("%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n)
+            if not seen[cfg.name].held:
+                log.warning("%s: no validation documents: nothing held out to report",
+                            cfg.name)
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -119,8 +152,10 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
                                    unk_token=mix.eot_token)
     fast.save_pretrained(str(tmp))
     loaded = load_tokenizer(tmp, mix.eot_token)
-    report = tokenizer_report(loaded, held_out, trained, mix_config=mix.model_dump(by_alias=True),
-                              mix_path=str(mix_path))
+    report = tokenizer_report(loaded, {name: s.held for name, s in seen.items()},
+                              {name: s.trained for name, s in seen.items()},
+                              {cfg.name: seen[cfg.name].info(cfg) for cfg in configs},
+                              mix_config=mix.model_dump(by_alias=True), mix_path=str(mix_path), mix_fingerprint=fp)
     report["hub_sources"] = pins
     write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
     for name in os.listdir(tmp):

@@ -1,0 +1,144 @@
+"""Held-out text is held out: the tokenizer never reads validation text, validation documents are unique and
+absent from train, and a finished output is reused only for the config that made it.
+
+The test corpus read by its ``text`` field alone has real exact duplicates: help topics that share a body
+under different titles (98 of 789).
+"""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from conftest import CORPUS, write_dataset_config
+
+from chinchilla_pipeline.data.config import DatasetConfig
+from chinchilla_pipeline.data.manifest import write_token_dataset
+from chinchilla_pipeline.data.prepare import prepare_dataset
+from chinchilla_pipeline.data.reader import open_prepared
+from chinchilla_pipeline.data.sources import iter_documents
+from chinchilla_pipeline.data.verify import verify_dataset
+from chinchilla_pipeline.errors import UserError
+from chinchilla_pipeline.schema import load_config
+from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.train import train_tokenizer
+
+
+def run_prepare(cfg_path, tok, out, **kw):
+    return prepare_dataset(load_config(DatasetConfig, cfg_path), cfg_path, tok, out, progress=False, **kw)
+
+
+def stream(cfg_path):
+    cfg = load_config(DatasetConfig, cfg_path)
+    return [d for batch in iter_documents(cfg, cfg_path) for d in batch]
+
+
+def expected_splits(texts, validation_docs):
+    """Plain-Python reading of the rule: the first unique documents are validation, then train less copies."""
+    val, dup_val, train, dup_train = [], 0, [], 0
+    for t in texts:
+        if len(val) < validation_docs:
+            if t in val:
+                dup_val += 1
+            else:
+                val.append(t)
+        elif t in val:
+            dup_train += 1
+        else:
+            train.append(t)
+    return val, train, dup_val, dup_train
+
+
+def decoded(ds, split, tok):
+    return [tok.decode(s.tokens[a + 1:b].tolist()) for s in ds.shards(split)
+            for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])]
+
+
+def test_duplicates_of_validation_are_dropped_and_counted(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, "bodies", text_template=None, text_field="text", validation_docs=89,
+                               shuffle_buffer=10_000)
+    texts = stream(cfg)
+    val, train, dup_val, dup_train = expected_splits(texts, 89)
+    assert dup_val > 0 and dup_train > 0  # the corpus really holds duplicates on both sides
+    m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    h = m["hygiene"]
+    assert (h["dropped_duplicate_in_validation"], h["dropped_duplicate_of_validation"]) == (dup_val, dup_train)
+    assert m["input"]["rows_read"] == m["num_docs_read"] == 789
+    assert m["splits"]["validation"]["num_docs"] + m["splits"]["train"]["num_docs"] == 789 - dup_val - dup_train
+    ds = open_prepared(tmp_path / "out/bodies")
+    tok = load_tokenizer(tokenizer_dir).tokenizer
+    assert decoded(ds, "validation", tok) == val and decoded(ds, "train", tok) == train
+    assert verify_dataset(ds.path) == []
+
+
+def test_verify_finds_a_validation_document_in_train(tmp_path, tokenizer_dir):
+    tok = load_tokenizer(tokenizer_dir)
+    docs = [[tok.eot_id] + tok.tokenizer.encode(t).ids for t in ("alpha beta", "gamma delta", "epsilon")]
+    arrays = [np.array(d, dtype=np.uint16) for d in docs]
+    write_token_dataset(tmp_path, "planted", {"validation": arrays[:2], "train": [arrays[2], arrays[1]]},
+                        vocab_size=tok.vocab_size, eot_id=tok.eot_id)
+    assert verify_dataset(tmp_path / "planted") == ["train: 1 documents equal a validation document"]
+
+
+def _canary_corpus(tmp_path, canaries_first: bool):
+    """Five documents repeating a made-up word, before (or after) the real help topics."""
+    rows = [json.loads(line) for line in gzip.open(CORPUS, "rt")]
+    canaries = [{"title": f"c{i}", "text": "qjxvw " * 300} for i in range(5)]
+    path = tmp_path / f"canary_{canaries_first}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (canaries + rows if canaries_first else rows + canaries)))
+    return path
+
+
+@pytest.mark.parametrize("held_out", [True, False])
+def test_the_tokenizer_never_trains_on_validation_text(tmp_path, held_out):
+    # shuffle_buffer 0 keeps the file order: the canaries are the validation split, or the last training documents.
+    data = _canary_corpus(tmp_path, canaries_first=held_out)
+    cfg = write_dataset_config(tmp_path, "canary", source={"type": "local", "format": "json",
+                                                          "data_files": [str(data)]},
+                               shuffle_buffer=0, validation_docs=5)
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 600, "max_samples": 5000, "report_docs": 3,
+                               "sources": [{"config": str(cfg)}]}))
+    report = train_tokenizer(mix, tmp_path / "tok")
+    vocab = load_tokenizer(tmp_path / "tok").tokenizer.get_vocab()
+    learnt = any("qjxv" in token for token in vocab)
+    assert learnt is not held_out  # the control (canaries in train) shows the word is learnt when seen
+    src = report["sources"]["canary"]
+    assert src["num_heldout_docs"] == 3 and src["validation_docs"] == 5
+    m = run_prepare(cfg, tmp_path / "tok", tmp_path / "out")
+    assert src["num_train_docs"] == m["splits"]["train"]["num_docs"]  # exactly prepare's training documents
+    assert src["validation_sha256"] == m["hygiene"]["validation_sha256"]
+    assert verify_dataset(tmp_path / "out/canary", tmp_path / "tok") == []
+
+
+def test_a_changed_mix_is_refused_and_the_same_mix_reused(tmp_path, tokenizer_dir):
+    out = tmp_path / "tok"
+    cfg = write_dataset_config(tmp_path, validation_docs=20)
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50, "sources": [{"config": str(cfg)}]}))
+    train_tokenizer(mix, out)
+    before = (out / "tokenizer.json").read_bytes()
+    train_tokenizer(mix, out)  # same mix: kept
+    assert (out / "tokenizer.json").read_bytes() == before
+    write_dataset_config(tmp_path, validation_docs=30)  # a source's config changed: another mix
+    with pytest.raises(UserError, match=f"the tokenizer in {out} was trained on a different mix; pass --overwrite"):
+        train_tokenizer(mix, out)
+    assert (out / "tokenizer.json").read_bytes() == before
+    assert train_tokenizer(mix, out, overwrite=True)["sources"]["topics"]["validation_docs"] == 30
+
+
+def test_a_finished_dataset_is_refused_for_a_changed_config_or_tokenizer(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, max_samples=40)
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    manifest = (tmp_path / "out/topics/manifest.json").read_bytes()
+    write_dataset_config(tmp_path, max_samples=40, validation_docs=21)
+    with pytest.raises(UserError, match="another config, tokenizer or pipeline version; pass --overwrite"):
+        run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    write_dataset_config(tmp_path, max_samples=40)
+    mix = tmp_path / "mix.json"  # the mix changed, the tokenizer retrained: the shards are stale
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50, "sources": [{"config": str(cfg)}]}))
+    other_tok = tmp_path / "tok"
+    train_tokenizer(mix, other_tok)
+    with pytest.raises(UserError, match="another config, tokenizer or pipeline version"):
+        run_prepare(cfg, other_tok, tmp_path / "out")
+    assert (tmp_path / "out/topics/manifest.json").read_bytes() == manifest
