@@ -22,11 +22,13 @@ from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute, tokens_for_para
 from ..train.bench import bare_loop
 
 log = logging.getLogger(__name__)
+
+
 def measure_flops_rate(cfg: ModelConfig, device: torch.device, micro: int, steps: int = 6) -> float:
     """Training FLOP/s this machine reaches on ``cfg`` (bare forward + backward + AdamW loop)."""
-    tokens_per_s = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto",
-                             compile_="off", seed=0)
-    return tokens_per_s * cfg.flops_per_token()
+    measured = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto",
+                         compile_="off", seed=0)
+    return measured["tokens_per_s"] * cfg.flops_per_token()
 
 
 def size_for_time(seconds: float, vocab_size: int, block_size: int, micro: int,
