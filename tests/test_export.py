@@ -106,7 +106,7 @@ def test_cli_export_and_errors(run, tmp_path, capsys):
 
 
 def test_evaluate_reads_whole_validation_splits_and_the_report_shows_it(run, tmp_path, capsys):
-    from chinchilla_pipeline.export.evaluate import evaluate_checkpoint
+    from chinchilla_pipeline.export.evaluate_domains import evaluate_checkpoint
     from chinchilla_pipeline.report.build import make_report
 
     run_dir = tmp_path / "run"

@@ -9,13 +9,12 @@ run directory's state (fresh, resumable at step S, finished).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_USER_ERROR, UserError
+from .errors import UserError
 
 # A checkpoint holds fp32 weights and AdamW's two fp32 moments: 12 bytes per parameter (~1.5 GB for GPT-2 124M).
 CHECKPOINT_BYTES_PER_PARAM = 12
@@ -171,21 +170,3 @@ def format_table(rows: list[Row]) -> str:
     lines.append(f"{blockers} blocker(s): " + ("do not start the run" if blockers else "ready to start"))
     return "\n".join(lines)
 
-
-def add_parser(sub) -> None:
-    """Register ``chinchilla preflight``."""
-    p = sub.add_parser("preflight", help="before GPU spend: data, epochs, tokenizer, disk, GPU, wall-clock, run state")
-    p.add_argument("--config", default="config/curriculum/chinchilla_124m.json", help="curriculum config JSON")
-    p.add_argument("--tokenizer", default="data/tokenizer", help="the tokenizer the sources were prepared with")
-    p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="cuda: no GPU is a blocker")
-    p.add_argument("--tokens_per_second", type=float, help="training throughput of the whole job (measured)")
-    p.add_argument("--world_size", type=int, help="ranks of the training job (default $WORLD_SIZE or 1)")
-    p.add_argument("--no_verify", action="store_true", help="skip re-reading the shards' checksums")
-
-    def run(a: argparse.Namespace) -> int:
-        rows = preflight(a.config, tokenizer_dir=a.tokenizer, out_dir=a.out_dir, device=a.device,
-                         tokens_per_second=a.tokens_per_second, world_size=a.world_size, verify=not a.no_verify)
-        print(format_table(rows))
-        return EXIT_USER_ERROR if any(r.status == "BLOCKER" for r in rows) else 0
-    p.set_defaults(func=run)

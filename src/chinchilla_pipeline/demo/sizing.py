@@ -19,7 +19,7 @@ from ..atomic import write_json
 from ..model.config import ModelConfig
 from ..model.family import family_config, model_for_params
 from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute, tokens_for_params
-from ..train.bench import bare_loop
+from ..train.bench_train import bare_loop
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ the check goes on; the exit code is 1 when any part failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -144,8 +143,3 @@ def gpu_check(mode: str, out_dir: Path, *, settings: list[str] | None = None, bu
         + (f"; FAILED: {', '.join(res['failed_parts'])}" if res["failed_parts"] else ""))
     return res
 
-
-def check_from_cli(args: argparse.Namespace) -> int:
-    res = gpu_check(args.mode, Path(args.out_dir), settings=args.settings, budget_s=args.budget_s)
-    print((Path(args.out_dir) / "gpu_check.md").read_text(), end="")
-    return 1 if res["failed_parts"] else 0

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..model.config import ModelConfig
-from ..train.bench import bare_loop, make_trainer
+from ..train.bench_train import bare_loop, make_trainer
 from ..train.config import BatchConfig, CurriculumConfig, SpeedConfig
 from ..train.distributed import Dist
 from ..train.metrics import mfu

@@ -104,7 +104,7 @@ def download(dest: str | Path, url: str = OFFICIAL_URL, expected_blob: str | Non
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise UserError(f"cannot download the HellaSwag validation set from {url} ({reason}): offline? Download "
-                        f"it on a connected machine and pass its path with --data", path=dest) from None
+                        f"it on a connected machine and pass its path with --hellaswag_path (alias --data)", path=dest) from None
     if expected_blob is not None and (got := git_blob_id(dest)) != expected_blob:
         dest.unlink()
         raise UserError(f"the download from {url} is not the official file (git blob {got[:12]}, expected "

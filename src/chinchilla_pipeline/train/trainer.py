@@ -20,11 +20,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..errors import UserError
 from ..model.config import ModelConfig
 from ..model.gpt import GPT
-from ..hellaswag.evaluate import training_hook
+from ..hellaswag.run import training_hook
 from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
 from .distributed import Dist, all_reduce_sum, barrier
-from .evaluate import Validator
+from .validation import Validator
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .sampler import TokenStream, WeightedMultiDatasetSampler
 from .schedule import lr_at

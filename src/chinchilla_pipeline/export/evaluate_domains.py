@@ -21,7 +21,7 @@ from ..report.build import EVALUATION_FILE
 from ..schema import load_config
 from ..train.config import CurriculumConfig
 from ..train.distributed import Dist
-from ..train.evaluate import Validator
+from ..train.validation import Validator
 from ..train.setup import open_domains
 from .trained import load_trained
 

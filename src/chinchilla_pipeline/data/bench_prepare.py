@@ -15,7 +15,6 @@ of them; raw encodes the same training documents): the cost of data/hygiene.py.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -67,7 +66,9 @@ def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list
     return samples
 
 
-def bench_from_cli(args: argparse.Namespace) -> int:
+def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 8192, rounds: int = 3,
+                  workers: int | None = None, validation_docs: int = 0) -> int:
+    """``chinchilla bench-prepare``: print prepare's throughput against raw ``encode_batch`` and peak RSS."""
     os.environ["TOKENIZERS_PARALLELISM"] = "true"  # the raw baseline on all cores, whatever the shell set
 
     from ..schema import load_config
@@ -81,14 +82,14 @@ def bench_from_cli(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        base = write_config(d, "bench", args.corpus, 1)
+        base = write_config(d, "bench", corpus, 1)
         mix = d / "mix.json"
-        mix.write_text(json.dumps({"vocab_size": args.vocab_size, "max_samples": 100_000, "report_docs": 1,
+        mix.write_text(json.dumps({"vocab_size": vocab_size, "max_samples": 100_000, "report_docs": 1,
                                    "sources": [{"config": str(base)}]}))
         train_tokenizer(mix, d / "tok")
         tok = load_tokenizer(d / "tok")
 
-        cfg_path = write_config(d, "pipeline", args.corpus, args.repeat, args.validation_docs)
+        cfg_path = write_config(d, "pipeline", corpus, repeat, validation_docs)
         cfg = load_config(DatasetConfig, cfg_path)
         hygiene = ValidationFilter(cfg.validation_docs)  # raw encodes the training documents prepare writes
         texts = [t for batch in hygiene.split(iter_batches(cfg, cfg_path)) for t in batch.texts]
@@ -105,7 +106,7 @@ def bench_from_cli(args: argparse.Namespace) -> int:
                 document_hash(t)
             hash_cpu.append(cpu_s(resource.RUSAGE_SELF) - c0)
         raw_rounds, pipe_rounds, raw_cpu, pipe_cpu = [], [], {}, {}  # cpu: round's seconds -> CPU seconds
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
             raw_tokens = 0
             for i in range(0, len(texts), cfg.batch_docs):
@@ -115,7 +116,7 @@ def bench_from_cli(args: argparse.Namespace) -> int:
             raw_cpu[raw_rounds[-1]] = cpu_s(resource.RUSAGE_SELF) - c0
 
             t0, c0, w0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
-            m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=args.workers,
+            m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=workers,
                                 progress=False)
             pipe_rounds.append(time.perf_counter() - t0)
             pipe_cpu[pipe_rounds[-1]] = (cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0)
@@ -125,13 +126,13 @@ def bench_from_cli(args: argparse.Namespace) -> int:
         del texts
         raw_s, pipe_s = min(raw_rounds), min(pipe_rounds)
 
-        quarter = max(1, args.repeat // 4)
-        small = rss_samples_mb(write_config(d, "rss1", args.corpus, quarter), d / "tok", d / "o1", args.workers)
-        large = rss_samples_mb(write_config(d, "rss4", args.corpus, 4 * quarter), d / "tok", d / "o4", args.workers)
+        quarter = max(1, repeat // 4)
+        small = rss_samples_mb(write_config(d, "rss1", corpus, quarter), d / "tok", d / "o1", workers)
+        large = rss_samples_mb(write_config(d, "rss4", corpus, 4 * quarter), d / "tok", d / "o4", workers)
         half = len(large) // 2
 
-    print(f"corpus: {args.corpus} x{args.repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
-          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores; validation_docs {args.validation_docs:,} "
+    print(f"corpus: {corpus} x{repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
+          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores; validation_docs {validation_docs:,} "
           f"({m['hygiene']['dropped_duplicate_of_validation']:,} training documents dropped as their duplicates)")
     def rounds(seconds: list[float]) -> str:
         return ", ".join(f"{raw_tokens / s / 1e6:.3f}" for s in seconds)

@@ -11,7 +11,6 @@ on a shared machine the best round is the least disturbed one.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -136,10 +135,3 @@ def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8,
         print("MFU: not reported (no known peak for this device; pass --peak_tflops)")
     return out
 
-
-def bench_from_cli(args: argparse.Namespace) -> int:
-    bench_train(args.model, device=args.device, micro=args.micro_batch_size, accum=args.grad_accum,
-                steps=args.steps, warmup=args.warmup_steps, dtype=args.dtype, compile_=args.compile,
-                rounds=args.rounds, peak_tflops=args.peak_tflops,
-                speed=SpeedConfig(cross_entropy=args.cross_entropy))
-    return 0
