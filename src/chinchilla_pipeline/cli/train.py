@@ -152,18 +152,15 @@ def _add_demo_size(sub) -> None:
     def run(a):
         from pathlib import Path
 
-        from ..demo.sizing import write_demo_model
+        from ..demo.sizing import format_sizing, write_demo_model
         from ..tokenizer.load import load_tokenizer
         positive(a, "seconds", "block_size", "micro_batch_size")
         if Path(a.out_path).is_file() and not a.overwrite:
             print(f"{a.out_path} exists (a run may depend on it): kept; --overwrite measures again")
             return 0
         vocab = load_tokenizer(a.tokenizer).vocab_size
-        s = write_demo_model(a.out_path, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
-        m = s["model"]
-        print(f"{a.out_path}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
-              f"vocabulary {m.vocab_size:,}: N = {s['num_params']:,} parameters, D = {s['num_tokens']:,} tokens "
-              f"(20 N) at ~{s['expected_tokens_per_s']:,.0f} tokens/s measured")
+        sized = write_demo_model(a.out_path, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
+        print(format_sizing(a.out_path, sized))
         return 0
     p.set_defaults(func=run)
 

@@ -77,3 +77,11 @@ def write_demo_model(out_path: str | Path, seconds: float, vocab_size: int, bloc
     record["model_config"] = str(out_path)
     write_json(Path(out_path).with_name("sizing.json"), record)
     return sized
+
+
+def format_sizing(out_path: str | Path, sized: dict[str, Any]) -> str:
+    """One line: the model ``write_demo_model`` chose, its N and D, and the throughput measured."""
+    m = sized["model"]
+    return (f"{out_path}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
+            f"vocabulary {m.vocab_size:,}: N = {sized['num_params']:,} parameters, D = {sized['num_tokens']:,} "
+            f"tokens ({sized['tokens_per_param']:g} N) at ~{sized['expected_tokens_per_s']:,.0f} tokens/s measured")
