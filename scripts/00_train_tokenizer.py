@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Train the tokenizer on the mix: `chinchilla tokenizer-train` (see --help)."""
+
 import sys
 
 from chinchilla_pipeline.cli import main

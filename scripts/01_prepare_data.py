@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Prepare datasets into token shards: `chinchilla prepare` (see --help)."""
+
 import sys
 
 from chinchilla_pipeline.cli import main

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --cpu
+# Style is checked, not argued: lint and formatting (pyproject.toml [tool.ruff]) before the tests.
+.venv/bin/ruff check src tests scripts
+.venv/bin/ruff format --check src tests scripts
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

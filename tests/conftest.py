@@ -13,9 +13,14 @@ CORPUS = ROOT / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real docum
 
 def write_dataset_config(directory: Path, name: str = "topics", **fields) -> Path:
     """A dataset config over the test corpus, with ``fields`` overriding the defaults."""
-    cfg = {"name": name, "source": {"type": "local", "format": "json", "data_files": [str(CORPUS)]},
-           "text_template": "{title}\n\n{text}", "validation_docs": 20, "shuffle_buffer": 200,
-           "shard_tokens": 10_000}
+    cfg = {
+        "name": name,
+        "source": {"type": "local", "format": "json", "data_files": [str(CORPUS)]},
+        "text_template": "{title}\n\n{text}",
+        "validation_docs": 20,
+        "shuffle_buffer": 200,
+        "shard_tokens": 10_000,
+    }
     cfg.update(fields)
     path = directory / f"{name}.json"
     path.write_text(json.dumps(cfg))
@@ -30,7 +35,8 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tok")
     ds_cfg = write_dataset_config(d, validation_docs=20)
     mix = d / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 1024, "max_samples": 600, "report_docs": 20,
-                               "sources": [{"config": str(ds_cfg)}]}))
+    mix.write_text(
+        json.dumps({"vocab_size": 1024, "max_samples": 600, "report_docs": 20, "sources": [{"config": str(ds_cfg)}]})
+    )
     train_tokenizer(mix, d / "tokenizer")
     return d / "tokenizer"

@@ -6,12 +6,28 @@ import json
 from pathlib import Path
 
 SUBJECTS = ["A man", "A woman", "The child", "Two people", "A dog", "The chef", "A girl", "The team"]
-ACTIONS = ["is sitting on a roof.", "walks into the kitchen.", "opens a box of tools.", "stands by the river.",
-           "picks up a guitar.", "kneels in the garden.", "holds a paint brush.", "starts the car."]
-ENDINGS = ["pulls up the old shingles one by one.", "slices the onions and puts them in a pan.",
-           "plays a few chords and sings along.", "waves at the camera and smiles.",
-           "paints the wall a bright blue.", "plants small flowers in a row.", "drives down the road slowly.",
-           "throws a ball across the yard.", "reads the instructions out loud.", "jumps into the cold water."]
+ACTIONS = [
+    "is sitting on a roof.",
+    "walks into the kitchen.",
+    "opens a box of tools.",
+    "stands by the river.",
+    "picks up a guitar.",
+    "kneels in the garden.",
+    "holds a paint brush.",
+    "starts the car.",
+]
+ENDINGS = [
+    "pulls up the old shingles one by one.",
+    "slices the onions and puts them in a pan.",
+    "plays a few chords and sings along.",
+    "waves at the camera and smiles.",
+    "paints the wall a bright blue.",
+    "plants small flowers in a row.",
+    "drives down the road slowly.",
+    "throws a ball across the yard.",
+    "reads the instructions out loud.",
+    "jumps into the cold water.",
+]
 
 
 def hellaswag_items(n: int) -> list[dict]:
@@ -20,10 +36,20 @@ def hellaswag_items(n: int) -> list[dict]:
     for i in range(n):
         ctx_a = f"{SUBJECTS[i % len(SUBJECTS)]} {ACTIONS[(3 * i) % len(ACTIONS)]}"
         ctx_b = "then" if i % 2 else "he"
-        items.append({"ind": i, "activity_label": "Made up", "ctx_a": ctx_a, "ctx_b": ctx_b,
-                      "ctx": f"{ctx_a} {ctx_b}", "split": "val", "split_type": "indomain", "label": i % 4,
-                      "endings": [ENDINGS[(i + 3 * k) % len(ENDINGS)] for k in range(4)],
-                      "source_id": f"test~{i}"})
+        items.append(
+            {
+                "ind": i,
+                "activity_label": "Made up",
+                "ctx_a": ctx_a,
+                "ctx_b": ctx_b,
+                "ctx": f"{ctx_a} {ctx_b}",
+                "split": "val",
+                "split_type": "indomain",
+                "label": i % 4,
+                "endings": [ENDINGS[(i + 3 * k) % len(ENDINGS)] for k in range(4)],
+                "source_id": f"test~{i}",
+            }
+        )
     return items
 
 

@@ -93,23 +93,32 @@ def _jsonl_gz(path: Path, rows: list[dict]) -> None:
 
 def _split(rows: list, parts: int) -> list[list]:
     k = -(-len(rows) // parts)
-    return [rows[i:i + k] for i in range(0, len(rows), k)]
+    return [rows[i : i + k] for i in range(0, len(rows), k)]
 
 
 def build_mirror(root: Path) -> Path:
     """Write every replica under ``root`` and return it."""
     paras = paragraphs()
     # wikimedia/wikipedia: parquet, 20231101.en/train-000NN-of-00041.parquet (3 of the 41 here).
-    wiki = [{"id": str(i), "url": f"https://en.wikipedia.org/wiki?curid={i}", "title": f"Article {i}",
-             "text": _text(paras, i, 3)} for i in range(SIZES["wikipedia"])]
+    wiki = [
+        {
+            "id": str(i),
+            "url": f"https://en.wikipedia.org/wiki?curid={i}",
+            "title": f"Article {i}",
+            "text": _text(paras, i, 3),
+        }
+        for i in range(SIZES["wikipedia"])
+    ]
     repo = root / "wikimedia" / "wikipedia"
     for j, part in enumerate(_split(wiki, 3)):
         _parquet(repo / "20231101.en" / f"train-{j:05d}-of-00041.parquet", pa.Table.from_pylist(part))
     _parquet(repo / "20231101.simple" / "train-00000-of-00001.parquet", pa.Table.from_pylist(wiki[:5]))
     (repo / "README.md").write_text(WIKI_README)
     # allenai/c4: gzipped JSON lines, en/c4-train.0000N-of-01024.json.gz (2 of 1,024) + validation.
-    c4 = [{"text": _text(paras, i + 7, 3), "timestamp": "2019-04-25T12:57:54Z", "url": f"https://example.org/{i}"}
-          for i in range(SIZES["c4"])]
+    c4 = [
+        {"text": _text(paras, i + 7, 3), "timestamp": "2019-04-25T12:57:54Z", "url": f"https://example.org/{i}"}
+        for i in range(SIZES["c4"])
+    ]
     repo = root / "allenai" / "c4"
     for j, part in enumerate(_split(c4, 2)):
         _jsonl_gz(repo / "en" / f"c4-train.{j:05d}-of-01024.json.gz", part)
@@ -117,8 +126,10 @@ def build_mirror(root: Path) -> Path:
     _jsonl_gz(repo / "realnewslike" / "c4-train.00000-of-00512.json.gz", c4[:10])
     (repo / "README.md").write_text(C4_README)
     # sentence-transformers/reddit-title-body: reddit_title_text_20xx.jsonl.gz at the root (3 of the 12 years).
-    reddit = [{"title": paras[(i * 5) % len(paras)][:80], "body": paras[(i * 5 + 1) % len(paras)],
-               "subreddit": f"sub{i % 7}"} for i in range(SIZES["reddit"])]
+    reddit = [
+        {"title": paras[(i * 5) % len(paras)][:80], "body": paras[(i * 5 + 1) % len(paras)], "subreddit": f"sub{i % 7}"}
+        for i in range(SIZES["reddit"])
+    ]
     repo = root / "sentence-transformers" / "reddit-title-body"
     for year, part in zip((2010, 2011, 2012), _split(reddit, 3)):
         _jsonl_gz(repo / f"reddit_title_text_{year}.jsonl.gz", part)
@@ -130,16 +141,29 @@ def build_mirror(root: Path) -> Path:
     for j, part in enumerate(_split(rows, 2)):
         _parquet(repo / "plain_text" / "train" / f"{j:04d}.parquet", pa.table({"text": part}))
     # emozilla/pg19: data/<split>-0000N-of-0000M-<hash>.parquet, four columns (publication_date int32).
-    books = [{"short_book_title": f"Book {i}", "publication_date": 1850 + i % 60,
-              "url": f"http://www.gutenberg.org/ebooks/{i}", "text": _text(paras, i * 11, 6)}
-             for i in range(SIZES["pg19"])]
-    schema = pa.schema([("short_book_title", pa.string()), ("publication_date", pa.int32()),
-                        ("url", pa.string()), ("text", pa.string())])
+    books = [
+        {
+            "short_book_title": f"Book {i}",
+            "publication_date": 1850 + i % 60,
+            "url": f"http://www.gutenberg.org/ebooks/{i}",
+            "text": _text(paras, i * 11, 6),
+        }
+        for i in range(SIZES["pg19"])
+    ]
+    schema = pa.schema(
+        [
+            ("short_book_title", pa.string()),
+            ("publication_date", pa.int32()),
+            ("url", pa.string()),
+            ("text", pa.string()),
+        ]
+    )
     repo = root / "emozilla" / "pg19"
     for j, part in enumerate(_split(books, 2)):
         _parquet(repo / "data" / f"train-{j:05d}-of-00002-{j:016x}.parquet", pa.Table.from_pylist(part, schema))
-    _parquet(repo / "data" / "validation-00000-of-00001-0000000000000abc.parquet",
-             pa.Table.from_pylist(books[:2], schema))
+    _parquet(
+        repo / "data" / "validation-00000-of-00001-0000000000000abc.parquet", pa.Table.from_pylist(books[:2], schema)
+    )
     _parquet(repo / "data" / "test-00000-of-00001-29a571947c0b5ccc.parquet", pa.Table.from_pylist(books[:2], schema))
     (repo / "README.md").write_text(PG19_README)
     return root

@@ -8,23 +8,39 @@ from pathlib import Path
 import pytest
 
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.experiments.ablation import (AblationConfig, aggregate, format_table, run_ablation,
-                                                      run_configs, variant_phases)
+from chinchilla_pipeline.experiments.ablation import (
+    AblationConfig,
+    aggregate,
+    format_table,
+    run_ablation,
+    run_configs,
+    variant_phases,
+)
 from chinchilla_pipeline.experiments.runs import overall_proportions, summarize
-from chinchilla_pipeline.schema import load_config, read_json
 from chinchilla_pipeline.model.config import ModelConfig
+from chinchilla_pipeline.schema import load_config, read_json
 from chinchilla_pipeline.train.config import CurriculumConfig, make_plan
 from trainkit import SEED_ORDER, write_curriculum
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = [{"name": "hq_first", "order": "as_base"}, {"name": "hq_last", "order": "reversed"},
-            {"name": "mixed", "order": "mixed"}]
+VARIANTS = [
+    {"name": "hq_first", "order": "as_base"},
+    {"name": "hq_last", "order": "reversed"},
+    {"name": "mixed", "order": "mixed"},
+]
 
 
 def _ablation(tmp_path, **fields):
     base = write_curriculum(tmp_path, SEED_ORDER, steps=16)
-    cfg = {"base": str(base), "width": 16, "block_size": 32, "tokens_per_param": 0.4, "seeds": [1, 2],
-           "variants": VARIANTS, **fields}
+    cfg = {
+        "base": str(base),
+        "width": 16,
+        "block_size": 32,
+        "tokens_per_param": 0.4,
+        "seeds": [1, 2],
+        "variants": VARIANTS,
+        **fields,
+    }
     path = tmp_path / "ablation.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -72,19 +88,29 @@ def test_schedule_override_reaches_every_variant(tmp_path):
 
 
 def test_mixed_merges_a_source_present_in_two_phases():
-    phases = [{"name": "a", "share": 0.25, "sources": [{"name": "x", "path": "px", "weight": 1}]},
-              {"name": "b", "share": 0.75, "sources": [{"name": "x", "path": "px", "weight": 1},
-                                                       {"name": "y", "path": "py", "weight": 2}]}]
+    phases = [
+        {"name": "a", "share": 0.25, "sources": [{"name": "x", "path": "px", "weight": 1}]},
+        {
+            "name": "b",
+            "share": 0.75,
+            "sources": [{"name": "x", "path": "px", "weight": 1}, {"name": "y", "path": "py", "weight": 2}],
+        },
+    ]
     (mixed,) = variant_phases(phases, "mixed")
     assert {s["name"]: s["weight"] for s in mixed["sources"]} == pytest.approx({"x": 0.5, "y": 0.5})
 
 
 def test_aggregate_mean_spread_and_paired_difference():
-    finals = {"first": {1: {"a": 3.0, "b": 5.0}, 2: {"a": 4.0, "b": 6.0}},
-              "other": {1: {"a": 2.0, "b": 5.0}, 2: {"a": 4.0, "b": 5.0}}}
+    finals = {
+        "first": {1: {"a": 3.0, "b": 5.0}, 2: {"a": 4.0, "b": 6.0}},
+        "other": {1: {"a": 2.0, "b": 5.0}, 2: {"a": 4.0, "b": 5.0}},
+    }
     s = aggregate(finals)
-    assert s["first"]["domains"]["a"] == summarize([3.0, 4.0]) == {"mean": 3.5, "std": pytest.approx(0.7071068),
-                                                                   "min": 3.0, "max": 4.0, "n": 2}
+    assert (
+        s["first"]["domains"]["a"]
+        == summarize([3.0, 4.0])
+        == {"mean": 3.5, "std": pytest.approx(0.7071068), "min": 3.0, "max": 4.0, "n": 2}
+    )
     assert s["first"]["average"]["mean"] == 4.5 and s["other"]["average"]["mean"] == 4.0
     assert s["other"]["average_minus_first"]["mean"] == pytest.approx(-0.5)  # seed 1: -0.5, seed 2: -0.5
     assert s["other"]["average_minus_first"]["std"] == pytest.approx(0.0)

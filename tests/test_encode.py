@@ -4,10 +4,10 @@ import gzip
 import json
 
 import numpy as np
-from conftest import CORPUS
 
 from chinchilla_pipeline.data.encode import EncoderPool, _chunks, encode_texts
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from conftest import CORPUS
 
 
 def test_chunks_are_consecutive_and_bounded():
@@ -22,7 +22,7 @@ def test_pool_matches_in_process_encoding_for_any_workers_and_chunks(tokenizer_d
     tok = load_tokenizer(tokenizer_dir)
     docs = [json.loads(line)["text"] for line in gzip.open(CORPUS, "rt")][:120]
     docs.insert(7, " ".join(docs[:40]))  # one document larger than several chunks
-    items = [docs[i:i + 25] for i in range(0, len(docs), 25)] + [[]]  # the last item holds nothing
+    items = [docs[i : i + 25] for i in range(0, len(docs), 25)] + [[]]  # the last item holds nothing
     expected = [encode_texts(tok.tokenizer, tok.eot_id, item, np.uint16) for item in items]
     for workers, chunk_chars in ((1, 1 << 20), (3, 2_000)):
         with EncoderPool(tok.path.read_text(), tok.eot_id, np.uint16, workers) as pool:

@@ -69,12 +69,21 @@ def test_exported_model_and_tokenizer_load_and_match(run, tmp_path):
 def test_bias_free_model_exports_with_zero_biases(run, tmp_path):
     """GPT-2 has biases everywhere; a model without them exports zeros and computes the same function."""
     tok = load_tokenizer(run["tokenizer"])
-    cfg = ModelConfig(name="nobias", n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=tok.vocab_size,
-                      pad_vocab_multiple=96, bias=False)
+    cfg = ModelConfig(
+        name="nobias",
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        block_size=32,
+        vocab_size=tok.vocab_size,
+        pad_vocab_multiple=96,
+        bias=False,
+    )
     torch.manual_seed(0)
     model = GPT(cfg).eval()
-    trained = TrainedModel(model=model, config=cfg, tokenizer=tok,
-                           checkpoint=tmp_path / "none.pt", step=0, tokens_seen={})
+    trained = TrainedModel(
+        model=model, config=cfg, tokenizer=tok, checkpoint=tmp_path / "none.pt", step=0, tokens_seen={}
+    )
     write_huggingface(trained, tmp_path / "hf")
     _assert_same_logits(trained, tmp_path / "hf", _validation_tokens(run, 32))
 
@@ -97,11 +106,28 @@ def test_cli_export_and_errors(run, tmp_path, capsys):
     args = ["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]), "--out_dir", str(out)]
     assert main(args) == 0
     assert json.loads((out / "export.json").read_text())["architecture"] == "GPT2LMHeadModel"
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json",
-                                               "tokenizer_config.json", "export.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "export.json",
+    }
     assert main(args[:-1] + [str(tmp_path / "hf2"), "--tokenizer", str(tmp_path / "none")]) == 2  # no tokenizer
-    assert main(["export", "--checkpoint", str(tmp_path / "missing"), "--tokenizer", str(run["tokenizer"]),
-                 "--out_dir", str(out)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tmp_path / "missing"),
+                "--tokenizer",
+                str(run["tokenizer"]),
+                "--out_dir",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no such checkpoint" in capsys.readouterr().err
 
 
@@ -122,6 +148,18 @@ def test_evaluate_reads_whole_validation_splits_and_the_report_shows_it(run, tmp
     assert saved["domains"] == result["domains"]
     report = make_report(run_dir).read_text()
     assert "Whole validation splits" in report and f"{result['mean_loss']:.4f}" in report
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--tokenizer", str(run["tokenizer"]),
-                 "--config", str(run["config"])]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run_dir),
+                "--tokenizer",
+                str(run["tokenizer"]),
+                "--config",
+                str(run["config"]),
+            ]
+        )
+        == 0
+    )
     assert "whole validation splits" in capsys.readouterr().out

@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import io
 import gzip
+import io
 import json
 import os
 import shutil
@@ -55,13 +55,28 @@ def one_error_line(capsys, rc: int, match: str, expected_rc: int = 2) -> str:
 
 def finished_files(d: Path) -> set[str]:
     """What looks finished under ``d``: manifests, shards, checkpoints, exports (temporaries excluded)."""
-    return {p.name for p in d.rglob("*") if p.is_file() and ".tmp." not in p.name
-            and p.suffix in (".json", ".bin", ".idx", ".pt", ".safetensors")}
+    return {
+        p.name
+        for p in d.rglob("*")
+        if p.is_file() and ".tmp." not in p.name and p.suffix in (".json", ".bin", ".idx", ".pt", ".safetensors")
+    }
 
 
 def prepare(cfg: Path, tok: Path, out: Path) -> int:
-    return main(["prepare", "--quiet", "--workers", "1", "--config_path", str(cfg), "--tokenizer", str(tok),
-                 "--out_dir", str(out)])
+    return main(
+        [
+            "prepare",
+            "--quiet",
+            "--workers",
+            "1",
+            "--config_path",
+            str(cfg),
+            "--tokenizer",
+            str(tok),
+            "--out_dir",
+            str(out),
+        ]
+    )
 
 
 def corpus_lines() -> list[str]:
@@ -72,13 +87,17 @@ def corpus_lines() -> list[str]:
 def jsonl_config(tmp_path: Path, lines: list[str], name: str = "dirty") -> Path:
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(lines), encoding="utf-8")
-    return write_dataset_config(tmp_path, name, source={"type": "local", "format": "json", "data_files": [str(path)]},
-                                shuffle_buffer=0)
+    return write_dataset_config(
+        tmp_path, name, source={"type": "local", "format": "json", "data_files": [str(path)]}, shuffle_buffer=0
+    )
 
 
 # --- bad records -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", ['{"title": "cut", "text": "a line cut in the mid\n', "[1, 2, 3]\n", '"a string"\n'],
-                         ids=["malformed", "array", "string"])
+@pytest.mark.parametrize(
+    "bad",
+    ['{"title": "cut", "text": "a line cut in the mid\n', "[1, 2, 3]\n", '"a string"\n'],
+    ids=["malformed", "array", "string"],
+)
 def test_bad_json_line_is_skipped_and_counted(tmp_path, tokenizer_dir, bad):
     lines = corpus_lines()
     dirty = lines[:100] + [bad] + lines[100:]
@@ -94,8 +113,9 @@ def test_bad_json_line_is_skipped_and_counted(tmp_path, tokenizer_dir, bad):
     assert first["line"] == 101 and first["file"].endswith("dirty.jsonl")
     ref = json.loads((tmp_path / "ref/dirty/manifest.json").read_text())
     assert m["input"] == ref["input"]  # the same rows as the file without the bad line
-    assert [s["sha256"] for s in m["splits"]["train"]["shards"]] == \
-           [s["sha256"] for s in ref["splits"]["train"]["shards"]]
+    assert [s["sha256"] for s in m["splits"]["train"]["shards"]] == [
+        s["sha256"] for s in ref["splits"]["train"]["shards"]
+    ]
 
 
 def test_more_than_one_percent_bad_is_one_error(tmp_path, tokenizer_dir, capsys):
@@ -114,13 +134,15 @@ def test_file_without_a_good_line_is_one_error(tmp_path, tokenizer_dir, capsys):
 def test_empty_file_is_a_source_with_zero_rows(tmp_path, tokenizer_dir):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    cfg = write_dataset_config(tmp_path, "empty", source={"type": "local", "format": "json",
-                                                          "data_files": [str(empty)]}, validation_docs=0)
+    cfg = write_dataset_config(
+        tmp_path, "empty", source={"type": "local", "format": "json", "data_files": [str(empty)]}, validation_docs=0
+    )
     assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
     m = json.loads((tmp_path / "out/empty/manifest.json").read_text())
     assert m["input"]["rows_read"] == 0 and m["splits"]["train"]["num_tokens"] == 0
-    both = write_dataset_config(tmp_path, "both", source={"type": "local", "format": "json",
-                                                          "data_files": [str(empty), str(CORPUS)]})
+    both = write_dataset_config(
+        tmp_path, "both", source={"type": "local", "format": "json", "data_files": [str(empty), str(CORPUS)]}
+    )
     assert prepare(both, tokenizer_dir, tmp_path / "out") == 0
     assert json.loads((tmp_path / "out/both/manifest.json").read_text())["input"]["rows_read"] == 789
 
@@ -145,14 +167,21 @@ def test_csv_record_with_too_many_fields_is_skipped_and_an_empty_csv_has_no_rows
     (tmp_path / "x.csv").write_text("".join(lines[:51] + ["one,two,three\n"] + lines[51:]), encoding="utf-8")
     (tmp_path / "empty.csv").write_bytes(b"")
     files = [str(tmp_path / "x.csv"), str(tmp_path / "empty.csv")]
-    cfg = write_dataset_config(tmp_path, "csvs", source={"type": "local", "format": "csv", "data_files": files},
-                               shuffle_buffer=0, validation_docs=0)
+    cfg = write_dataset_config(
+        tmp_path,
+        "csvs",
+        source={"type": "local", "format": "csv", "data_files": files},
+        shuffle_buffer=0,
+        validation_docs=0,
+    )
     assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
     m = json.loads((tmp_path / "out/csvs/manifest.json").read_text())
     assert m["input"]["rows_read"] == 200 and m["splits"]["train"]["num_docs"] == 200
     line = sum(r.count("\n") for r in lines[:51]) + 1  # physical line: a quoted field may span lines
-    assert m["bad_records"] == {"skipped": 1, "first": [{"file": files[0], "line": line,
-                                                          "reason": "3 fields, the header has 2"}]}
+    assert m["bad_records"] == {
+        "skipped": 1,
+        "first": [{"file": files[0], "line": line, "reason": "3 fields, the header has 2"}],
+    }
 
 
 def test_undecodable_parquet_row_group_is_one_line_naming_the_file(tmp_path, tokenizer_dir, capsys):
@@ -161,15 +190,17 @@ def test_undecodable_parquet_row_group_is_one_line_naming_the_file(tmp_path, tok
 
     rows = [json.loads(line) for line in corpus_lines()[:400]]
     path = tmp_path / "x.parquet"
-    pq.write_table(pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path,
-                   row_group_size=50)
+    pq.write_table(
+        pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path, row_group_size=50
+    )
     data = bytearray(path.read_bytes())
     meta = pq.ParquetFile(path).metadata.row_group(4).column(1)  # the text of rows 200-249
     start = meta.data_page_offset + 64
-    data[start:start + 2048] = bytes(b ^ 0xFF for b in data[start:start + 2048])
+    data[start : start + 2048] = bytes(b ^ 0xFF for b in data[start : start + 2048])
     path.write_bytes(bytes(data))
-    cfg = write_dataset_config(tmp_path, "pq", source={"type": "local", "format": "parquet",
-                                                       "data_files": [str(path)]}, shuffle_buffer=0)
+    cfg = write_dataset_config(
+        tmp_path, "pq", source={"type": "local", "format": "parquet", "data_files": [str(path)]}, shuffle_buffer=0
+    )
     rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
     one_error_line(capsys, rc, "x.parquet: is corrupt: row group 4 of 8")
     assert finished_files(tmp_path / "out") == set()
@@ -179,8 +210,9 @@ def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):
     lines = corpus_lines()[:200]
     cfg = jsonl_config(tmp_path, lines[:50] + ["not json at all\n"] + lines[50:])
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 100, "report_docs": 5,
-                               "sources": [{"config": str(cfg)}]}))
+    mix.write_text(
+        json.dumps({"vocab_size": 300, "max_samples": 100, "report_docs": 5, "sources": [{"config": str(cfg)}]})
+    )
     rc = main(["tokenizer-train", "--config_path", str(mix), "--out_dir", str(tmp_path / "tok")])
     err = capsys.readouterr().err
     assert rc == 0 and "Traceback" not in err and "skipped 1 bad record(s) of 201 JSON lines" in caplog.text
@@ -191,10 +223,18 @@ def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):
 def test_out_of_range_token_id_refused_by_pretrain_naming_the_shard(tmp_path, capsys):
     cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
     docs = [np.array([0] + [5] * 100 + [256] + [7] * 100) for _ in range(4)]  # 256 = the vocabulary size
-    write_token_dataset(tmp_path / "data", "books", {"train": docs, "validation": docs[:1]}, vocab_size=256,
-                        eot_id=0, tokenizer_sha256="test-tokenizer")
-    assert json.loads((tmp_path / "data/books/manifest.json").read_text())["splits"]["train"]["shards"][0][
-        "max_token_id"] == 256
+    write_token_dataset(
+        tmp_path / "data",
+        "books",
+        {"train": docs, "validation": docs[:1]},
+        vocab_size=256,
+        eot_id=0,
+        tokenizer_sha256="test-tokenizer",
+    )
+    assert (
+        json.loads((tmp_path / "data/books/manifest.json").read_text())["splits"]["train"]["shards"][0]["max_token_id"]
+        == 256
+    )
     rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
     one_error_line(capsys, rc, "books/train_00000.bin: holds token id 256")
     assert list_checkpoints(tmp_path / "runs/run") == []
@@ -221,15 +261,30 @@ def test_evaluate_refuses_an_out_of_range_shard(run, tmp_path, capsys):
     tok = load_tokenizer(run["tokenizer"])
     docs = [np.array([tok.eot_id] + list(range(1, 300)) + [tok.vocab_size + 5]) for _ in range(3)]
     for name in ("wiki", "forums"):
-        write_token_dataset(tmp_path / "data", name, {"train": docs, "validation": docs}, vocab_size=tok.vocab_size,
-                            eot_id=tok.eot_id, tokenizer_sha256=tok.sha256)
+        write_token_dataset(
+            tmp_path / "data",
+            name,
+            {"train": docs, "validation": docs},
+            vocab_size=tok.vocab_size,
+            eot_id=tok.eot_id,
+            tokenizer_sha256=tok.sha256,
+        )
     cfg = json.loads(run["config"].read_text())
     for phase in cfg["phases"]:
         for src in phase["sources"]:
             src["path"] = str(tmp_path / "data" / src["name"])
     (tmp_path / "cur.json").write_text(json.dumps(cfg))
-    rc = main(["evaluate", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-               "--config", str(tmp_path / "cur.json")])
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(run["run_dir"]),
+            "--tokenizer",
+            str(run["tokenizer"]),
+            "--config",
+            str(tmp_path / "cur.json"),
+        ]
+    )
     one_error_line(capsys, rc, f"validation_00000.bin: holds token id {tok.vocab_size + 5}")
 
 
@@ -290,8 +345,15 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
 
 
 def test_nan_stops_the_run_and_the_last_checkpoint_stays_intact(tmp_path, capsys):
-    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, optimizer={"lr": 1e30}, schedule={"warmup_share": 0},
-                           log_interval_steps=1, checkpoint={"interval_steps": 1})
+    cfg = write_curriculum(
+        tmp_path,
+        SEED_ORDER,
+        steps=20,
+        optimizer={"lr": 1e30},
+        schedule={"warmup_share": 0},
+        log_interval_steps=1,
+        checkpoint={"interval_steps": 1},
+    )
     rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
     one_error_line(capsys, rc, "loss is nan", expected_rc=1)
     ckpts = list_checkpoints(tmp_path / "runs/run")
@@ -308,7 +370,10 @@ def _can_mount() -> bool:
 def full_disk(d: Path, monkeypatch, size_kb: int):
     """``d`` on a filesystem of ``size_kb`` KiB (tmpfs), or ENOSPC injected past that many bytes."""
     d.mkdir(parents=True)
-    if _can_mount() and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)]).returncode == 0:
+    if (
+        _can_mount()
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(d)]).returncode == 0
+    ):
         try:
             yield
         finally:
@@ -368,8 +433,17 @@ def test_disk_full_in_prepare_is_one_line_and_nothing_looks_finished(tmp_path, t
 def test_disk_full_in_export_leaves_no_partial_directory(run, tmp_path, monkeypatch, capsys):
     out = tmp_path / "small"
     with full_disk(out, monkeypatch, 64):
-        rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-                   "--out_dir", str(out / "hf")])
+        rc = main(
+            [
+                "export",
+                "--checkpoint",
+                str(run["run_dir"]),
+                "--tokenizer",
+                str(run["tokenizer"]),
+                "--out_dir",
+                str(out / "hf"),
+            ]
+        )
         one_error_line(capsys, rc, "no space left on the device")
         assert not (out / "hf").exists() and not list(out.iterdir())
 
@@ -391,11 +465,29 @@ def test_read_only_output_is_one_line(command, run, tmp_path, tokenizer_dir, cap
         if command == "prepare":
             rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, ro)
         elif command == "pretrain":
-            rc = main(["pretrain", "--config", str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
-                       "--out_dir", str(ro), "--device", "cpu"])
+            rc = main(
+                [
+                    "pretrain",
+                    "--config",
+                    str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
+                    "--out_dir",
+                    str(ro),
+                    "--device",
+                    "cpu",
+                ]
+            )
         else:
-            rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-                       "--out_dir", str(ro / "hf")])
+            rc = main(
+                [
+                    "export",
+                    "--checkpoint",
+                    str(run["run_dir"]),
+                    "--tokenizer",
+                    str(run["tokenizer"]),
+                    "--out_dir",
+                    str(ro / "hf"),
+                ]
+            )
         one_error_line(capsys, rc, expected)
         assert not list(ro.iterdir())
 
@@ -407,11 +499,29 @@ def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenize
     if command == "prepare":
         rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, blocker)
     elif command == "pretrain":
-        rc = main(["pretrain", "--config", str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
-                   "--out_dir", str(blocker), "--device", "cpu"])
+        rc = main(
+            [
+                "pretrain",
+                "--config",
+                str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
+                "--out_dir",
+                str(blocker),
+                "--device",
+                "cpu",
+            ]
+        )
     else:
-        rc = main(["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-                   "--out_dir", str(blocker)])
+        rc = main(
+            [
+                "export",
+                "--checkpoint",
+                str(run["run_dir"]),
+                "--tokenizer",
+                str(run["tokenizer"]),
+                "--out_dir",
+                str(blocker),
+            ]
+        )
     one_error_line(capsys, rc, "a_file")
     assert blocker.read_text() == "in the way"
 
@@ -428,10 +538,19 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, tokenizer_dir, cap
 
 
 def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from chinchilla_pipeline.lock import "
-                               "output_lock\nwith output_lock(sys.argv[1], 'prepare'):\n print('held', flush=True)\n"
-                               " time.sleep(60)", str(tmp_path / "out" / "topics")],
-                              env=ENV, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from chinchilla_pipeline.lock import "
+            "output_lock\nwith output_lock(sys.argv[1], 'prepare'):\n print('held', flush=True)\n"
+            " time.sleep(60)",
+            str(tmp_path / "out" / "topics"),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -442,8 +561,21 @@ def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
 @pytest.mark.faults
 def test_two_prepare_processes_one_refused(tmp_path, tokenizer_dir):
     cfg = write_dataset_config(tmp_path, shard_tokens=2_000)
-    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--workers", "1",
-           "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "prepare",
+        "--quiet",
+        "--workers",
+        "1",
+        "--config_path",
+        str(cfg),
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--out_dir",
+        str(tmp_path / "out"),
+    ]
     first = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not lock_path(tmp_path / "out/topics").is_file():
@@ -463,13 +595,20 @@ def test_cli_in_a_fresh_process_prints_one_line(case, tmp_path, tokenizer_dir):
     if case == "bad_line":
         lines = corpus_lines()[:300]
         cfg = jsonl_config(tmp_path, [line if i % 20 else "{broken\n" for i, line in enumerate(lines)])
-        cmd = ["prepare", "--quiet", "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir),
-               "--out_dir", str(tmp_path / "out")]
+        cmd = [
+            "prepare",
+            "--quiet",
+            "--config_path",
+            str(cfg),
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ]
     else:
         cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
         flip_bit(tmp_path / "data/wiki/train_00000.bin", 0.9)
         cmd = ["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
-    p = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", *cmd], env=ENV, capture_output=True,
-                       text=True)
+    p = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", *cmd], env=ENV, capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len([line for line in p.stderr.splitlines() if line.startswith("error:")]) == 1

@@ -38,14 +38,15 @@ def test_greedy_is_argmax_decoding(trained):
     seq = list(ids)
     with torch.no_grad():
         for _ in range(12):
-            logits = trained.model(torch.tensor([seq[-trained.config.block_size:]]))
+            logits = trained.model(torch.tensor([seq[-trained.config.block_size :]]))
             seq.append(int(logits[0, -1].argmax()))
     argmax = torch.tensor([seq])
     start = torch.tensor([ids])
     block = trained.config.block_size
     assert torch.equal(sample_tokens(trained.model, start, 12, block_size=block, temperature=0), argmax)
-    assert torch.equal(sample_tokens(trained.model, start, 12, block_size=block, temperature=0.8, top_k=1,
-                                     seed=5), argmax)
+    assert torch.equal(
+        sample_tokens(trained.model, start, 12, block_size=block, temperature=0.8, top_k=1, seed=5), argmax
+    )
     greedy = [generate_text(trained, PROMPT, max_new_tokens=12, temperature=0, seed=s)[0] for s in (0, 1)]
     assert greedy[0] == greedy[1]
 
@@ -54,8 +55,14 @@ def test_top_k_samples_only_among_the_k_likeliest(trained):
     start = torch.tensor([[trained.tokenizer.eot_id]])
     with torch.no_grad():
         top3 = set(trained.model(start)[0, -1].topk(3).indices.tolist())
-    firsts = {int(sample_tokens(trained.model, start, 1, block_size=trained.config.block_size, temperature=5.0,
-                                top_k=3, seed=s)[0, 1]) for s in range(40)}
+    firsts = {
+        int(
+            sample_tokens(
+                trained.model, start, 1, block_size=trained.config.block_size, temperature=5.0, top_k=3, seed=s
+            )[0, 1]
+        )
+        for s in range(40)
+    }
     assert firsts <= top3 and len(firsts) > 1
 
 
@@ -67,8 +74,21 @@ def test_prompt_longer_than_the_context_is_cropped(trained):
 
 
 def test_cli_generate(run, capsys):
-    args = ["generate", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-            "--prompt", PROMPT, "--max_new_tokens", "8", "--num_samples", "3", "--seed", "4"]
+    args = [
+        "generate",
+        "--checkpoint",
+        str(run["run_dir"]),
+        "--tokenizer",
+        str(run["tokenizer"]),
+        "--prompt",
+        PROMPT,
+        "--max_new_tokens",
+        "8",
+        "--num_samples",
+        "3",
+        "--seed",
+        "4",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count(f"(seed 4)\n{PROMPT}") == 3

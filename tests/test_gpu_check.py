@@ -23,16 +23,25 @@ MODEL = ModelConfig(name="t", n_layer=1, n_head=1, n_embd=8, block_size=32, voca
 
 
 def _cfg(global_batch_tokens: int, micro, **fields) -> CurriculumConfig:
-    return CurriculumConfig(name="r", model="m.json", phases=[{"name": "a", "share": 1.0, "sources": [
-        {"name": "s", "path": "d"}]}], batch={"global_batch_tokens": global_batch_tokens, "micro_batch_size": micro},
-        **fields)
+    return CurriculumConfig(
+        name="r",
+        model="m.json",
+        phases=[{"name": "a", "share": 1.0, "sources": [{"name": "s", "path": "d"}]}],
+        batch={"global_batch_tokens": global_batch_tokens, "micro_batch_size": micro},
+        **fields,
+    )
 
 
 def test_gpu_check_cpu_mode_runs_every_part(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     out = tmp_path / "check"
-    r = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", "gpu-check", "--mode", "cpu",
-                        "--out_dir", str(out)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "chinchilla_pipeline.cli", "gpu-check", "--mode", "cpu", "--out_dir", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     res = json.loads((out / "gpu_check.json").read_text())
     assert res["failed_parts"] == []
@@ -51,18 +60,36 @@ def test_gpu_check_cpu_mode_runs_every_part(tmp_path):
 
 def test_gpu_check_refuses_an_unknown_setting(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    r = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", "gpu-check", "--mode", "cpu", "--settings",
-                        "warp_drive", "--out_dir", str(tmp_path)], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chinchilla_pipeline.cli",
+            "gpu-check",
+            "--mode",
+            "cpu",
+            "--settings",
+            "warp_drive",
+            "--out_dir",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "unknown setting 'warp_drive'" in r.stderr and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("global_tokens, world, expected", [
-    (8 * 32, 1, 8),  # 8 sequences per step: one micro batch of 8
-    (8 * 32, 2, 4),  # 4 per rank
-    (24 * 32, 1, 12),  # 24 sequences: the largest divisor up to 16
-    (512 * 32, 1, 16),
-    (17 * 32, 1, 1),  # a prime above 16: no accumulation but of single sequences
-])
+@pytest.mark.parametrize(
+    "global_tokens, world, expected",
+    [
+        (8 * 32, 1, 8),  # 8 sequences per step: one micro batch of 8
+        (8 * 32, 2, 4),  # 4 per rank
+        (24 * 32, 1, 12),  # 24 sequences: the largest divisor up to 16
+        (512 * 32, 1, 16),
+        (17 * 32, 1, 1),  # a prime above 16: no accumulation but of single sequences
+    ],
+)
 def test_auto_micro_batch_on_cpu_is_the_largest_divisor_up_to_16(global_tokens, world, expected):
     plan = make_plan(_cfg(global_tokens, "auto"), MODEL, world)
     assert plan.micro_batch_size == expected
@@ -81,10 +108,14 @@ def test_speed_settings_do_not_change_the_fingerprint(tmp_path):
 
     ds = make_domain(tmp_path, "wiki")
     from chinchilla_pipeline.data.reader import open_prepared
+
     domains = {"s": open_prepared(ds)}
     a = fingerprint(_cfg(256, 8), MODEL, domains)
-    b = fingerprint(_cfg(256, 8, compile="on", speed={"cross_entropy": "chunked", "ddp_static_graph": True,
-                                                      "attention": "flash"}), MODEL, domains)
+    b = fingerprint(
+        _cfg(256, 8, compile="on", speed={"cross_entropy": "chunked", "ddp_static_graph": True, "attention": "flash"}),
+        MODEL,
+        domains,
+    )
     assert a == b and fingerprint(_cfg(256, 4), MODEL, domains) != a
 
 

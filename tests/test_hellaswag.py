@@ -23,8 +23,13 @@ from hellaswagkit import hellaswag_items, write_hellaswag
 # --- a bigram "model" whose per-token losses are known by hand -------------------------------------------
 WORDS = ["a", "b", "c", "d", "e"]
 # P[prev][next]: row a = the first ending token after the context "a"; rows c and e continue an ending.
-P = {"a": [0.1, 0.1, 0.3, 0.2, 0.3], "b": [0.2] * 5, "c": [0.1, 0.2, 0.1, 0.3, 0.3], "d": [0.2] * 5,
-     "e": [0.1, 0.1, 0.1, 0.2, 0.5]}
+P = {
+    "a": [0.1, 0.1, 0.3, 0.2, 0.3],
+    "b": [0.2] * 5,
+    "c": [0.1, 0.2, 0.1, 0.3, 0.3],
+    "d": [0.2] * 5,
+    "e": [0.1, 0.1, 0.1, 0.2, 0.5],
+}
 
 
 def encode(text: str) -> list[int]:
@@ -60,8 +65,11 @@ def test_scoring_matches_a_hand_computed_case():
 
 def test_batching_and_padding_do_not_change_the_scores():
     """Items of different lengths batched together score as they do alone (right padding, causal model)."""
-    items = [Item("a", ("b", "c c", "d", "e e e"), 3), Item("a b c", ("d d d d", "e", "a", "b"), 0),
-             Item("c", ("e e", "a", "b c d e", "c"), 2)]
+    items = [
+        Item("a", ("b", "c c", "d", "e e e"), 3),
+        Item("a b c", ("d d d d", "e", "a", "b"), 0),
+        Item("c", ("e e", "a", "b c d e", "c"), 2),
+    ]
     rendered = [render(it, encode, 16) for it in items]
     together = score(Bigram(), rendered, torch.device("cpu"), items_per_batch=3)
     alone = score(Bigram(), rendered, torch.device("cpu"), items_per_batch=1)
@@ -89,12 +97,15 @@ def test_reads_the_official_schema(tmp_path):
     assert len(read_items(path, max_items=4)) == 4
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda d: d.pop("endings"), "endings"),
-    (lambda d: d.update(endings=["x", "y", "z"]), "endings"),
-    (lambda d: d.update(label=4), "label"),
-    (lambda d: d.update(ctx=""), "ctx"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d.pop("endings"), "endings"),
+        (lambda d: d.update(endings=["x", "y", "z"]), "endings"),
+        (lambda d: d.update(label=4), "label"),
+        (lambda d: d.update(ctx=""), "ctx"),
+    ],
+)
 def test_a_malformed_item_names_line_and_field(tmp_path, edit, field):
     items = hellaswag_items(3)
     edit(items[1])
@@ -115,8 +126,10 @@ def test_git_blob_id_is_what_git_computes(tmp_path):
     path = write_hellaswag(tmp_path / "val.jsonl", 5)
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    assert git_blob_id(path) == subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True,
-                                               check=True).stdout.strip()
+    assert (
+        git_blob_id(path)
+        == subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+    )
 
 
 # --- download: a local HTTP server stands for the official URL --------------------------------------------
@@ -164,8 +177,24 @@ def test_hellaswag_path_needs_the_tokenizer_in_config_and_cli(tmp_path, capsys):
     with pytest.raises(UserError, match="hellaswag_path needs hellaswag_tokenizer"):
         load_curriculum(cfg)
     ok = write_curriculum(tmp_path, [("a", {"wiki": 1})], name="ok")
-    assert main(["pretrain", "--config", str(ok), "--out_dir", str(tmp_path / "runs"), "--device", "cpu",
-                 "--hellaswag_path", str(tmp_path / "val.jsonl")]) == 2
-    assert capsys.readouterr().err.strip() == ("error: field '--hellaswag_tokenizer': --hellaswag_path needs "
-                                               "--hellaswag_tokenizer (the run's tokenizer directory)")
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(ok),
+                "--out_dir",
+                str(tmp_path / "runs"),
+                "--device",
+                "cpu",
+                "--hellaswag_path",
+                str(tmp_path / "val.jsonl"),
+            ]
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.strip() == (
+        "error: field '--hellaswag_tokenizer': --hellaswag_path needs "
+        "--hellaswag_tokenizer (the run's tokenizer directory)"
+    )
     assert not (tmp_path / "runs").exists()

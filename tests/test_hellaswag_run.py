@@ -26,12 +26,25 @@ def run(tmp_path_factory, tokenizer_dir):
     root = tmp_path_factory.mktemp("hsrun")
     data = write_hellaswag(root / "hellaswag_val.jsonl", ITEMS)
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": root / "wbconf",
-                           "WANDB_CACHE_DIR": root / "wbcache", "WANDB_DATA_DIR": root / "wbdata"}.items():
+        for key, value in {
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "WANDB_CONFIG_DIR": root / "wbconf",
+            "WANDB_CACHE_DIR": root / "wbcache",
+            "WANDB_DATA_DIR": root / "wbdata",
+        }.items():
             mp.setenv(key, str(value))
-        paths = make_text_run(root, tokenizer_dir, phases=("a", "b"), wandb={"project": "chinchilla-test"},
-                              hellaswag={"hellaswag_path": str(data), "hellaswag_tokenizer": str(tokenizer_dir),
-                                         "hellaswag_max_items": 10})
+        paths = make_text_run(
+            root,
+            tokenizer_dir,
+            phases=("a", "b"),
+            wandb={"project": "chinchilla-test"},
+            hellaswag={
+                "hellaswag_path": str(data),
+                "hellaswag_tokenizer": str(tokenizer_dir),
+                "hellaswag_max_items": 10,
+            },
+        )
     return {**paths, "data": data}
 
 
@@ -97,8 +110,10 @@ def test_a_checkpoint_without_tokenizer_or_with_bad_data_is_one_line(run, tmp_pa
     assert "--tokenizer" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**hellaswag_items(1)[0], "label": "four"}) + "\n")
-    assert main(["hellaswag", "--model", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]),
-                 "--data", str(bad)]) == 2
+    assert (
+        main(["hellaswag", "--model", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]), "--data", str(bad)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err == f"error: {bad}: field 'label': line 1: expected an integer 0-3, got 'four'"
     assert not (tmp_path / "hellaswag.json").exists()
@@ -118,8 +133,8 @@ def wandb_records(path):
         if block - i % block < head:
             i += block - i % block
             continue
-        _, n, kind = struct.unpack("<IHB", data[i: i + head])
-        buf, i = buf + data[i + head: i + head + n], i + head + n
+        _, n, kind = struct.unpack("<IHB", data[i : i + head])
+        buf, i = buf + data[i + head : i + head + n], i + head + n
         if kind in (1, 4):
             rec = wandb_internal_pb2.Record()
             rec.ParseFromString(buf)
@@ -132,9 +147,12 @@ def test_wandb_offline_run_holds_the_logged_history(run):
     run_id = (run["run_dir"] / ID_FILE).read_text().strip()
     dirs = sorted((run["run_dir"] / "wandb").glob(f"*/wandb/offline-run-*-{run_id}"))
     assert len(dirs) == 2  # phase a and phase b: two invocations, one wandb run id
-    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item}
-               for d in dirs for rec in wandb_records(d / f"run-{run_id}.wandb")
-               if rec.WhichOneof("record_type") == "history"]
+    history = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item}
+        for d in dirs
+        for rec in wandb_records(d / f"run-{run_id}.wandb")
+        if rec.WhichOneof("record_type") == "history"
+    ]
     by_step: dict[int, dict] = {}
     for h in history:
         by_step.setdefault(h["step"], {}).update(h)
@@ -152,7 +170,21 @@ def test_wandb_offline_run_holds_the_logged_history(run):
 
 def test_wandb_not_installed_is_one_clear_line(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
-    assert main(["pretrain", "--config", str(run["config"]), "--out_dir", str(tmp_path), "--device", "cpu",
-                 "--wandb_project", "x"]) == 2
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(run["config"]),
+                "--out_dir",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--wandb_project",
+                "x",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "wandb is not installed" in err and "pip install" in err

@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from hub_replicas import build_mirror, script_only_repo
 
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data import hub, sources
 from chinchilla_pipeline.data.config import DatasetConfig, HubSource
 from chinchilla_pipeline.schema import load_config
+from conftest import ROOT
+from hub_replicas import build_mirror, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
 UNPINNED = {"phase_a_bookcorpus_500m", "phase_b_forums_500m"}  # no commit verifiable here: said in _comment
@@ -66,8 +66,11 @@ def make_commands(*args: str) -> list[list[str]]:
     """The `chinchilla` command lines `make` would run for ``args`` (``make -n``), without the interpreter."""
     run = subprocess.run(["make", "-n", "-s", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
     lines = [shlex.split(line) for line in run.stdout.replace("\\\n", " ").splitlines() if line.strip()]
-    return [expand_globs(argv[argv.index("chinchilla_pipeline.cli") + 1:]) for argv in lines
-            if "chinchilla_pipeline.cli" in argv]
+    return [
+        expand_globs(argv[argv.index("chinchilla_pipeline.cli") + 1 :])
+        for argv in lines
+        if "chinchilla_pipeline.cli" in argv
+    ]
 
 
 def expand_globs(argv: list[str]) -> list[str]:
@@ -80,9 +83,16 @@ def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch
     run in this process on the shipped configs (Hub ids redirected to the replicas)."""
     monkeypatch.chdir(ROOT)  # where make runs them: the configs name each other relative to the root
     data = tmp_path / "data"
-    commands = make_commands(f"DATA={data}", "TOKENIZER_FLAGS=--max_samples 300",
-                             "PREPARE_FLAGS=--max_samples 40 --workers 1 --quiet", "ESTIMATE_FLAGS=--sample_docs 20",
-                             "tokenizer-train-mix", "prepare-chinchilla-full", "prepare-pg19-500m", "estimate-phases")
+    commands = make_commands(
+        f"DATA={data}",
+        "TOKENIZER_FLAGS=--max_samples 300",
+        "PREPARE_FLAGS=--max_samples 40 --workers 1 --quiet",
+        "ESTIMATE_FLAGS=--sample_docs 20",
+        "tokenizer-train-mix",
+        "prepare-chinchilla-full",
+        "prepare-pg19-500m",
+        "estimate-phases",
+    )
     assert [c[0] for c in commands] == ["tokenizer-train"] + ["prepare"] * 5 + ["estimate"]
     for argv in commands:
         assert main(argv) == 0, argv
@@ -105,6 +115,7 @@ def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch
 def test_books_switch_picks_config_mix_and_curriculum():
     def dry(*args):
         return subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True)
+
     out = dry("BOOKS=pg19", "prepare-phase-a", "tokenizer-train-mix", "preflight", "estimate-phases").stdout
     assert "phase_a_pg19_500m.json" in out and "bookcorpus" not in out
     assert "tokenizer_mix_pg19.json" in out and "chinchilla_124m_pg19.json" in out
@@ -117,16 +128,31 @@ def test_books_switch_picks_config_mix_and_curriculum():
 def forums_config(tmp_path: Path, **fields) -> Path:
     """The shipped forums config, smaller: many batches and shards, so a stream can drop in the middle."""
     data = json.loads((ROOT / "config/datasets/phase_b_forums_500m.json").read_text())
-    data.update({"max_samples": 400, "validation_docs": 20, "batch_docs": 50, "shard_tokens": 8_000,
-                 "shuffle_buffer": 100}, **fields)
+    data.update(
+        {"max_samples": 400, "validation_docs": 20, "batch_docs": 50, "shard_tokens": 8_000, "shuffle_buffer": 100},
+        **fields,
+    )
     path = tmp_path / "forums.json"
     path.write_text(json.dumps(data))
     return path
 
 
 def prepare(cfg: Path, tokenizer_dir, out: Path, *extra) -> int:
-    return main(["prepare", "--config_path", str(cfg), "--tokenizer", str(tokenizer_dir), "--out_dir", str(out),
-                 "--workers", "1", "--quiet", *extra])
+    return main(
+        [
+            "prepare",
+            "--config_path",
+            str(cfg),
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -164,8 +190,7 @@ def test_dropped_stream_is_retried_and_output_is_identical(on_mirror, tmp_path, 
     assert snapshot(tmp_path / "faulty" / "phase_b_forums_500m") == snapshot(tmp_path / "clean" / "phase_b_forums_500m")
 
 
-def test_stream_that_gives_up_is_resumable_and_ends_identical(on_mirror, tmp_path, tokenizer_dir, monkeypatch,
-                                                              capsys):
+def test_stream_that_gives_up_is_resumable_and_ends_identical(on_mirror, tmp_path, tokenizer_dir, monkeypatch, capsys):
     cfg = forums_config(tmp_path)
     assert prepare(cfg, tokenizer_dir, tmp_path / "clean") == 0
     monkeypatch.setenv(hub.RETRIES_ENV, "1")
@@ -181,25 +206,51 @@ def test_stream_that_gives_up_is_resumable_and_ends_identical(on_mirror, tmp_pat
     assert snapshot(tmp_path / "broken" / "phase_b_forums_500m") == snapshot(tmp_path / "clean" / "phase_b_forums_500m")
 
 
-def test_resume_from_another_commit_or_datasets_version_is_refused(on_mirror, tmp_path, tokenizer_dir,
-                                                                   monkeypatch, capsys):
+def test_resume_from_another_commit_or_datasets_version_is_refused(
+    on_mirror, tmp_path, tokenizer_dir, monkeypatch, capsys
+):
     import datasets
 
     out = tmp_path / "out"
-    assert prepare(forums_config(tmp_path, source={**json.loads(
-        (ROOT / "config/datasets/phase_b_forums_500m.json").read_text())["source"], "revision": "a" * 40}),
-        tokenizer_dir, out) == 0
+    assert (
+        prepare(
+            forums_config(
+                tmp_path,
+                source={
+                    **json.loads((ROOT / "config/datasets/phase_b_forums_500m.json").read_text())["source"],
+                    "revision": "a" * 40,
+                },
+            ),
+            tokenizer_dir,
+            out,
+        )
+        == 0
+    )
     assert json.loads((out / "phase_b_forums_500m" / "manifest.json").read_text())["source"]["commit"] == "a" * 40
     capsys.readouterr()
-    moved = forums_config(tmp_path, source={"type": "hub", "path": "sentence-transformers/reddit-title-body",
-                                            "revision": "b" * 40, "data_files": "reddit_title_text_*.jsonl.gz"})
+    moved = forums_config(
+        tmp_path,
+        source={
+            "type": "hub",
+            "path": "sentence-transformers/reddit-title-body",
+            "revision": "b" * 40,
+            "data_files": "reddit_title_text_*.jsonl.gz",
+        },
+    )
     assert prepare(moved, tokenizer_dir, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"at commit {'a' * 40}" in err[0] and f"would read commit {'b' * 40}" in err[0]
     monkeypatch.setattr(hub, "_resolved", {})
     monkeypatch.setattr(datasets, "__version__", "99.0.0")
-    again = forums_config(tmp_path, source={"type": "hub", "path": "sentence-transformers/reddit-title-body",
-                                            "revision": "a" * 40, "data_files": "reddit_title_text_*.jsonl.gz"})
+    again = forums_config(
+        tmp_path,
+        source={
+            "type": "hub",
+            "path": "sentence-transformers/reddit-title-body",
+            "revision": "a" * 40,
+            "data_files": "reddit_title_text_*.jsonl.gz",
+        },
+    )
     assert prepare(again, tokenizer_dir, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "with datasets 99.0.0" in err[0] and "--overwrite" in err[0]
@@ -235,11 +286,17 @@ class _Hub(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status, expect", [
-    (401, "gated or private repository (HTTP 401): accept its terms"), (403, "gated or private repository (HTTP 403)"),
-    (404, "not found (404)"), (429, "rate limited by the Hub (429): set HF_TOKEN"), (503, "Hub server error (503)")])
-def test_hub_http_failures_are_one_line_with_what_to_do(tmp_path, tokenizer_dir, monkeypatch, capsys, status,
-                                                        expect):
+@pytest.mark.parametrize(
+    "status, expect",
+    [
+        (401, "gated or private repository (HTTP 401): accept its terms"),
+        (403, "gated or private repository (HTTP 403)"),
+        (404, "not found (404)"),
+        (429, "rate limited by the Hub (429): set HF_TOKEN"),
+        (503, "Hub server error (503)"),
+    ],
+)
+def test_hub_http_failures_are_one_line_with_what_to_do(tmp_path, tokenizer_dir, monkeypatch, capsys, status, expect):
     """The real huggingface_hub client against a local server answering ``status``."""
     import huggingface_hub.constants as hf_constants
 
@@ -266,10 +323,26 @@ def test_broken_source_fails_before_the_first_long_read(on_mirror, tmp_path, tok
     data["text_template"] = "{title}\n\n{selftext}"  # not a column of the real repository
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    for argv in (["estimate", "--tokenizer", str(tokenizer_dir), "--config_path", "config/datasets/phase_b_c4_1b.json",
-                  str(bad)],
-                 ["prepare", "--tokenizer", str(tokenizer_dir), "--out_dir", str(tmp_path / "out"), "--config_path",
-                  "config/datasets/phase_b_c4_1b.json", str(bad)]):
+    for argv in (
+        [
+            "estimate",
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--config_path",
+            "config/datasets/phase_b_c4_1b.json",
+            str(bad),
+        ],
+        [
+            "prepare",
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(tmp_path / "out"),
+            "--config_path",
+            "config/datasets/phase_b_c4_1b.json",
+            str(bad),
+        ],
+    ):
         capsys.readouterr()
         assert main(argv) == 2
         out, err = capsys.readouterr()

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CORPUS, write_dataset_config
 
 from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.manifest import write_token_dataset
@@ -22,6 +21,7 @@ from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.train import train_tokenizer
+from conftest import CORPUS, write_dataset_config
 
 
 def run_prepare(cfg_path, tok, out, **kw):
@@ -50,13 +50,17 @@ def expected_splits(texts, validation_docs):
 
 
 def decoded(ds, split, tok):
-    return [tok.decode(s.tokens[a + 1:b].tolist()) for s in ds.shards(split)
-            for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])]
+    return [
+        tok.decode(s.tokens[a + 1 : b].tolist())
+        for s in ds.shards(split)
+        for a, b in zip(s.doc_starts[:-1], s.doc_starts[1:])
+    ]
 
 
 def test_duplicates_of_validation_are_dropped_and_counted(tmp_path, tokenizer_dir):
-    cfg = write_dataset_config(tmp_path, "bodies", text_template=None, text_field="text", validation_docs=89,
-                               shuffle_buffer=10_000)
+    cfg = write_dataset_config(
+        tmp_path, "bodies", text_template=None, text_field="text", validation_docs=89, shuffle_buffer=10_000
+    )
     texts = stream(cfg)
     val, train, dup_val, dup_train = expected_splits(texts, 89)
     assert dup_val > 0 and dup_train > 0  # the corpus really holds duplicates on both sides
@@ -75,8 +79,13 @@ def test_verify_finds_a_validation_document_in_train(tmp_path, tokenizer_dir):
     tok = load_tokenizer(tokenizer_dir)
     docs = [[tok.eot_id] + tok.tokenizer.encode(t).ids for t in ("alpha beta", "gamma delta", "epsilon")]
     arrays = [np.array(d, dtype=np.uint16) for d in docs]
-    write_token_dataset(tmp_path, "planted", {"validation": arrays[:2], "train": [arrays[2], arrays[1]]},
-                        vocab_size=tok.vocab_size, eot_id=tok.eot_id)
+    write_token_dataset(
+        tmp_path,
+        "planted",
+        {"validation": arrays[:2], "train": [arrays[2], arrays[1]]},
+        vocab_size=tok.vocab_size,
+        eot_id=tok.eot_id,
+    )
     assert verify_dataset(tmp_path / "planted") == ["train: 1 documents equal a validation document"]
 
 
@@ -93,12 +102,17 @@ def _canary_corpus(tmp_path, canaries_first: bool):
 def test_the_tokenizer_never_trains_on_validation_text(tmp_path, held_out):
     # shuffle_buffer 0 keeps the file order: the canaries are the validation split, or the last training documents.
     data = _canary_corpus(tmp_path, canaries_first=held_out)
-    cfg = write_dataset_config(tmp_path, "canary", source={"type": "local", "format": "json",
-                                                          "data_files": [str(data)]},
-                               shuffle_buffer=0, validation_docs=5)
+    cfg = write_dataset_config(
+        tmp_path,
+        "canary",
+        source={"type": "local", "format": "json", "data_files": [str(data)]},
+        shuffle_buffer=0,
+        validation_docs=5,
+    )
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 600, "max_samples": 5000, "report_docs": 3,
-                               "sources": [{"config": str(cfg)}]}))
+    mix.write_text(
+        json.dumps({"vocab_size": 600, "max_samples": 5000, "report_docs": 3, "sources": [{"config": str(cfg)}]})
+    )
     report = train_tokenizer(mix, tmp_path / "tok")
     vocab = load_tokenizer(tmp_path / "tok").tokenizer.get_vocab()
     learnt = any("qjxv" in token for token in vocab)

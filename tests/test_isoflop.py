@@ -11,8 +11,15 @@ import pytest
 
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.experiments.fit import fit_parabola, optimum, power_law
-from chinchilla_pipeline.experiments.isoflop import (IsoflopConfig, analyse, budget_label, format_results, grid,
-                                                     mixed_phase, run_isoflop)
+from chinchilla_pipeline.experiments.isoflop import (
+    IsoflopConfig,
+    analyse,
+    budget_label,
+    format_results,
+    grid,
+    mixed_phase,
+    run_isoflop,
+)
 from chinchilla_pipeline.plan import FITS
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.train.config import CurriculumConfig
@@ -50,7 +57,7 @@ def test_optimum_and_power_law():
     o = optimum(6e12, 1e5)  # D = 6e12 / (6 x 1e5) = 1e7 tokens: 100 tokens/param
     assert o == {"num_params": 1e5, "num_tokens": pytest.approx(1e7), "tokens_per_param": pytest.approx(100)}
     cs = [1e12, 1e13, 1e14]
-    p = power_law(cs, [2.0 * c ** 0.49 for c in cs])
+    p = power_law(cs, [2.0 * c**0.49 for c in cs])
     assert p["exponent"] == pytest.approx(0.49) and p["coefficient"] == pytest.approx(2.0)
     assert power_law([1e12], [1e5]) is None
 
@@ -61,13 +68,21 @@ def test_analysis_recovers_optima_per_budget_with_a_seed_range():
     ns = [50_000, 100_000, 200_000, 400_000, 800_000]
     for c, n_opt in budgets.items():
         for w, (n, base) in enumerate(zip(ns, _parabola_losses(ns, n_opt))):
-            rows.append({"flops": c, "width": w, "num_params": n, "num_tokens": c / (6 * n),
-                         "tokens_per_param": c / (6 * n * n), "steps": 100})
+            rows.append(
+                {
+                    "flops": c,
+                    "width": w,
+                    "num_params": n,
+                    "num_tokens": c / (6 * n),
+                    "tokens_per_param": c / (6 * n * n),
+                    "steps": 100,
+                }
+            )
             losses[(c, w, 1)], losses[(c, w, 2)] = base - 0.01, base + 0.01  # seeds shift the curve only
     a = analyse(rows, losses, [1, 2])
     for b, (c, n_opt) in zip(a["budgets"], budgets.items()):
         assert b["optimum"]["num_params"] == pytest.approx(n_opt, rel=1e-6)
-        assert b["optimum"]["tokens_per_param"] == pytest.approx(c / (6 * n_opt ** 2), rel=1e-6)
+        assert b["optimum"]["tokens_per_param"] == pytest.approx(c / (6 * n_opt**2), rel=1e-6)
         lo, hi = b["optimum_seed_range"]["num_params"]
         assert lo == pytest.approx(n_opt, rel=1e-6) and hi == pytest.approx(n_opt, rel=1e-6)
         assert b["num_convex_seeds"] == 2 and b["fit"]["inside"]
@@ -81,8 +96,18 @@ def test_analysis_recovers_optima_per_budget_with_a_seed_range():
 
 def test_vertex_outside_the_sizes_is_left_out_of_the_scaling():
     ns = [5e4, 1e5, 2e5]
-    rows = [{"flops": c, "width": w, "num_params": n, "num_tokens": c / (6 * n), "tokens_per_param": c / (6 * n * n),
-             "steps": 100} for c in (1e12, 4e12) for w, n in enumerate(ns)]
+    rows = [
+        {
+            "flops": c,
+            "width": w,
+            "num_params": n,
+            "num_tokens": c / (6 * n),
+            "tokens_per_param": c / (6 * n * n),
+            "steps": 100,
+        }
+        for c in (1e12, 4e12)
+        for w, n in enumerate(ns)
+    ]
     optima = {1e12: 1e4, 4e12: 1e5}  # the first budget's minimum lies below the smallest size
     losses = {(r["flops"], r["width"], 1): _parabola_losses([r["num_params"]], optima[r["flops"]])[0] for r in rows}
     a = analyse(rows, losses, [1])
@@ -91,8 +116,14 @@ def test_vertex_outside_the_sizes_is_left_out_of_the_scaling():
 
 
 def test_grid_refuses_runs_with_too_few_steps(tmp_path):
-    cfg = IsoflopConfig.model_validate({"base": "b.json", "seeds": [1], "batch": {"global_batch_tokens": 4096},
-                                        "budgets": [{"flops": 1e12, "widths": [64, 16, 32]}]})
+    cfg = IsoflopConfig.model_validate(
+        {
+            "base": "b.json",
+            "seeds": [1],
+            "batch": {"global_batch_tokens": 4096},
+            "budgets": [{"flops": 1e12, "widths": [64, 16, 32]}],
+        }
+    )
     rows = grid(cfg, {16: 74_176, 32: 160_640, 64: 370_432}, cfg.budgets)
     assert [r["width"] for r in rows] == [16, 32, 64]
     assert rows[0]["steps"] == round(1e12 / (6 * 74_176) / 4096) and rows[0]["num_tokens"] == rows[0]["steps"] * 4096
@@ -112,9 +143,17 @@ def test_mixed_phase_weights(tmp_path):
 def test_isoflop_end_to_end_then_rerun_skips(tmp_path, capsys):
     base = write_curriculum(tmp_path, SEED_ORDER, steps=16)
     path = tmp_path / "isoflop.json"
-    path.write_text(json.dumps({"base": str(base), "block_size": 32, "seeds": [1],
-                                "batch": {"global_batch_tokens": 256, "micro_batch_size": 4},
-                                "budgets": [{"flops": 1.2e9, "widths": [16, 24, 32]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "base": str(base),
+                "block_size": 32,
+                "seeds": [1],
+                "batch": {"global_batch_tokens": 256, "micro_batch_size": 4},
+                "budgets": [{"flops": 1.2e9, "widths": [16, 24, 32]}],
+            }
+        )
+    )
     out = tmp_path / "iso"
     assert run_isoflop(path, out, device="cpu", plan_only=True) is None and not (out / "results.json").exists()
     result = run_isoflop(path, out, device="cpu")

@@ -15,11 +15,14 @@ from chinchilla_pipeline.model.loss import CHUNK_ROWS, chunked_cross_entropy
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("fields", [
-    dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=256),
-    dict(n_layer=3, n_head=4, n_embd=64, block_size=32, vocab_size=300, bias=False),  # 300 pads to 320
-    dict(n_layer=1, n_head=1, n_embd=48, block_size=8, vocab_size=100, pad_vocab_multiple=7),
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=256),
+        dict(n_layer=3, n_head=4, n_embd=64, block_size=32, vocab_size=300, bias=False),  # 300 pads to 320
+        dict(n_layer=1, n_head=1, n_embd=48, block_size=8, vocab_size=100, pad_vocab_multiple=7),
+    ],
+)
 def test_counts_match_built_model(fields):
     cfg = ModelConfig(name="t", **fields)
     model = GPT(cfg)
@@ -73,7 +76,6 @@ def test_flops_per_token_of_gpt2_small_is_nanogpts():
     n = cfg.num_params() - cfg.block_size * cfg.n_embd
     assert cfg.flops_per_token() == 6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
     assert n == 123_653_376  # GPT-2 small without its 1,024 x 768 position embedding
-
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

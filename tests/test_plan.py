@@ -111,8 +111,23 @@ def test_parse_count():
 
 def test_cli_writes_json_and_prints(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    rc = cli.main(["plan", "--num_params", "124M", "--non_embedding_params", "85M",
-                   "--tokens_per_second", "468K", "--phase", "A=0.6", "--phase", "B=0.4", "--out", str(out)])
+    rc = cli.main(
+        [
+            "plan",
+            "--num_params",
+            "124M",
+            "--non_embedding_params",
+            "85M",
+            "--tokens_per_second",
+            "468K",
+            "--phase",
+            "A=0.6",
+            "--phase",
+            "B=0.4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "2,480,000,000" in text and "hoffmann2022" in text and "besiroglu2024" in text
@@ -132,11 +147,14 @@ def test_cli_plans_the_size_a_time_budget_allows(tmp_path):
     assert chinchilla_plan(124e6)["within_fit_range"] is False  # 2.48B tokens: below the fits' 5B
 
 
-@pytest.mark.parametrize("argv", [
-    ["plan"],
-    ["plan", "--num_params", "124M", "--phase", "A=0.5", "--phase", "B=0.4"],
-    ["plan", "--num_params", "0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan"],
+        ["plan", "--num_params", "124M", "--phase", "A=0.5", "--phase", "B=0.4"],
+        ["plan", "--num_params", "0"],
+    ],
+)
 def test_cli_user_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
@@ -155,13 +173,23 @@ def test_cli_counts_n_from_a_model_config(tmp_path):
 
 def test_cli_reads_phases_batch_and_model_from_a_curriculum(tmp_path):
     model = tmp_path / "tiny.json"
-    model.write_text(json.dumps({"name": "tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128,
-                                 "vocab_size": 4096}))
+    model.write_text(
+        json.dumps({"name": "tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128, "vocab_size": 4096})
+    )
     cur = tmp_path / "cur.json"
-    cur.write_text(json.dumps({
-        "name": "c", "model": str(model), "batch": {"global_batch_tokens": 4096, "micro_batch_size": 8},
-        "phases": [{"name": "a", "share": 0.75, "sources": [{"name": "w", "path": "x"}]},
-                   {"name": "b", "share": 0.25, "sources": [{"name": "f", "path": "y"}]}]}))
+    cur.write_text(
+        json.dumps(
+            {
+                "name": "c",
+                "model": str(model),
+                "batch": {"global_batch_tokens": 4096, "micro_batch_size": 8},
+                "phases": [
+                    {"name": "a", "share": 0.75, "sources": [{"name": "w", "path": "x"}]},
+                    {"name": "b", "share": 0.25, "sources": [{"name": "f", "path": "y"}]},
+                ],
+            }
+        )
+    )
     out = tmp_path / "plan.json"
     assert cli.main(["plan", "--curriculum", str(cur), "--out", str(out)]) == 0
     plan = json.loads(out.read_text())

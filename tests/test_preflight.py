@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_dataset_config
 
 from chinchilla_pipeline import preflight as pf
 from chinchilla_pipeline.cli import main
@@ -17,6 +16,7 @@ from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.prepare import prepare_dataset
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from conftest import write_dataset_config
 
 STEPS, TOKENS_PER_STEP = 20, 256
 
@@ -27,25 +27,48 @@ def run_setup(tmp_path_factory, tokenizer_dir):
     root = tmp_path_factory.mktemp("preflight")
     for name, n in (("wiki", 120), ("forums", 60)):
         cfg_path = write_dataset_config(root, name=name, max_samples=n)
-        prepare_dataset(load_config(DatasetConfig, cfg_path), cfg_path, tokenizer_dir, root / "data", workers=1,
-                        progress=False)
+        prepare_dataset(
+            load_config(DatasetConfig, cfg_path), cfg_path, tokenizer_dir, root / "data", workers=1, progress=False
+        )
     vocab = load_tokenizer(tokenizer_dir).vocab_size
-    (root / "model.json").write_text(json.dumps({"name": "t", "n_layer": 2, "n_head": 2, "n_embd": 32,
-                                                "block_size": 32, "vocab_size": vocab}))
-    cur = {"name": "run", "model": str(root / "model.json"), "total_tokens": STEPS * TOKENS_PER_STEP,
-           "phases": [{"name": "a", "share": 0.5, "sources": [{"name": "wiki", "path": str(root / "data/wiki")}]},
-                      {"name": "b", "share": 0.5, "sources": [{"name": "wiki", "path": str(root / "data/wiki")},
-                                                              {"name": "forums", "path": str(root / "data/forums"),
-                                                               "weight": 3}]}],
-           "batch": {"global_batch_tokens": TOKENS_PER_STEP, "micro_batch_size": 8},
-           "checkpoint": {"interval_steps": 5, "keep_last": 2}}
+    (root / "model.json").write_text(
+        json.dumps({"name": "t", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "vocab_size": vocab})
+    )
+    cur = {
+        "name": "run",
+        "model": str(root / "model.json"),
+        "total_tokens": STEPS * TOKENS_PER_STEP,
+        "phases": [
+            {"name": "a", "share": 0.5, "sources": [{"name": "wiki", "path": str(root / "data/wiki")}]},
+            {
+                "name": "b",
+                "share": 0.5,
+                "sources": [
+                    {"name": "wiki", "path": str(root / "data/wiki")},
+                    {"name": "forums", "path": str(root / "data/forums"), "weight": 3},
+                ],
+            },
+        ],
+        "batch": {"global_batch_tokens": TOKENS_PER_STEP, "micro_batch_size": 8},
+        "checkpoint": {"interval_steps": 5, "keep_last": 2},
+    }
     (root / "run.json").write_text(json.dumps(cur))
     return root
 
 
 def table(capsys, root, tokenizer_dir, *extra) -> tuple[int, dict[str, tuple[str, str]]]:
-    code = main(["preflight", "--config", str(root / "run.json"), "--tokenizer", str(tokenizer_dir),
-                 "--out_dir", str(root / "runs"), *extra])
+    code = main(
+        [
+            "preflight",
+            "--config",
+            str(root / "run.json"),
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(root / "runs"),
+            *extra,
+        ]
+    )
     rows = {}
     for line in capsys.readouterr().out.splitlines()[1:-1]:
         check, status, detail = re.split(r"\s{2,}", line, maxsplit=2)

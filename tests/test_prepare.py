@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CORPUS, ROOT, write_dataset_config
 
 from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.merge import merge_parts
@@ -21,6 +20,7 @@ from chinchilla_pipeline.data.sources import iter_documents
 from chinchilla_pipeline.data.verify import verify_dataset
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from conftest import CORPUS, ROOT, write_dataset_config
 
 
 def run_prepare(cfg_path, tok, out, **kw):
@@ -78,8 +78,9 @@ def test_small_source_gives_every_document_with_a_warning(tmp_path, tokenizer_di
 
 
 def test_target_and_caps_in_manifest(tmp_path, tokenizer_dir):
-    m = run_prepare(write_dataset_config(tmp_path, max_samples=50, _target_tokens="10K"), tokenizer_dir,
-                    tmp_path / "out")
+    m = run_prepare(
+        write_dataset_config(tmp_path, max_samples=50, _target_tokens="10K"), tokenizer_dir, tmp_path / "out"
+    )
     n = m["splits"]["train"]["num_tokens"]
     assert m["target_tokens"] == 10_000 and m["target_delta_tokens"] == n - 10_000
     assert m["caps"]["max_samples"] == 50 and m["config"]["max_samples"] == 50
@@ -87,8 +88,21 @@ def test_target_and_caps_in_manifest(tmp_path, tokenizer_dir):
 
 def _prepare_cmd(cfg, tok, out, workers):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
-           "--tokenizer", str(tok), "--out_dir", str(out), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "prepare",
+        "--quiet",
+        "--config_path",
+        str(cfg),
+        "--tokenizer",
+        str(tok),
+        "--out_dir",
+        str(out),
+        "--workers",
+        str(workers),
+    ]
     return cmd, env
 
 
@@ -119,9 +133,12 @@ def _gone(pids: list[str], within_s: float) -> bool:
 
 def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
     # 12 copies of the corpus, small shards and batches: many commits to interrupt between.
-    cfg = write_dataset_config(tmp_path, source={"type": "local", "format": "json",
-                                                 "data_files": [str(CORPUS)] * 12},
-                               shard_tokens=20_000, batch_docs=64)
+    cfg = write_dataset_config(
+        tmp_path,
+        source={"type": "local", "format": "json", "data_files": [str(CORPUS)] * 12},
+        shard_tokens=20_000,
+        batch_docs=64,
+    )
     cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "ref", 2)
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "killed", 2)
@@ -152,6 +169,7 @@ def test_finished_dataset_is_skipped_and_other_config_refused(tmp_path, tokenize
     assert (tmp_path / "out/topics/manifest.json").stat().st_mtime_ns == mtime
     other = write_dataset_config(tmp_path, max_samples=41)
     from chinchilla_pipeline.errors import UserError
+
     with pytest.raises(UserError, match="--overwrite"):
         run_prepare(other, tokenizer_dir, tmp_path / "out")
     m = run_prepare(other, tokenizer_dir, tmp_path / "out", overwrite=True)
@@ -164,8 +182,10 @@ def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_
     for rank in range(2):
         run_prepare(cfg, tokenizer_dir, tmp_path / "two", rank=rank, world_size=2)
     merged = merge_parts(tmp_path / "two", "topics", 2)
-    assert merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"] == \
-        single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
+    assert (
+        merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"]
+        == single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
+    )
     assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/topics") == []
     assert merged["input"] == single["input"] and single["input"]["rows_read"] == 789
     one = open_prepared(tmp_path / "one/topics")
@@ -218,9 +238,13 @@ def test_verify_finds_corruption_and_wrong_tokenizer(tmp_path, tokenizer_dir):
     run_prepare(write_dataset_config(tmp_path, max_samples=30), tokenizer_dir, tmp_path / "out")
     d = tmp_path / "out/topics"
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 30, "sources": [{"config": str(
-        write_dataset_config(tmp_path, "x"))}]}))
+    mix.write_text(
+        json.dumps(
+            {"vocab_size": 300, "max_samples": 30, "sources": [{"config": str(write_dataset_config(tmp_path, "x"))}]}
+        )
+    )
     from chinchilla_pipeline.tokenizer.train import train_tokenizer
+
     train_tokenizer(mix, tmp_path / "other_tok")
     assert any("tokenizer" in p for p in verify_dataset(d, tmp_path / "other_tok"))
     data = bytearray((d / "train_00000.bin").read_bytes())
@@ -237,15 +261,22 @@ def test_local_formats_and_joined_rows(tmp_path, tokenizer_dir):
 
     pq.write_table(pa.table({"body": [r["text"] for r in rows]}), tmp_path / "x.parquet")
     (tmp_path / "x.txt").write_text("\n".join(r["title"] for r in rows) + "\n")
-    (tmp_path / "x.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
-        "".join(json.dumps(r) + "\n" for r in rows).encode()))
+    (tmp_path / "x.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+    )
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cases = {
-        "pq": {"source": {"type": "local", "format": "parquet", "data_files": [str(tmp_path / "x.parquet")]},
-               "text_field": "body", "text_template": None},
-        "txt": {"source": {"type": "local", "format": "text", "data_files": [str(tmp_path / "x.txt")],
-                           "sample_by": "line"}, "text_template": None, "join_rows": 6},
+        "pq": {
+            "source": {"type": "local", "format": "parquet", "data_files": [str(tmp_path / "x.parquet")]},
+            "text_field": "body",
+            "text_template": None,
+        },
+        "txt": {
+            "source": {"type": "local", "format": "text", "data_files": [str(tmp_path / "x.txt")], "sample_by": "line"},
+            "text_template": None,
+            "join_rows": 6,
+        },
         "zst": {"source": {"type": "local", "format": "json", "data_files": [str(tmp_path / "x.jsonl.zst")]}},
         "hubdir": {"source": {"type": "hub", "path": str(tmp_path / "dir")}},
     }
@@ -254,7 +285,7 @@ def test_local_formats_and_joined_rows(tmp_path, tokenizer_dir):
         docs = all_docs(cfg)
         if name == "txt":
             titles = [r["title"] for r in rows]
-            assert docs == [" ".join(titles[i:i + 6]) for i in range(0, 60, 6)]
+            assert docs == [" ".join(titles[i : i + 6]) for i in range(0, 60, 6)]
         else:
             assert len(docs) == 60
         m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")

@@ -17,8 +17,14 @@ from chinchilla_pipeline.train.metrics import read_metrics
 from chinchilla_pipeline.train.run import run_pretrain
 from trainkit import SEED_ORDER, write_curriculum
 
-PLOTS = ["train_loss.png", "validation_loss.png", "tokens_per_source.png", "learning_rate.png", "throughput.png",
-         "budget.png"]
+PLOTS = [
+    "train_loss.png",
+    "validation_loss.png",
+    "tokens_per_source.png",
+    "learning_rate.png",
+    "throughput.png",
+    "budget.png",
+]
 STEPS = 40  # 20 per phase, 256 tokens per step
 
 
@@ -55,7 +61,7 @@ def test_report_numbers_come_from_the_metrics(run_dir):
     trans = read_metrics(run_dir / "metrics.jsonl", "transition")[STEPS]
     for domain, rise in trans["forgetting"].items():
         assert f"| {domain} | {trans['before'][domain]:.4f} | {trans['after'][domain]:.4f} | {rise:+.4f} |" in md
-    for domain, fall in trans["gain"].items():
+    for fall in trans["gain"].values():
         assert f"| {-fall:+.4f} | {'gain' if fall > 0 else 'no gain'} |" in md
 
     train = read_metrics(run_dir / "metrics.jsonl", "train")

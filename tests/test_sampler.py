@@ -17,11 +17,12 @@ def arange_stream(tmp_path, name, num_windows, base=0):
     tokens = np.arange(base, base + num_windows * CTX + 1, dtype=np.int64)
     tokens[0] = 0  # documents start with end-of-text (id 0)
     half = tokens.size // 2
-    docs = [tokens[:half], np.concatenate([[0], tokens[half + 1:]])]
+    docs = [tokens[:half], np.concatenate([[0], tokens[half + 1 :]])]
     shards = []
     for part, doc in zip("ab", docs):
-        path = write_token_dataset(tmp_path, f"{name}_{part}", {"train": [doc], "validation": [doc]},
-                                   vocab_size=60000, eot_id=0)
+        path = write_token_dataset(
+            tmp_path, f"{name}_{part}", {"train": [doc], "validation": [doc]}, vocab_size=60000, eot_id=0
+        )
         shards += open_prepared(path).shards("train")
     return TokenStream(shards)
 
@@ -47,7 +48,7 @@ def test_tokens_come_from_the_stream_across_shards(tmp_path):
     stream = arange_stream(tmp_path, "x", 40)
     flat = np.concatenate([sh.tokens for sh in stream.shards]).astype(np.int64)
     for start in (0, 7, flat.size // 2 - 3, flat.size - CTX - 1):
-        assert np.array_equal(stream.read(start, CTX + 1), flat[start: start + CTX + 1])
+        assert np.array_equal(stream.read(start, CTX + 1), flat[start : start + CTX + 1])
 
 
 def test_no_repeat_within_an_epoch_then_a_new_shuffle_is_recorded(tmp_path):
@@ -55,7 +56,7 @@ def test_no_repeat_within_an_epoch_then_a_new_shuffle_is_recorded(tmp_path):
     n = s.num_windows[0]
     rows, _ = s.next_step(2 * n + 5)
     starts = [int(r[-1]) for r in rows]  # last token of window i is base + (i+1)·CTX (never the eot)
-    epoch0, epoch1 = starts[:n], starts[n: 2 * n]
+    epoch0, epoch1 = starts[:n], starts[n : 2 * n]
     assert len(set(epoch0)) == n and sorted(epoch0) == sorted(epoch1)
     assert epoch0 != epoch1
     assert [e["epoch"] for e in s.epoch_events] == [1, 2]

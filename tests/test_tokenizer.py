@@ -1,10 +1,9 @@
 import json
 
-from conftest import write_dataset_config
-
 from chinchilla_pipeline.atomic import sha256_file
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.train import train_tokenizer
+from conftest import write_dataset_config
 
 
 def test_report_round_trip_and_compression(tokenizer_dir):
@@ -22,8 +21,16 @@ def test_training_is_deterministic_and_weighted(tmp_path, tokenizer_dir):
     a = write_dataset_config(tmp_path, "a", validation_docs=20)
     b = write_dataset_config(tmp_path, "b", validation_docs=20, seed=7)
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 512, "max_samples": 300, "report_docs": 10,
-                               "sources": [{"config": str(a), "weight": 2}, {"config": str(b), "weight": 1}]}))
+    mix.write_text(
+        json.dumps(
+            {
+                "vocab_size": 512,
+                "max_samples": 300,
+                "report_docs": 10,
+                "sources": [{"config": str(a), "weight": 2}, {"config": str(b), "weight": 1}],
+            }
+        )
+    )
     r1 = train_tokenizer(mix, tmp_path / "t1")
     r2 = train_tokenizer(mix, tmp_path / "t2")
     assert sha256_file(tmp_path / "t1/tokenizer.json") == sha256_file(tmp_path / "t2/tokenizer.json")
@@ -53,8 +60,9 @@ def test_finished_tokenizer_of_another_mix_is_kept_and_refused_without_overwrite
     shutil.copytree(tokenizer_dir, out)
     before = sha256_file(out / "tokenizer.json")
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50,
-                               "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
+    mix.write_text(
+        json.dumps({"vocab_size": 300, "max_samples": 50, "sources": [{"config": str(write_dataset_config(tmp_path))}]})
+    )
     with pytest.raises(UserError, match="trained on a different mix"):
         train_tokenizer(mix, out)
     assert sha256_file(out / "tokenizer.json") == before
@@ -71,8 +79,9 @@ def test_a_directory_holding_other_files_is_refused_and_kept(tmp_path):
     (out / "prepared").mkdir(parents=True)
     (out / "prepared" / "manifest.json").write_text("{}")
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 50,
-                               "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
+    mix.write_text(
+        json.dumps({"vocab_size": 300, "max_samples": 50, "sources": [{"config": str(write_dataset_config(tmp_path))}]})
+    )
     with pytest.raises(UserError, match="other files"):
         train_tokenizer(mix, out, overwrite=True)
     assert (out / "prepared" / "manifest.json").read_text() == "{}"

@@ -98,8 +98,15 @@ def test_resume_with_other_data_refused_unless_allowed(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
-    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, optimizer={"lr": 1e30},
-                           schedule={"warmup_share": 0}, log_interval_steps=1, checkpoint={"interval_steps": 1})
+    cfg = write_curriculum(
+        tmp_path,
+        SEED_ORDER,
+        steps=20,
+        optimizer={"lr": 1e30},
+        schedule={"warmup_share": 0},
+        log_interval_steps=1,
+        checkpoint={"interval_steps": 1},
+    )
     assert _run(cfg, tmp_path) == 1
     err = capsys.readouterr().err
     assert "at step 1;" in err and "step_0000001.pt" in err

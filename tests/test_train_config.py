@@ -45,20 +45,29 @@ def test_batch_that_does_not_divide_names_the_field(monkeypatch):
 
 
 def _base(**over):
-    cfg = {"name": "x", "model": "m.json", "total_tokens": "1M",
-           "phases": [{"name": "a", "share": 0.5, "sources": [{"name": "w", "path": "d/w"}]},
-                      {"name": "b", "share": 0.5, "sources": [{"name": "c", "path": "d/c"}]}]}
+    cfg = {
+        "name": "x",
+        "model": "m.json",
+        "total_tokens": "1M",
+        "phases": [
+            {"name": "a", "share": 0.5, "sources": [{"name": "w", "path": "d/w"}]},
+            {"name": "b", "share": 0.5, "sources": [{"name": "c", "path": "d/c"}]},
+        ],
+    }
     cfg.update(over)
     return cfg
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"phases": [{"name": "a", "share": 0.7, "sources": [{"name": "w", "path": "d/w"}]}]}, "phases"),
-    ({"phases": [{"name": "a", "share": 0.5, "sources": [{"name": "w", "path": "d/w"}]}] * 2}, "phases"),
-    ({"phases": [{"name": "a", "share": 1, "sources": [{"name": "w", "path": "d/w", "weight": 0}]}]}, "weight"),
-    ({"schedule": {"kind": "linear"}}, "schedule.kind"),
-    ({"batch": {"micro_batch": 4}}, "batch.micro_batch"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"phases": [{"name": "a", "share": 0.7, "sources": [{"name": "w", "path": "d/w"}]}]}, "phases"),
+        ({"phases": [{"name": "a", "share": 0.5, "sources": [{"name": "w", "path": "d/w"}]}] * 2}, "phases"),
+        ({"phases": [{"name": "a", "share": 1, "sources": [{"name": "w", "path": "d/w", "weight": 0}]}]}, "weight"),
+        ({"schedule": {"kind": "linear"}}, "schedule.kind"),
+        ({"batch": {"micro_batch": 4}}, "batch.micro_batch"),
+    ],
+)
 def test_bad_curricula_name_file_and_field(tmp_path, change, field):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(_base(**change)))
@@ -69,8 +78,14 @@ def test_bad_curricula_name_file_and_field(tmp_path, change, field):
 
 def _plan(kind, total_steps=1000, **sched):
     from chinchilla_pipeline.model.config import ModelConfig
-    cfg = CurriculumConfig.model_validate(_base(total_tokens=total_steps * 256, schedule={"kind": kind, **sched},
-                                                batch={"global_batch_tokens": 256, "micro_batch_size": 8}))
+
+    cfg = CurriculumConfig.model_validate(
+        _base(
+            total_tokens=total_steps * 256,
+            schedule={"kind": kind, **sched},
+            batch={"global_batch_tokens": 256, "micro_batch_size": 8},
+        )
+    )
     return cfg, make_plan(cfg, ModelConfig(name="m", block_size=32, n_layer=1, n_head=1, n_embd=8), 1)
 
 
@@ -92,4 +107,3 @@ def test_wsd_holds_then_decays_from_the_configured_step():
     assert set(lrs[10:800]) == {peak} and lrs[801] < peak
     assert lrs[-1] == pytest.approx(peak * cfg.optimizer.min_lr_ratio)
     assert all(a > b for a, b in zip(lrs[800:], lrs[801:]))
-

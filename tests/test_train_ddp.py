@@ -21,15 +21,32 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 @pytest.mark.skipif(not TORCHRUN.exists() and not shutil.which("torchrun"), reason="torchrun not installed")
 @pytest.mark.parametrize("micro_batch_size, accum", [(4, 1), (2, 2)])  # 2: gradient accumulation under no_sync
 def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum):
-    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, checkpoint={"interval_steps": 10, "keep_last": 1},
-                           batch={"global_batch_tokens": 256, "micro_batch_size": micro_batch_size})
+    cfg = write_curriculum(
+        tmp_path,
+        SEED_ORDER,
+        steps=20,
+        checkpoint={"interval_steps": 10, "keep_last": 1},
+        batch={"global_batch_tokens": 256, "micro_batch_size": micro_batch_size},
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     args = ["-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg), "--device", "cpu"]
-    one = subprocess.run([sys.executable, *args, "--out_dir", str(tmp_path / "one")],
-                         env=env, capture_output=True, text=True)
+    one = subprocess.run(
+        [sys.executable, *args, "--out_dir", str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
     assert one.returncode == 0, one.stderr[-4000:]
-    two = subprocess.run([str(TORCHRUN if TORCHRUN.exists() else "torchrun"), "--standalone", "--nproc_per_node=2",
-                          *args, "--out_dir", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    two = subprocess.run(
+        [
+            str(TORCHRUN if TORCHRUN.exists() else "torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            *args,
+            "--out_dir",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert two.returncode == 0, two.stderr[-4000:]
     assert f"x {accum} accum x 2 ranks" in two.stderr  # the same 256-token global batch, split over 2 ranks
 

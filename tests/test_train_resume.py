@@ -20,8 +20,18 @@ STEPS = 300
 
 
 def _cmd(cfg: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg),
-            "--out_dir", str(out), "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "pretrain",
+        "--config",
+        str(cfg),
+        "--out_dir",
+        str(out),
+        "--device",
+        "cpu",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -29,14 +39,21 @@ def _env() -> dict[str, str]:
 
 
 def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
-    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=STEPS, checkpoint={"interval_steps": 20, "keep_last": 2},
-                           eval={"interval_steps": 100, "tokens_per_source": 256}, log_interval_steps=10)
+    cfg = write_curriculum(
+        tmp_path,
+        SEED_ORDER,
+        steps=STEPS,
+        checkpoint={"interval_steps": 20, "keep_last": 2},
+        eval={"interval_steps": 100, "tokens_per_source": 256},
+        log_interval_steps=10,
+    )
     unbroken = subprocess.run(_cmd(cfg, tmp_path / "unbroken"), env=_env(), capture_output=True, text=True)
     assert unbroken.returncode == 0, unbroken.stderr
 
     run_dir = tmp_path / "killed" / "run"
-    proc = subprocess.Popen(_cmd(cfg, tmp_path / "killed"), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(cfg, tmp_path / "killed"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < 40:  # mid phase a
         assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
@@ -54,8 +71,9 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
     b = read_metrics(run_dir / "metrics.jsonl", "train")
     assert sorted(a) == sorted(b) == list(range(STEPS))
     assert [a[s]["loss"] for s in range(STEPS)] == [b[s]["loss"] for s in range(STEPS)]
-    assert read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "validation") == \
-        read_metrics(run_dir / "metrics.jsonl", "validation")
+    assert read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "validation") == read_metrics(
+        run_dir / "metrics.jsonl", "validation"
+    )
     final_a = load_checkpoint(list_checkpoints(tmp_path / "unbroken/run")[-1][1])
     final_b = load_checkpoint(list_checkpoints(run_dir)[-1][1])
     assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])

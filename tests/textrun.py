@@ -28,8 +28,9 @@ def corpus_texts() -> list[str]:
         return [f"{d['title']}\n\n{d['text']}" for d in map(json.loads, f)]
 
 
-def make_text_run(root: Path, tokenizer_dir: Path, *, steps: int = 16, phases: tuple[str, ...] = ("all",),
-                  **options) -> dict[str, Path]:
+def make_text_run(
+    root: Path, tokenizer_dir: Path, *, steps: int = 16, phases: tuple[str, ...] = ("all",), **options
+) -> dict[str, Path]:
     """Train a two-phase run (``wiki`` then ``forums``) under ``root``; returns its paths.
 
     ``model``: the model config it was trained with, written in ``root``. ``phases``: one
@@ -39,14 +40,29 @@ def make_text_run(root: Path, tokenizer_dir: Path, *, steps: int = 16, phases: t
     texts = corpus_texts()
     data = root / "data"
     for k, name in enumerate(("wiki", "forums")):
-        docs = [np.array([tok.eot_id] + e.ids, dtype=np.int64)
-                for e in tok.tokenizer.encode_batch(texts[k::2][:120], add_special_tokens=False)]
-        write_token_dataset(data, name, {"train": docs[4:], "validation": docs[:4]}, vocab_size=tok.vocab_size,
-                            eot_id=tok.eot_id, tokenizer_sha256=tok.sha256)
+        docs = [
+            np.array([tok.eot_id] + e.ids, dtype=np.int64)
+            for e in tok.tokenizer.encode_batch(texts[k::2][:120], add_special_tokens=False)
+        ]
+        write_token_dataset(
+            data,
+            name,
+            {"train": docs[4:], "validation": docs[:4]},
+            vocab_size=tok.vocab_size,
+            eot_id=tok.eot_id,
+            tokenizer_sha256=tok.sha256,
+        )
     model = write_model(root, vocab_size=tok.vocab_size, pad_vocab_multiple=PAD_MULTIPLE)
-    cfg = write_curriculum(root, [("a", {"wiki": 1}), ("b", {"forums": 1})], steps=steps, name="text",
-                           eval={"interval_steps": 8, "tokens_per_source": 128})
+    cfg = write_curriculum(
+        root,
+        [("a", {"wiki": 1}), ("b", {"forums": 1})],
+        steps=steps,
+        name="text",
+        eval={"interval_steps": 8, "tokens_per_source": 128},
+    )
     for phase in phases:
-        assert run_pretrain(cfg, out_dir=root / "runs", device="cpu", phase=None if phase == "all" else phase,
-                            **options) == 0
+        assert (
+            run_pretrain(cfg, out_dir=root / "runs", device="cpu", phase=None if phase == "all" else phase, **options)
+            == 0
+        )
     return {"run_dir": root / "runs" / "text", "model": model, "tokenizer": tokenizer_dir, "config": cfg}

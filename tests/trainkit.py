@@ -19,8 +19,9 @@ EOT = 0
 RULES = {"wiki": (1, 1), "books": (3, 7), "c4": (5, 11), "forums": (7, 3)}  # next = (a·t + b) mod 255 + 1
 
 
-def make_domain(root: Path, name: str, *, n_docs: int = 40, doc_len: int = 200, vocab: int = VOCAB,
-                seed: int = 0) -> Path:
+def make_domain(
+    root: Path, name: str, *, n_docs: int = 40, doc_len: int = 200, vocab: int = VOCAB, seed: int = 0
+) -> Path:
     """A prepared dataset whose documents start with EOT and then follow the domain's rule."""
     a, b = RULES[name]
     rng = np.random.default_rng([seed, a, b])
@@ -31,9 +32,14 @@ def make_domain(root: Path, name: str, *, n_docs: int = 40, doc_len: int = 200, 
             t.append((a * t[-1] + b) % (vocab - 1) + 1)
         return np.array(t, dtype=np.int64)
 
-    return write_token_dataset(root, name, {"train": [doc() for _ in range(n_docs)],
-                                            "validation": [doc() for _ in range(4)]},
-                               vocab_size=vocab, eot_id=EOT, tokenizer_sha256="test-tokenizer")
+    return write_token_dataset(
+        root,
+        name,
+        {"train": [doc() for _ in range(n_docs)], "validation": [doc() for _ in range(4)]},
+        vocab_size=vocab,
+        eot_id=EOT,
+        tokenizer_sha256="test-tokenizer",
+    )
 
 
 def write_model(root: Path, **fields) -> Path:
@@ -44,8 +50,9 @@ def write_model(root: Path, **fields) -> Path:
     return path
 
 
-def write_curriculum(root: Path, phases: list[tuple[str, dict[str, float]]], *, steps: int = 40,
-                     name: str = "run", **fields) -> Path:
+def write_curriculum(
+    root: Path, phases: list[tuple[str, dict[str, float]]], *, steps: int = 40, name: str = "run", **fields
+) -> Path:
     """A curriculum over ``make_domain`` datasets in ``root/data``: 256 tokens per step, ``steps`` steps.
 
     ``phases``: [(phase name, {domain: weight})], equal shares.
@@ -55,16 +62,26 @@ def write_curriculum(root: Path, phases: list[tuple[str, dict[str, float]]], *, 
     for domain in {d for _, ws in phases for d in ws}:
         if not (data / domain / "manifest.json").exists():
             make_domain(data, domain)
-    cfg = {"name": name, "model": str(model), "seed": 7, "total_tokens": 256 * steps,
-           "phases": [{"name": p, "share": 1 / len(phases),
-                       "sources": [{"name": d, "path": str(data / d), "weight": w} for d, w in ws.items()]}
-                      for p, ws in phases],
-           "batch": {"global_batch_tokens": 256, "micro_batch_size": 4},
-           "optimizer": {"lr": 3e-3},
-           "schedule": {"kind": "cosine", "warmup_share": 0.1},
-           "eval": {"interval_steps": 10, "tokens_per_source": 256},
-           "checkpoint": {"interval_steps": 5, "keep_last": 2},
-           "log_interval_steps": 5}
+    cfg = {
+        "name": name,
+        "model": str(model),
+        "seed": 7,
+        "total_tokens": 256 * steps,
+        "phases": [
+            {
+                "name": p,
+                "share": 1 / len(phases),
+                "sources": [{"name": d, "path": str(data / d), "weight": w} for d, w in ws.items()],
+            }
+            for p, ws in phases
+        ],
+        "batch": {"global_batch_tokens": 256, "micro_batch_size": 4},
+        "optimizer": {"lr": 3e-3},
+        "schedule": {"kind": "cosine", "warmup_share": 0.1},
+        "eval": {"interval_steps": 10, "tokens_per_source": 256},
+        "checkpoint": {"interval_steps": 5, "keep_last": 2},
+        "log_interval_steps": 5,
+    }
     cfg.update(fields)
     path = root / f"{name}.json"
     path.write_text(json.dumps(cfg))

@@ -29,7 +29,7 @@ class UserError(Exception):
 # What the user can do about an operating-system failure, by errno.
 _ENVIRONMENT = {
     errno.ENOSPC: "no space left on the device: free space (or choose another output directory) and run again; "
-                  "it resumes",
+    "it resumes",
     errno.EDQUOT: "disk quota exceeded: free space (or choose another output directory) and run again; it resumes",
     errno.EROFS: "read-only file system: choose a writable output directory",
     errno.EACCES: "permission denied: make it writable (or readable) for this user, or choose another path",

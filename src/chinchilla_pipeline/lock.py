@@ -47,8 +47,11 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"is being written by another `chinchilla {command}` (PID {holder}); wait for it to "
-                            "finish or stop it (one writer per output)", path=out) from None
+            raise UserError(
+                f"is being written by another `chinchilla {command}` (PID {holder}); wait for it to "
+                "finish or stop it (one writer per output)",
+                path=out,
+            ) from None
         try:  # the file we locked may have been released and unlinked meanwhile: then lock the new one
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

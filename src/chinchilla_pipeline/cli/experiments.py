@@ -14,9 +14,12 @@ def _add_ablate(sub) -> None:
 
     def run(a):
         from ..experiments.ablation import run_ablation
+
         run_ablation(a.config_path, a.out_dir, seeds=a.seeds, device=a.device)
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_isoflop(sub) -> None:
     p = sub.add_parser("isoflop", help="IsoFLOP curves: measured compute-optimal N, D and D/N (Chinchilla approach 2)")
@@ -29,9 +32,12 @@ def _add_isoflop(sub) -> None:
 
     def run(a):
         from ..experiments.isoflop import run_isoflop
+
         run_isoflop(a.config_path, a.out_dir, seeds=a.seeds, budgets=a.budgets, device=a.device, plan_only=a.plan_only)
         return 0
+
     p.set_defaults(func=run)
+
 
 ADDERS = [
     _add_ablate,

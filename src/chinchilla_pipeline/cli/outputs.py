@@ -10,14 +10,22 @@ def _add_report(sub) -> None:
     p.add_argument("--run_dir", required=True, help="the run directory (runs/<name>) holding metrics.jsonl")
     p.add_argument("--out_dir", help="where report.md and the plots go (default: RUN_DIR/report)")
     from ..plan import DEFAULT_TOKENS_PER_PARAM
-    p.add_argument("--tokens_per_param", type=float, default=DEFAULT_TOKENS_PER_PARAM,
-                   help=f"the planner's D/N, drawn beside the tokens trained (default: {DEFAULT_TOKENS_PER_PARAM:g})")
+
+    p.add_argument(
+        "--tokens_per_param",
+        type=float,
+        default=DEFAULT_TOKENS_PER_PARAM,
+        help=f"the planner's D/N, drawn beside the tokens trained (default: {DEFAULT_TOKENS_PER_PARAM:g})",
+    )
 
     def run(a):
         from ..report.build import make_report
+
         print(make_report(a.run_dir, a.out_dir, a.tokens_per_param))
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="a checkpoint as a Hugging Face GPT-2 directory (safetensors + tokenizer)")
@@ -27,11 +35,16 @@ def _add_export(sub) -> None:
 
     def run(a):
         from ..export.huggingface import export_huggingface
+
         rec = export_huggingface(a.checkpoint, a.tokenizer, a.out_dir)
-        print(f"{a.out_dir}: GPT2LMHeadModel, {rec['num_params']:,} parameters, from {rec['checkpoint']} "
-              f"(step {rec['step']:,})")
+        print(
+            f"{a.out_dir}: GPT2LMHeadModel, {rec['num_params']:,} parameters, from {rec['checkpoint']} "
+            f"(step {rec['step']:,})"
+        )
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="a checkpoint's loss and perplexity on every domain's whole validation split")
@@ -41,17 +54,30 @@ def _add_evaluate(sub) -> None:
 
     def run(a):
         from ..export.evaluate_domains import evaluate_checkpoint, format_evaluation
+
         print(format_evaluation(evaluate_checkpoint(a.checkpoint, a.tokenizer, a.config_path)))
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_hellaswag(sub) -> None:
     p = sub.add_parser("hellaswag", help="HellaSwag accuracy of a checkpoint or an export (llm.c's completion style)")
-    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True,
-                   help="a checkpoint file, a run directory (its latest final checkpoint) or a Hugging Face export")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        required=True,
+        help="a checkpoint file, a run directory (its latest final checkpoint) or a Hugging Face export",
+    )
     p.add_argument("--tokenizer", help="for a checkpoint: the tokenizer directory the run's data was made with")
-    p.add_argument("--hellaswag_path", "--data", dest="hellaswag_path", default="data/hellaswag/hellaswag_val.jsonl",
-                   help="the validation jsonl; downloaded from rowanz/hellaswag there when missing")
+    p.add_argument(
+        "--hellaswag_path",
+        "--data",
+        dest="hellaswag_path",
+        default="data/hellaswag/hellaswag_val.jsonl",
+        help="the validation jsonl; downloaded from rowanz/hellaswag there when missing",
+    )
     p.add_argument("--max_items", type=int, help="the first N items only (default: all 10,042)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="auto: CUDA (bf16) if present")
     p.add_argument("--items_per_batch", type=int, default=8, help="items per forward pass (x 4 endings = rows)")
@@ -59,11 +85,25 @@ def _add_hellaswag(sub) -> None:
 
     def run(a):
         from ..hellaswag.run import evaluate_hellaswag, format_result
+
         positive(a, "max_items", "items_per_batch")
-        print(format_result(evaluate_hellaswag(a.checkpoint, a.tokenizer, a.hellaswag_path, max_items=a.max_items, device=a.device,
-                                               items_per_batch=a.items_per_batch, out=a.out_path)))
+        print(
+            format_result(
+                evaluate_hellaswag(
+                    a.checkpoint,
+                    a.tokenizer,
+                    a.hellaswag_path,
+                    max_items=a.max_items,
+                    device=a.device,
+                    items_per_batch=a.items_per_batch,
+                    out=a.out_path,
+                )
+            )
+        )
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="sample text from a checkpoint with the project's model")
@@ -78,13 +118,23 @@ def _add_generate(sub) -> None:
 
     def run(a):
         from ..export.generate import generate_from_checkpoint
-        texts = generate_from_checkpoint(a.checkpoint, a.tokenizer, a.prompt,
-                                         max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                                         top_k=a.top_k, seed=a.seed, num_samples=a.num_samples)
+
+        texts = generate_from_checkpoint(
+            a.checkpoint,
+            a.tokenizer,
+            a.prompt,
+            max_new_tokens=a.max_new_tokens,
+            temperature=a.temperature,
+            top_k=a.top_k,
+            seed=a.seed,
+            num_samples=a.num_samples,
+        )
         for i, text in enumerate(texts):
             print(f"--- sample {i + 1} (seed {a.seed})\n{a.prompt}{text}")
         return 0
+
     p.set_defaults(func=run)
+
 
 ADDERS = [
     _add_report,

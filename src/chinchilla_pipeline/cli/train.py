@@ -12,37 +12,65 @@ def _add_plan(sub) -> None:
     p = sub.add_parser("plan", help="Chinchilla plan: tokens, FLOPs, steps, phases, wall-clock, predicted loss")
     from ..counts import parse_count
     from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM
+
     src = p.add_mutually_exclusive_group()
     src.add_argument("--curriculum", help="curriculum config (config/curriculum/*.json): its model, phases and batch")
     src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
     src.add_argument("--num_params", type=parse_count, help="parameters, all included (e.g. 124M)")
     p.add_argument("--non_embedding_params", type=parse_count, help="non-embedding parameters, with --num_params")
     p.add_argument("--tokens_per_param", type=float, help=f"D/N (default: {DEFAULT_TOKENS_PER_PARAM:g})")
-    p.add_argument("--global_batch_tokens", type=parse_count,
-                   help=f"tokens per optimizer step (default: {DEFAULT_GLOBAL_BATCH_TOKENS:,}, llm.c's GPT-2 124M)")
-    p.add_argument("--phase", type=parse_phase, action="append",
-                   help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)")
+    p.add_argument(
+        "--global_batch_tokens",
+        type=parse_count,
+        help=f"tokens per optimizer step (default: {DEFAULT_GLOBAL_BATCH_TOKENS:,}, llm.c's GPT-2 124M)",
+    )
+    p.add_argument(
+        "--phase",
+        type=parse_phase,
+        action="append",
+        help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)",
+    )
     p.add_argument("--compute_budget", type=parse_count, help="FLOPs to split compute-optimally (default: 6 N D)")
     p.add_argument("--tokens_per_second", type=parse_count, help="training throughput, for the wall-clock time")
-    p.add_argument("--budget_seconds", type=float, help="with --tokens_per_second and no N: plan the size the time allows")
+    p.add_argument(
+        "--budget_seconds", type=float, help="with --tokens_per_second and no N: plan the size the time allows"
+    )
     out_path_arg(p, help="write the plan as JSON here")
 
     def run(a):
         from ..atomic import write_json
         from ..plan import format_plan, resolve_plan
-        positive(a, "num_params", "non_embedding_params", "tokens_per_param", "global_batch_tokens",
-                  "compute_budget", "tokens_per_second", "budget_seconds")
-        plan = resolve_plan(curriculum=a.curriculum, model_config=a.model_config, num_params=a.num_params,
-                            non_embedding_params=a.non_embedding_params, tokens_per_param=a.tokens_per_param,
-                            global_batch_tokens=a.global_batch_tokens, phases=a.phase,
-                            compute_budget=a.compute_budget, tokens_per_second=a.tokens_per_second,
-                            budget_seconds=a.budget_seconds)
+
+        positive(
+            a,
+            "num_params",
+            "non_embedding_params",
+            "tokens_per_param",
+            "global_batch_tokens",
+            "compute_budget",
+            "tokens_per_second",
+            "budget_seconds",
+        )
+        plan = resolve_plan(
+            curriculum=a.curriculum,
+            model_config=a.model_config,
+            num_params=a.num_params,
+            non_embedding_params=a.non_embedding_params,
+            tokens_per_param=a.tokens_per_param,
+            global_batch_tokens=a.global_batch_tokens,
+            phases=a.phase,
+            compute_budget=a.compute_budget,
+            tokens_per_second=a.tokens_per_second,
+            budget_seconds=a.budget_seconds,
+        )
         print(format_plan(plan))
         if a.out_path:
             write_json(a.out_path, plan)
             print(f"\nwrote {a.out_path}")
         return 0
+
     p.set_defaults(func=run)
+
 
 def _add_preflight(sub) -> None:
     p = sub.add_parser("preflight", help="before GPU spend: data, epochs, tokenizer, disk, GPU, wall-clock, run state")
@@ -56,46 +84,84 @@ def _add_preflight(sub) -> None:
 
     def run(a):
         from ..preflight import format_table, preflight
+
         positive(a, "tokens_per_second", "world_size")
-        rows = preflight(a.config_path, tokenizer_dir=a.tokenizer, out_dir=a.out_dir, device=a.device,
-                         tokens_per_second=a.tokens_per_second, world_size=a.world_size, verify=not a.no_verify)
+        rows = preflight(
+            a.config_path,
+            tokenizer_dir=a.tokenizer,
+            out_dir=a.out_dir,
+            device=a.device,
+            tokens_per_second=a.tokens_per_second,
+            world_size=a.world_size,
+            verify=not a.no_verify,
+        )
         print(format_table(rows))
         return EXIT_USER_ERROR if any(r.status == "BLOCKER" for r in rows) else 0
+
     p.set_defaults(func=run)
 
 
 def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="train a curriculum phase (or all phases), resuming from the last checkpoint")
     config_path_arg(p, default="config/curriculum/chinchilla_124m.json", help="curriculum config JSON")
-    p.add_argument("--phase", default="all", help="phase name from the config, or 'all' (default) for every remaining phase")
+    p.add_argument(
+        "--phase", default="all", help="phase name from the config, or 'all' (default) for every remaining phase"
+    )
     p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
-    p.add_argument("--allow_changes", action="store_true",
-                   help="resume even if the model, data, tokenizer or recipe differ from the checkpoint's")
+    p.add_argument(
+        "--allow_changes",
+        action="store_true",
+        help="resume even if the model, data, tokenizer or recipe differ from the checkpoint's",
+    )
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--peak_tflops", type=float, help="the card's dense bf16 peak, for MFU where it is not known")
-    p.add_argument("--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing")
-    p.add_argument("--wandb_project", help="also log to Weights & Biases, this project (WANDB_MODE=offline: "
-                   "no network)")
+    p.add_argument(
+        "--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing"
+    )
+    p.add_argument(
+        "--wandb_project", help="also log to Weights & Biases, this project (WANDB_MODE=offline: no network)"
+    )
     p.add_argument("--wandb_name", help="the wandb run's name (default: the run directory's name)")
-    p.add_argument("--hellaswag_path", help="HellaSwag at every evaluation: the validation jsonl (downloaded if "
-                   "missing)")
+    p.add_argument(
+        "--hellaswag_path", help="HellaSwag at every evaluation: the validation jsonl (downloaded if missing)"
+    )
     p.add_argument("--hellaswag_tokenizer", help="with --hellaswag_path: the run's tokenizer directory")
     p.add_argument("--hellaswag_max_items", type=int, help="with --hellaswag_path: the first N items (default: all)")
 
     def run(a):
         from ..train.run import run_pretrain
+
         positive(a, "hellaswag_max_items")
         wandb = {"project": a.wandb_project, "name": a.wandb_name} if a.wandb_project else None
-        hellaswag = {"hellaswag_path": a.hellaswag_path, "hellaswag_tokenizer": a.hellaswag_tokenizer,
-                     "hellaswag_max_items": a.hellaswag_max_items}
-        return run_pretrain(a.config_path, phase=None if a.phase == "all" else a.phase, out_dir=a.out_dir,
-                            allow_changes=a.allow_changes, device=a.device, peak_tflops=a.peak_tflops,
-                            plan_only=a.plan_only, wandb=wandb, hellaswag=hellaswag)
+        hellaswag = {
+            "hellaswag_path": a.hellaswag_path,
+            "hellaswag_tokenizer": a.hellaswag_tokenizer,
+            "hellaswag_max_items": a.hellaswag_max_items,
+        }
+        return run_pretrain(
+            a.config_path,
+            phase=None if a.phase == "all" else a.phase,
+            out_dir=a.out_dir,
+            allow_changes=a.allow_changes,
+            device=a.device,
+            peak_tflops=a.peak_tflops,
+            plan_only=a.plan_only,
+            wandb=wandb,
+            hellaswag=hellaswag,
+        )
+
     p.set_defaults(func=run)
+
 
 def _add_bench_train(sub) -> None:
     p = sub.add_parser("bench-train", help="trainer tokens/s against a bare PyTorch loop of the same model and batch")
-    p.add_argument("--model_config", "--model", dest="model_config", default="config/models/cpu_small.json", help="model config JSON")
+    p.add_argument(
+        "--model_config",
+        "--model",
+        dest="model_config",
+        default="config/models/cpu_small.json",
+        help="model config JSON",
+    )
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--micro_batch_size", type=int, default=8, help="sequences per forward pass")
     p.add_argument("--grad_accum", type=int, default=1, help="micro-batches per optimiser step")
@@ -105,39 +171,70 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--peak_tflops", type=float, help="dense bf16 peak for MFU where the card is not known")
-    p.add_argument("--cross_entropy", choices=["sliced", "chunked"], default="sliced",
-                   help="the loss path (config speed.cross_entropy)")
+    p.add_argument(
+        "--cross_entropy",
+        choices=["sliced", "chunked"],
+        default="sliced",
+        help="the loss path (config speed.cross_entropy)",
+    )
 
     def run(a):
         from ..train.bench_train import bench_train
         from ..train.config import SpeedConfig
+
         positive(a, "micro_batch_size", "grad_accum", "steps", "rounds", "peak_tflops")
         if a.warmup_steps < 0:
             raise UserError(f"expected >= 0, got {a.warmup_steps}", field="--warmup_steps")
-        bench_train(a.model_config, device=a.device, micro=a.micro_batch_size, accum=a.grad_accum, steps=a.steps,
-                    warmup=a.warmup_steps, dtype=a.dtype, compile_=a.compile, rounds=a.rounds,
-                    peak_tflops=a.peak_tflops, speed=SpeedConfig(cross_entropy=a.cross_entropy))
+        bench_train(
+            a.model_config,
+            device=a.device,
+            micro=a.micro_batch_size,
+            accum=a.grad_accum,
+            steps=a.steps,
+            warmup=a.warmup_steps,
+            dtype=a.dtype,
+            compile_=a.compile,
+            rounds=a.rounds,
+            peak_tflops=a.peak_tflops,
+            speed=SpeedConfig(cross_entropy=a.cross_entropy),
+        )
         return 0
+
     p.set_defaults(func=run)
 
+
 def _add_gpu_check(sub) -> None:
-    p = sub.add_parser("gpu-check", help="the GPU check: environment, throughput per speed setting, micro-batch "
-                       "search, curriculum smoke run killed and resumed, torchrun DDP, export logits (docs/gpu.md)")
-    p.add_argument("--mode", choices=["gpu", "cpu"], default="gpu",
-                   help="gpu: GPT-2 124M on CUDA (~8 min); cpu: a tiny model on CPU with gloo (CI)")
+    p = sub.add_parser(
+        "gpu-check",
+        help="the GPU check: environment, throughput per speed setting, micro-batch "
+        "search, curriculum smoke run killed and resumed, torchrun DDP, export logits (docs/gpu.md)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["gpu", "cpu"],
+        default="gpu",
+        help="gpu: GPT-2 124M on CUDA (~8 min); cpu: a tiny model on CPU with gloo (CI)",
+    )
     p.add_argument("--out_dir", default="runs/gpu_check", help="gpu_check.json, gpu_check.md and the smoke runs")
-    p.add_argument("--settings", nargs="+", help="throughput settings to measure (default: the mode's list; "
-                   "names in docs/gpu.md)")
-    p.add_argument("--budget_s", type=float, help="skip throughput settings once this many seconds have passed "
-                   "(default: 150 on gpu, none on cpu)")
+    p.add_argument(
+        "--settings", nargs="+", help="throughput settings to measure (default: the mode's list; names in docs/gpu.md)"
+    )
+    p.add_argument(
+        "--budget_s",
+        type=float,
+        help="skip throughput settings once this many seconds have passed (default: 150 on gpu, none on cpu)",
+    )
 
     def run(a):
         from ..gpucheck.check import gpu_check
+
         positive(a, "budget_s")
         result = gpu_check(a.mode, Path(a.out_dir), settings=a.settings, budget_s=a.budget_s)
         print((Path(a.out_dir) / "gpu_check.md").read_text(), end="")
         return 1 if result["failed_parts"] else 0
+
     p.set_defaults(func=run)
+
 
 def _add_demo_size(sub) -> None:
     p = sub.add_parser("demo-size", help="measure this machine and size a demo model: 20 tokens/param in a time budget")
@@ -154,6 +251,7 @@ def _add_demo_size(sub) -> None:
 
         from ..demo.sizing import format_sizing, write_demo_model
         from ..tokenizer.load import load_tokenizer
+
         positive(a, "seconds", "block_size", "micro_batch_size")
         if Path(a.out_path).is_file() and not a.overwrite:
             print(f"{a.out_path} exists (a run may depend on it): kept; --overwrite measures again")
@@ -162,7 +260,9 @@ def _add_demo_size(sub) -> None:
         sized = write_demo_model(a.out_path, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
         print(format_sizing(a.out_path, sized))
         return 0
+
     p.set_defaults(func=run)
+
 
 ADDERS = [
     _add_plan,

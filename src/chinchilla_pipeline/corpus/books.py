@@ -41,7 +41,7 @@ def strip_gutenberg(text: str) -> str:
     """The text between Project Gutenberg's start and end markers (the whole text if it has none)."""
     start = _START.search(text)
     if start:
-        text = text[start.end():]
+        text = text[start.end() :]
     end = _END.search(text)
     if end:
         text = text[: end.start()]

@@ -58,8 +58,9 @@ def read_part(reader: ArchiveReader, part: Part) -> Iterator[dict]:
             titles.update(read_titles(text(meta)))
         for m in members:
             key = PurePosixPath(m).stem
-            yield from book_documents(text(m), title=titles.get(key) or key,
-                                      max_chars=part.max_chars_per_doc or DEFAULT_MAX_CHARS)
+            yield from book_documents(
+                text(m), title=titles.get(key) or key, max_chars=part.max_chars_per_doc or DEFAULT_MAX_CHARS
+            )
     elif part.reader == "lines":
         for m in members:
             yield from line_documents(text(m))
@@ -92,9 +93,16 @@ def write_jsonl_gz(path: Path, docs: Iterable[dict]) -> tuple[int, int]:
 
 def _part_record(name: str, archive: Archive, members: list[str], part: Part) -> dict:
     package, version = archive.requirement.split("==")
-    record = {"archive": name, "package": package, "version": version, "file": archive.file,
-              "archive_sha256": archive.sha256, "archive_licence": archive.licence,
-              "reader": part.reader, "members": members}
+    record = {
+        "archive": name,
+        "package": package,
+        "version": version,
+        "file": archive.file,
+        "archive_sha256": archive.sha256,
+        "archive_licence": archive.licence,
+        "reader": part.reader,
+        "members": members,
+    }
     if part.inner_archive:
         record["inner_archive"] = part.inner_archive
     return record
@@ -111,7 +119,7 @@ def _open_part(path: Path, part: Part) -> ArchiveReader:
 def verify_outputs(manifest: dict[str, Any], out_dir: Path) -> list[str]:
     """Problems with the outputs a manifest lists (missing file, wrong sha256); empty when all match."""
     problems = []
-    for name, src in manifest.get("sources", {}).items():
+    for src in manifest.get("sources", {}).values():
         path = out_dir / src["file"]
         if not path.is_file():
             problems.append(f"{path}: missing")
@@ -126,13 +134,16 @@ def up_to_date(config_path: Path, out_dir: Path) -> bool:
     if not manifest_path.is_file():
         return False
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return (manifest.get("config_sha256") == sha256_file(config_path)
-            and manifest.get("code_sha256") == code_sha256()
-            and not verify_outputs(manifest, out_dir))
+    return (
+        manifest.get("config_sha256") == sha256_file(config_path)
+        and manifest.get("code_sha256") == code_sha256()
+        and not verify_outputs(manifest, out_dir)
+    )
 
 
-def build_corpus(config_path: str | Path, out_dir: str | Path, cache_dir: str | Path,
-                 overwrite: bool = False) -> dict[str, Any]:
+def build_corpus(
+    config_path: str | Path, out_dir: str | Path, cache_dir: str | Path, overwrite: bool = False
+) -> dict[str, Any]:
     """Build (or verify) the demo corpora; returns the manifest."""
     config_path, out_dir, cache_dir = Path(config_path), Path(out_dir), Path(cache_dir)
     cfg = load_config(CorpusConfig, config_path)
@@ -151,28 +162,40 @@ def build_corpus(config_path: str | Path, out_dir: str | Path, cache_dir: str | 
         t0 = time.perf_counter()
         records: list[dict] = []
 
-        def docs() -> Iterator[dict]:
+        def docs(src=src, records=records) -> Iterator[dict]:  # this iteration's source, bound now
             for part in src.parts:
                 with _open_part(paths[part.archive], part) as reader:
-                    records.append(_part_record(part.archive, cfg.archives[part.archive],
-                                                reader.match(part.members), part))
+                    records.append(
+                        _part_record(part.archive, cfg.archives[part.archive], reader.match(part.members), part)
+                    )
                     yield from read_part(reader, part)
 
         out = out_dir / f"{src.name}.jsonl.gz"
         num_docs, num_chars = write_jsonl_gz(out, docs())
         sources[src.name] = {
-            "file": out.name, "sha256": sha256_file(out), "num_bytes": out.stat().st_size,
-            "num_docs": num_docs, "num_chars": num_chars,
+            "file": out.name,
+            "sha256": sha256_file(out),
+            "num_bytes": out.stat().st_size,
+            "num_docs": num_docs,
+            "num_chars": num_chars,
             "approx_tokens": num_chars // CHARS_PER_TOKEN_GUESS,
-            "stands_for": src.stands_for, "licence": src.licence, "parts": records,
+            "stands_for": src.stands_for,
+            "licence": src.licence,
+            "parts": records,
         }
-        print(f"  {out}: {num_docs:,} docs, {num_chars:,} chars (~{num_chars // CHARS_PER_TOKEN_GUESS:,} tokens "
-              f"at {CHARS_PER_TOKEN_GUESS} chars/token), {out.stat().st_size / 1e6:.2f} MB, "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"  {out}: {num_docs:,} docs, {num_chars:,} chars (~{num_chars // CHARS_PER_TOKEN_GUESS:,} tokens "
+            f"at {CHARS_PER_TOKEN_GUESS} chars/token), {out.stat().st_size / 1e6:.2f} MB, "
+            f"{time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
 
     manifest = {
-        "config": str(config_path), "config_sha256": sha256_file(config_path), "code_sha256": code_sha256(),
-        "chars_per_token_guess": CHARS_PER_TOKEN_GUESS, "sources": sources,
+        "config": str(config_path),
+        "config_sha256": sha256_file(config_path),
+        "code_sha256": code_sha256(),
+        "chars_per_token_guess": CHARS_PER_TOKEN_GUESS,
+        "sources": sources,
     }
     write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest
@@ -182,5 +205,7 @@ def format_corpus_summary(manifest: dict, out_dir: str | Path, seconds: float) -
     """One line: sources, documents and characters of a built corpus, and where its manifest is."""
     total_docs = sum(s["num_docs"] for s in manifest["sources"].values())
     total_chars = sum(s["num_chars"] for s in manifest["sources"].values())
-    return (f"demo corpus: {len(manifest['sources'])} sources, {total_docs:,} docs, {total_chars:,} chars "
-            f"in {seconds:.1f} s; manifest {Path(out_dir) / MANIFEST_NAME}")
+    return (
+        f"demo corpus: {len(manifest['sources'])} sources, {total_docs:,} docs, {total_chars:,} chars "
+        f"in {seconds:.1f} s; manifest {Path(out_dir) / MANIFEST_NAME}"
+    )

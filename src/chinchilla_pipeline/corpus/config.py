@@ -11,8 +11,9 @@ from ..data.config import NAME_PATTERN
 from ..schema import StrictModel
 
 # What a part's reader turns into documents (see the modules of this package).
-Reader = Literal["mediawiki_xml_bz2", "gutenberg", "lines", "chatterbot_yaml", "newsgroups_pickle",
-                 "rst_docs", "rated_snippets"]
+Reader = Literal[
+    "mediawiki_xml_bz2", "gutenberg", "lines", "chatterbot_yaml", "newsgroups_pickle", "rst_docs", "rated_snippets"
+]
 
 
 class Archive(StrictModel):
@@ -70,6 +71,8 @@ class CorpusConfig(StrictModel):
         for s in self.sources:
             for p in s.parts:
                 if p.archive not in self.archives:
-                    raise ValueError(f"source {s.name!r} reads archive {p.archive!r}, "
-                                     f"which 'archives' does not define ({sorted(self.archives)})")
+                    raise ValueError(
+                        f"source {s.name!r} reads archive {p.archive!r}, "
+                        f"which 'archives' does not define ({sorted(self.archives)})"
+                    )
         return self

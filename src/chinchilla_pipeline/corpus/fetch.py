@@ -22,8 +22,20 @@ from .config import Archive
 
 def pip_download_command(archive: Archive, dest: Path) -> list[str]:
     """The ``pip download`` call that fetches exactly ``archive.file`` (no dependencies)."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-            "--progress-bar", "off", *archive.pip_args, archive.requirement, "-d", str(dest)]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        *archive.pip_args,
+        archive.requirement,
+        "-d",
+        str(dest),
+    ]
 
 
 def fetch_archive(name: str, archive: Archive, cache_dir: Path, config_path: str | Path) -> Path:
@@ -41,12 +53,18 @@ def fetch_archive(name: str, archive: Archive, cache_dir: Path, config_path: str
         if proc.returncode != 0 or not got.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             saved = sorted(p.name for p in Path(tmp).iterdir())
-            raise UserError(f"pip download {archive.requirement} did not produce {archive.file} "
-                            f"(saved {saved}; pip: {tail[0]})", path=config_path, field=f"archives.{name}.file")
+            raise UserError(
+                f"pip download {archive.requirement} did not produce {archive.file} (saved {saved}; pip: {tail[0]})",
+                path=config_path,
+                field=f"archives.{name}.file",
+            )
         digest = sha256_file(got)
         if digest != archive.sha256:
-            raise UserError(f"sha256 of {archive.file} is {digest}, expected {archive.sha256}",
-                            path=config_path, field=f"archives.{name}.sha256")
+            raise UserError(
+                f"sha256 of {archive.file} is {digest}, expected {archive.sha256}",
+                path=config_path,
+                field=f"archives.{name}.sha256",
+            )
         got.replace(path)
     return path
 

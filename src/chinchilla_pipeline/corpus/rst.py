@@ -8,8 +8,9 @@ targets, directive options and section underlines. Inline markup keeps its visib
 text: ``:class:`~django.db.models.Model``` -> ``Model``, ``:doc:`the guide </x>``` ->
 ``the guide``, ```` ``literal`` ```` -> ``literal``, ``*emphasis*`` -> ``emphasis``.
 Line-by-line rules and regular expressions, not a reST parser: tables keep their cells
-as text, and an unlabelled ``:ref:`` shows its label, not the section title it names. Documents carry ``text`` only, the columns of the Lee news
-corpus they share a dataset with (the JSON loader refuses files whose columns differ).
+as text, and an unlabelled ``:ref:`` shows its label, not the section title it names. Documents
+carry ``text`` only, the columns of the Lee news corpus they share a dataset with (the JSON loader
+refuses files whose columns differ).
 """
 
 from __future__ import annotations
@@ -20,12 +21,40 @@ from typing import Iterator
 from .books import normalize_newlines
 
 # Directives dropped with their whole block (code, navigation, pictures, tables of data).
-DROP_DIRECTIVES = frozenset({
-    "code-block", "code", "sourcecode", "console", "parsed-literal", "literalinclude", "include", "raw",
-    "toctree", "image", "figure", "module", "currentmodule", "index", "contents", "highlight", "program",
-    "csv-table", "list-table", "table", "only", "doctest", "testcode", "testoutput", "testsetup", "math",
-    "default-role", "autoclass", "automodule", "autofunction",
-})
+DROP_DIRECTIVES = frozenset(
+    {
+        "code-block",
+        "code",
+        "sourcecode",
+        "console",
+        "parsed-literal",
+        "literalinclude",
+        "include",
+        "raw",
+        "toctree",
+        "image",
+        "figure",
+        "module",
+        "currentmodule",
+        "index",
+        "contents",
+        "highlight",
+        "program",
+        "csv-table",
+        "list-table",
+        "table",
+        "only",
+        "doctest",
+        "testcode",
+        "testoutput",
+        "testsetup",
+        "math",
+        "default-role",
+        "autoclass",
+        "automodule",
+        "autofunction",
+    }
+)
 # Directives whose argument is a title worth a line of its own; any other kept directive
 # (note, warning, versionadded, class, method, setting, ...) keeps its body only.
 TITLED_DIRECTIVES = frozenset({"admonition", "rubric", "topic", "sidebar"})

@@ -17,11 +17,32 @@ from typing import IO, Iterator
 # Link prefixes whose target is not prose: the link is dropped with its caption.
 _DROP_LINK_PREFIXES = ("file:", "image:", "category:", "media:", "wikt:")
 # Sections after which an article holds only lists of sources and links.
-_TAIL_SECTIONS = {"references", "external links", "see also", "further reading", "notes",
-                  "bibliography", "sources", "footnotes", "citations", "notes and references"}
+_TAIL_SECTIONS = {
+    "references",
+    "external links",
+    "see also",
+    "further reading",
+    "notes",
+    "bibliography",
+    "sources",
+    "footnotes",
+    "citations",
+    "notes and references",
+}
 # HTML-like elements removed with their content (math and code do not read as prose).
-_DROP_ELEMENTS = ("ref", "math", "gallery", "timeline", "score", "syntaxhighlight", "source",
-                  "imagemap", "references", "code", "chem")
+_DROP_ELEMENTS = (
+    "ref",
+    "math",
+    "gallery",
+    "timeline",
+    "score",
+    "syntaxhighlight",
+    "source",
+    "imagemap",
+    "references",
+    "code",
+    "chem",
+)
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _SELF_CLOSING = re.compile(r"<(?:ref|references)\b[^>]*/>", re.I)

@@ -26,8 +26,13 @@ from pathlib import Path
 
 
 def write_config(d: Path, name: str, corpus: str, repeat: int, validation_docs: int = 0) -> Path:
-    cfg = {"name": name, "source": {"type": "local", "format": "json", "data_files": [corpus] * repeat},
-           "validation_docs": validation_docs, "shuffle_buffer": 10_000, "shard_tokens": 50_000_000}
+    cfg = {
+        "name": name,
+        "source": {"type": "local", "format": "json", "data_files": [corpus] * repeat},
+        "validation_docs": validation_docs,
+        "shuffle_buffer": 10_000,
+        "shard_tokens": 50_000_000,
+    }
     path = d / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -55,8 +60,19 @@ def cpu_s(who: int) -> float:
 
 def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list[float]:
     """Run `prepare` in a fresh process; its and its workers' summed RSS every 20 ms (MB)."""
-    cmd = [sys.executable, "-m", "chinchilla_pipeline.cli", "prepare", "--quiet", "--config_path", str(cfg),
-           "--tokenizer", str(tok), "--out_dir", str(out)] + (["--workers", str(workers)] if workers else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "prepare",
+        "--quiet",
+        "--config_path",
+        str(cfg),
+        "--tokenizer",
+        str(tok),
+        "--out_dir",
+        str(out),
+    ] + (["--workers", str(workers)] if workers else [])
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     samples = []
     while p.poll() is None:
@@ -66,8 +82,15 @@ def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list
     return samples
 
 
-def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 8192, rounds: int = 3,
-                  workers: int | None = None, validation_docs: int = 0) -> int:
+def bench_prepare(
+    corpus: str | Path,
+    *,
+    repeat: int = 96,
+    vocab_size: int = 8192,
+    rounds: int = 3,
+    workers: int | None = None,
+    validation_docs: int = 0,
+) -> int:
     """``chinchilla bench-prepare``: print prepare's throughput against raw ``encode_batch`` and peak RSS."""
     os.environ["TOKENIZERS_PARALLELISM"] = "true"  # the raw baseline on all cores, whatever the shell set
 
@@ -84,8 +107,11 @@ def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 819
         d = Path(tmp)
         base = write_config(d, "bench", corpus, 1)
         mix = d / "mix.json"
-        mix.write_text(json.dumps({"vocab_size": vocab_size, "max_samples": 100_000, "report_docs": 1,
-                                   "sources": [{"config": str(base)}]}))
+        mix.write_text(
+            json.dumps(
+                {"vocab_size": vocab_size, "max_samples": 100_000, "report_docs": 1, "sources": [{"config": str(base)}]}
+            )
+        )
         train_tokenizer(mix, d / "tok")
         tok = load_tokenizer(d / "tok")
 
@@ -93,7 +119,7 @@ def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 819
         cfg = load_config(DatasetConfig, cfg_path)
         hygiene = ValidationFilter(cfg.validation_docs)  # raw encodes the training documents prepare writes
         texts = [t for batch in hygiene.split(iter_batches(cfg, cfg_path)) for t in batch.texts]
-        texts = texts[hygiene.num_validation:]
+        texts = texts[hygiene.num_validation :]
         num_bytes = sum(len(t.encode()) for t in texts)
         c0 = cpu_s(resource.RUSAGE_SELF)
         for _ in iter_batches(cfg, cfg_path):  # the reader alone, warm (the pass above loaded the modules)
@@ -110,14 +136,15 @@ def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 819
             t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
             raw_tokens = 0
             for i in range(0, len(texts), cfg.batch_docs):
-                raw_tokens += sum(len(e.ids) for e in tok.tokenizer.encode_batch_fast(
-                    texts[i:i + cfg.batch_docs], add_special_tokens=False))
+                raw_tokens += sum(
+                    len(e.ids)
+                    for e in tok.tokenizer.encode_batch_fast(texts[i : i + cfg.batch_docs], add_special_tokens=False)
+                )
             raw_rounds.append(time.perf_counter() - t0)
             raw_cpu[raw_rounds[-1]] = cpu_s(resource.RUSAGE_SELF) - c0
 
             t0, c0, w0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
-            m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=workers,
-                                progress=False)
+            m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=workers, progress=False)
             pipe_rounds.append(time.perf_counter() - t0)
             pipe_cpu[pipe_rounds[-1]] = (cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0)
             train = ManifestSummary.of(m).train
@@ -131,24 +158,37 @@ def bench_prepare(corpus: str | Path, *, repeat: int = 96, vocab_size: int = 819
         large = rss_samples_mb(write_config(d, "rss4", corpus, 4 * quarter), d / "tok", d / "o4", workers)
         half = len(large) // 2
 
-    print(f"corpus: {corpus} x{repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
-          f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores; validation_docs {validation_docs:,} "
-          f"({m['hygiene']['dropped_duplicate_of_validation']:,} training documents dropped as their duplicates)")
+    print(
+        f"corpus: {corpus} x{repeat}, {num_bytes / 1e6:.1f} MB of text, {raw_tokens:,} tokens, "
+        f"vocabulary {tok.vocab_size:,}, {os.cpu_count()} cores; validation_docs {validation_docs:,} "
+        f"({m['hygiene']['dropped_duplicate_of_validation']:,} training documents dropped as their duplicates)"
+    )
+
     def rounds(seconds: list[float]) -> str:
         return ", ".join(f"{raw_tokens / s / 1e6:.3f}" for s in seconds)
 
-    print(f"raw encode_batch_fast (all cores, texts in memory): {raw_tokens / raw_s / 1e6:.3f} M tokens/s "
-          f"(rounds: {rounds(raw_rounds)})")
-    print(f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s "
-          f"(rounds: {rounds(pipe_rounds)})")
+    print(
+        f"raw encode_batch_fast (all cores, texts in memory): {raw_tokens / raw_s / 1e6:.3f} M tokens/s "
+        f"(rounds: {rounds(raw_rounds)})"
+    )
+    print(
+        f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s "
+        f"(rounds: {rounds(pipe_rounds)})"
+    )
     print(f"ratio pipeline / raw: {raw_s / pipe_s:.3f} (target >= 0.85)")
     main_cpu, workers_cpu = pipe_cpu[pipe_s]
-    print(f"CPU seconds of the best rounds: raw {raw_cpu[raw_s]:.2f} (tokenizer threads) in {raw_s:.2f} s; prepare "
-          f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s; the reader alone "
-          f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second); sha256 of every "
-          f"document (data/hygiene.py) {min(hash_cpu):.3f}")
-    print(f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
-          f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}")
-    print(f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "
-          f"{max(large[half:]):.0f} MB in its second half")
+    print(
+        f"CPU seconds of the best rounds: raw {raw_cpu[raw_s]:.2f} (tokenizer threads) in {raw_s:.2f} s; prepare "
+        f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s; the reader alone "
+        f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second); sha256 of every "
+        f"document (data/hygiene.py) {min(hash_cpu):.3f}"
+    )
+    print(
+        f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
+        f"x{4 * quarter} (4x the data): ratio {max(large) / max(small):.2f}"
+    )
+    print(
+        f"  at x{4 * quarter}: peak {max(large[:half]):.0f} MB in the run's first half, "
+        f"{max(large[half:]):.0f} MB in its second half"
+    )
     return 0

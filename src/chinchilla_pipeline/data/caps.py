@@ -34,8 +34,11 @@ class Caps:
 
     @classmethod
     def for_rank(cls, cfg: DatasetConfig, rank: int, world_size: int) -> "Caps":
-        return cls(rank_share(cfg.max_samples, rank, world_size), rank_share(cfg.max_tokens, rank, world_size),
-                   rank_share(cfg.validation_docs, rank, world_size))
+        return cls(
+            rank_share(cfg.max_samples, rank, world_size),
+            rank_share(cfg.max_tokens, rank, world_size),
+            rank_share(cfg.validation_docs, rank, world_size),
+        )
 
     def validation_take(self, num_val: int, available: int) -> int:
         """How many of the next ``available`` documents still belong to the validation split."""
@@ -47,8 +50,11 @@ class Caps:
         the next document (``None`` when all fit)."""
         n = len(lens)
         by_samples = n if self.max_samples is None else min(n, self.max_samples - num_docs)
-        by_tokens = n if self.max_tokens is None else \
-            int(np.searchsorted(np.cumsum(lens), self.max_tokens - num_tokens, "right"))
+        by_tokens = (
+            n
+            if self.max_tokens is None
+            else int(np.searchsorted(np.cumsum(lens), self.max_tokens - num_tokens, "right"))
+        )
         fit = min(by_samples, by_tokens)
         if fit == n:
             return fit, None

@@ -82,14 +82,18 @@ class EncoderPool:
 
         self.workers, self.dtype = workers, np.dtype(dtype)
         # spawn: the parent holds threads (the reader's, Arrow's), which fork would copy half-way.
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker,
-                                         initargs=(tokenizer_json, eot_id, np.dtype(dtype).str, os.getpid()))
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tokenizer_json, eot_id, np.dtype(dtype).str, os.getpid()),
+        )
         for _ in range(workers):  # start the workers now: they load while the caller opens its source
             self._pool.submit(os.getpid)
 
-    def map(self, items: Iterator[T], texts: Callable[[T], list[str]], ahead: int = 2,
-            chunk_chars: int = CHUNK_CHARS) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
+    def map(
+        self, items: Iterator[T], texts: Callable[[T], list[str]], ahead: int = 2, chunk_chars: int = CHUNK_CHARS
+    ) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
         """``(item, tokens, lengths)`` for each item, in order.
 
         An item's texts go to the workers in chunks of about ``chunk_chars``, at most ``ahead``

@@ -17,8 +17,9 @@ from .sources import iter_documents
 SAMPLES_HEADROOM = 1.25
 
 
-def estimate(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path,
-             sample_docs: int = 1_000) -> dict[str, Any]:
+def estimate(
+    cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path, sample_docs: int = 1_000
+) -> dict[str, Any]:
     """Tokenize the first ``sample_docs`` documents of the stream and project the config's output."""
     tok = load_tokenizer(tokenizer_dir)
     lens: list[int] = []
@@ -34,11 +35,12 @@ def estimate(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | P
     projected = min(by_samples, by_tokens)
     target = cfg.target_tokens or cfg.max_tokens
     return {
-        "name": cfg.name, "num_sample_docs": len(lens), "tokens_per_doc_mean": round(mean, 1),
+        "name": cfg.name,
+        "num_sample_docs": len(lens),
+        "tokens_per_doc_mean": round(mean, 1),
         "tokens_per_doc_p50": float(np.median(arr)) if lens else 0.0,
         "projected_train_tokens": None if math.isinf(projected) else int(projected),
-        "binding_cap": ("none" if math.isinf(projected) else
-                        "max_samples" if by_samples < by_tokens else "max_tokens"),
+        "binding_cap": ("none" if math.isinf(projected) else "max_samples" if by_samples < by_tokens else "max_tokens"),
         "target_tokens": target,
         "max_samples_for_target": math.ceil(target / mean) if target and mean else None,
         "max_samples_suggested": math.ceil(SAMPLES_HEADROOM * target / mean) if target and mean else None,
@@ -48,11 +50,15 @@ def estimate(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | P
 def format_estimate(e: dict[str, Any]) -> str:
     def n(x):
         return "unbounded" if x is None else f"{x:,}"
+
     lines = [
         f"{e['name']}: {e['num_sample_docs']:,} documents sampled, {e['tokens_per_doc_mean']:,} tokens/document "
         f"(median {e['tokens_per_doc_p50']:,.0f})",
-        f"  projected training tokens: {n(e['projected_train_tokens'])} (cap that binds: {e['binding_cap']})"]
+        f"  projected training tokens: {n(e['projected_train_tokens'])} (cap that binds: {e['binding_cap']})",
+    ]
     if e["target_tokens"]:
-        lines.append(f"  target {e['target_tokens']:,}: needs max_samples >= {n(e['max_samples_for_target'])}, "
-                     f"suggested {n(e['max_samples_suggested'])} (x{SAMPLES_HEADROOM} headroom, so max_tokens cuts first)")
+        lines.append(
+            f"  target {e['target_tokens']:,}: needs max_samples >= {n(e['max_samples_for_target'])}, "
+            f"suggested {n(e['max_samples_suggested'])} (x{SAMPLES_HEADROOM} headroom, so max_tokens cuts first)"
+        )
     return "\n".join(lines)

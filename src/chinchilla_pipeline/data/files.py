@@ -15,7 +15,10 @@ def resolve_data_files(cfg: DatasetConfig, config_path: str | Path) -> list[str]
     for i, pattern in enumerate(cfg.source.data_files):
         matched = sorted(glob.glob(pattern, recursive=True))
         if not matched:
-            raise UserError(f"no file matches {pattern!r} (expected existing {cfg.source.format} files)",
-                            path=config_path, field=f"source.data_files.{i}")
+            raise UserError(
+                f"no file matches {pattern!r} (expected existing {cfg.source.format} files)",
+                path=config_path,
+                field=f"source.data_files.{i}",
+            )
         files.extend(matched)
     return files

@@ -53,8 +53,10 @@ def is_commit(revision: str | None) -> bool:
 
 def offline() -> bool:
     """``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set to a true value."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def mirror_dir(repo_id: str) -> Path | None:
@@ -64,8 +66,11 @@ def mirror_dir(repo_id: str) -> Path | None:
         return None
     path = Path(root) / repo_id
     if not path.is_dir():
-        raise UserError(f"{MIRROR_ENV}={root} has no directory {repo_id} (expected a copy of the Hub "
-                        "repository there, or unset the variable to read the Hub)", field="source.path")
+        raise UserError(
+            f"{MIRROR_ENV}={root} has no directory {repo_id} (expected a copy of the Hub "
+            "repository there, or unset the variable to read the Hub)",
+            field="source.path",
+        )
     return path
 
 
@@ -90,8 +95,15 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
         except Exception as err:  # noqa: BLE001 - classified into one line or re-raised
             raise hub_error(err, name, config_path) from None
         if not is_commit(src.revision):
-            log.warning("%s: %s revision %r is not a commit; reading commit %s (set \"revision\": \"%s\" in %s "
-                        "to pin it)", name, src.path, src.revision or "main", sha, sha, config_path)
+            log.warning(
+                '%s: %s revision %r is not a commit; reading commit %s (set "revision": "%s" in %s to pin it)',
+                name,
+                src.path,
+                src.revision or "main",
+                sha,
+                sha,
+                config_path,
+            )
         res = Resolved(src.path, sha, sha)
     _resolved[key] = res
     return res
@@ -105,8 +117,14 @@ def pin(src: HubSource, config_path: str | Path, name: str) -> dict[str, str | N
     if Path(src.path).is_dir():
         return None
     res = resolve(src, config_path, name)
-    return {"repo": src.path, "name": src.name, "split": src.split, "revision": src.revision,
-            "commit": res.commit, "datasets_version": datasets.__version__}
+    return {
+        "repo": src.path,
+        "name": src.name,
+        "split": src.split,
+        "revision": src.revision,
+        "commit": res.commit,
+        "datasets_version": datasets.__version__,
+    }
 
 
 SOURCE_NAME = ".source.json"  # in a dataset directory: the pin the (possibly unfinished) run reads
@@ -125,12 +143,15 @@ def check_resume(out: Path, source: dict, config_path: str | Path) -> None:
     keys = ("commit", "datasets_version")
     if all(saved.get(k) == source.get(k) for k in keys):
         return
-    raise UserError(f"{out} was prepared from {saved.get('repo')} at commit {saved.get('commit')} with datasets "
-                    f"{saved.get('datasets_version')}; this run would read commit {source.get('commit')} with datasets "
-                    f"{source.get('datasets_version')}, another stream: set \"revision\": \"{saved.get('commit')}\" "
-                    f"and install datasets=={saved.get('datasets_version')} to resume, or pass --overwrite to start "
-                    "again",
-                    path=config_path, field="source.revision")
+    raise UserError(
+        f"{out} was prepared from {saved.get('repo')} at commit {saved.get('commit')} with datasets "
+        f"{saved.get('datasets_version')}; this run would read commit {source.get('commit')} with datasets "
+        f'{source.get("datasets_version")}, another stream: set "revision": "{saved.get("commit")}" '
+        f"and install datasets=={saved.get('datasets_version')} to resume, or pass --overwrite to start "
+        "again",
+        path=config_path,
+        field="source.revision",
+    )
 
 
 def save_source(out: Path, source: dict) -> None:
@@ -178,9 +199,21 @@ def is_transient(err: BaseException) -> bool:
         return code >= 500 or code == 429
     names = {type(e).__name__ for e in _chain(err)}
     return any(isinstance(e, (ConnectionError, TimeoutError)) for e in _chain(err)) or bool(
-        names & {"ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ReadError",
-                 "ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError", "ChunkedEncodingError",
-                 "IncompleteRead", "ProtocolError"})
+        names
+        & {
+            "ConnectError",
+            "ReadTimeout",
+            "ConnectTimeout",
+            "RemoteProtocolError",
+            "ReadError",
+            "ClientPayloadError",
+            "ServerDisconnectedError",
+            "ClientConnectionError",
+            "ChunkedEncodingError",
+            "IncompleteRead",
+            "ProtocolError",
+        }
+    )
 
 
 def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserError | BaseException:
@@ -193,32 +226,48 @@ def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserErr
         return UserError(f"{name}: {what} ({type(err).__name__}: {text})", path=config_path, field="source")
 
     if "Dataset scripts are no longer supported" in str(err) or "trust_remote_code" in str(err):
-        return line("the repository is a loading script, which datasets>=4 refuses: point the config at a "
-                    "parquet revision (refs/convert/parquet or a parquet pull request, by commit) with data_files")
+        return line(
+            "the repository is a loading script, which datasets>=4 refuses: point the config at a "
+            "parquet revision (refs/convert/parquet or a parquet pull request, by commit) with data_files"
+        )
     if "GatedRepoError" in names or code in (401, 403):
-        return line(f"gated or private repository (HTTP {code or 403}): accept its terms on its Hub page, then set "
-                    "HF_TOKEN (or `huggingface-cli login`); if it is neither, check source.path")
+        return line(
+            f"gated or private repository (HTTP {code or 403}): accept its terms on its Hub page, then set "
+            "HF_TOKEN (or `huggingface-cli login`); if it is neither, check source.path"
+        )
     if "RevisionNotFoundError" in names:
         return line("revision not found in the repository: check source.revision (a 40-hex commit of that repo)")
     if {"RepositoryNotFoundError", "DatasetNotFoundError"} & names or code == 404:
-        return line("repository, config or file not found (404): check source.path, source.name, source.revision "
-                    "and source.data_files")
+        return line(
+            "repository, config or file not found (404): check source.path, source.name, source.revision "
+            "and source.data_files"
+        )
     if code == 429:
-        return line("rate limited by the Hub (429): set HF_TOKEN (higher limits) and start fewer ranks at once, "
-                    "then rerun: the run resumes")
+        return line(
+            "rate limited by the Hub (429): set HF_TOKEN (higher limits) and start fewer ranks at once, "
+            "then rerun: the run resumes"
+        )
     if code is not None and code >= 500:
         return line(f"Hub server error ({code}): retry later; the run resumes where it stopped")
     if is_transient(err) or isinstance(err, OSError) and "offline" in str(err).lower():
-        return line("cannot reach the Hub: check the network (HF_HUB_OFFLINE=1 and CHINCHILLA_HUB_MIRROR read "
-                    "local copies instead)")
+        return line(
+            "cannot reach the Hub: check the network (HF_HUB_OFFLINE=1 and CHINCHILLA_HUB_MIRROR read "
+            "local copies instead)"
+        )
     if isinstance(err, (FileNotFoundError, ValueError)):
         return line("cannot open the source: check source.path, source.name, source.split and source.data_files")
     return err
 
 
-def retrying(open_stream: Callable[[], Iterable[T]], name: str, config_path: str | Path, *,
-             first: Iterable[T] | None = None, retries: int | None = None,
-             backoff_s: float | None = None) -> Iterator[T]:
+def retrying(
+    open_stream: Callable[[], Iterable[T]],
+    name: str,
+    config_path: str | Path,
+    *,
+    first: Iterable[T] | None = None,
+    retries: int | None = None,
+    backoff_s: float | None = None,
+) -> Iterator[T]:
     """Items of ``first`` (default ``open_stream()``); a transient failure re-opens the stream with
     ``open_stream`` and skips the items already delivered (the stream is deterministic).
 
@@ -245,12 +294,22 @@ def retrying(open_stream: Callable[[], Iterable[T]], name: str, config_path: str
                 raise
             failures += 1
             if failures > retries:
-                raise UserError(f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
-                                f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
-                                "rerun the same command to resume from the last complete shard",
-                                path=config_path, field="source") from None
+                raise UserError(
+                    f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
+                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+                    "rerun the same command to resume from the last complete shard",
+                    path=config_path,
+                    field="source",
+                ) from None
             wait = min(BACKOFF_CAP_S, backoff_s * 2 ** (failures - 1))
-            log.warning("%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s", name, delivered,
-                        type(err).__name__, failures, retries, wait)
+            log.warning(
+                "%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s",
+                name,
+                delivered,
+                type(err).__name__,
+                failures,
+                retries,
+                wait,
+            )
             time.sleep(wait)
             stream = open_stream()

@@ -92,7 +92,10 @@ class ValidationFilter:
                 upto = cum[kept]
                 carry = cum[-1] - upto[-1]
                 texts = batch.texts if kept.size == len(batch.texts) else [batch.texts[i] for i in kept]
-                yield DocumentBatch(texts, np.diff(upto, axis=0, prepend=np.zeros((1, counts.shape[1]), np.int64)),
-                                    np.zeros(counts.shape[1], dtype=np.int64))
+                yield DocumentBatch(
+                    texts,
+                    np.diff(upto, axis=0, prepend=np.zeros((1, counts.shape[1]), np.int64)),
+                    np.zeros(counts.shape[1], dtype=np.int64),
+                )
             else:
                 carry = cum[-1]

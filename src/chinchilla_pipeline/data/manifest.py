@@ -37,16 +37,25 @@ def shard_entry(bin_path: Path, num_tokens: int, num_docs: int) -> dict[str, Any
     refuse a shard whose ids reach the vocabulary size before a model ever sees them.
     """
     sha, top = digest_shard(bin_path)
-    return {"path": bin_path.name, "num_tokens": num_tokens, "num_docs": num_docs, "max_token_id": top,
-            "sha256": sha, "index_sha256": sha256_file(index_path(bin_path))}
+    return {
+        "path": bin_path.name,
+        "num_tokens": num_tokens,
+        "num_docs": num_docs,
+        "max_token_id": top,
+        "sha256": sha,
+        "index_sha256": sha256_file(index_path(bin_path)),
+    }
 
 
 def split_summary(shards: list[dict[str, Any]]) -> dict[str, Any]:
     num_tokens = sum(s["num_tokens"] for s in shards)
     num_docs = sum(s["num_docs"] for s in shards)
-    return {"num_tokens": num_tokens, "num_docs": num_docs,
-            "tokens_per_doc": round(num_tokens / num_docs, 3) if num_docs else 0.0,
-            "shards": shards}
+    return {
+        "num_tokens": num_tokens,
+        "num_docs": num_docs,
+        "tokens_per_doc": round(num_tokens / num_docs, 3) if num_docs else 0.0,
+        "shards": shards,
+    }
 
 
 def target_fields(target: int | None, num_tokens: int, world_size: int = 1) -> dict[str, Any]:
@@ -54,8 +63,11 @@ def target_fields(target: int | None, num_tokens: int, world_size: int = 1) -> d
     if target is None:
         return {"target_tokens": None}
     share = target / world_size
-    return {"target_tokens": target, "target_delta_tokens": int(num_tokens - round(share)),
-            "target_delta_fraction": round(num_tokens / share - 1, 6)}
+    return {
+        "target_tokens": target,
+        "target_delta_tokens": int(num_tokens - round(share)),
+        "target_delta_fraction": round(num_tokens / share - 1, 6),
+    }
 
 
 @dataclass(frozen=True)
@@ -85,26 +97,40 @@ class ManifestSummary:
             info = m["splits"][s]
             return SplitSummary(int(info["num_tokens"]), int(info["num_docs"]), float(info["tokens_per_doc"]))
 
-        return cls(m["name"], split("train"), split("validation"), m["stop_reason"], m.get("target_tokens"),
-                   m.get("target_delta_fraction"), m["input"])
+        return cls(
+            m["name"],
+            split("train"),
+            split("validation"),
+            m["stop_reason"],
+            m.get("target_tokens"),
+            m.get("target_delta_fraction"),
+            m["input"],
+        )
 
     def describe(self) -> str:
         """One line: documents and tokens per split, why it stopped, the distance from the target."""
         tr, va = self.train, self.validation
-        return (f"{tr.num_docs:,} documents, {tr.num_tokens:,} training tokens ({tr.tokens_per_doc:,.1f}/document), "
-                f"{va.num_docs:,} validation documents ({va.num_tokens:,} tokens); stopped by {self.stop_reason}"
-                + (f"; target {self.target_tokens:,} ({100 * self.target_delta_fraction:+.2f}%)"
-                   if self.target_tokens else ""))
+        return (
+            f"{tr.num_docs:,} documents, {tr.num_tokens:,} training tokens ({tr.tokens_per_doc:,.1f}/document), "
+            f"{va.num_docs:,} validation documents ({va.num_tokens:,} tokens); stopped by {self.stop_reason}"
+            + (
+                f"; target {self.target_tokens:,} ({100 * self.target_delta_fraction:+.2f}%)"
+                if self.target_tokens
+                else ""
+            )
+        )
 
 
 def input_summary(counts: dict[str, int]) -> str | None:
     """One line on what the source held besides the documents kept; None when nothing was dropped."""
     if not any(v for k, v in counts.items() if k != "rows_read"):
         return None
-    return (f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text; dropped "
-            f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
-            f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
-            "with U+FFFD (invalid UTF-8 replaced)")
+    return (
+        f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text; dropped "
+        f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
+        f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
+        "with U+FFFD (invalid UTF-8 replaced)"
+    )
 
 
 def hygiene_summary(manifest: dict[str, Any]) -> str:
@@ -112,22 +138,45 @@ def hygiene_summary(manifest: dict[str, Any]) -> str:
     h = manifest.get("hygiene")
     if h is None:
         return "no hygiene section: not written by a prepare that deduplicates validation documents"
-    return (f"prepare dropped {h['dropped_duplicate_of_validation']:,} training documents equal to a validation "
-            f"document and {h['dropped_duplicate_in_validation']:,} repeated validation documents (exact "
-            "duplicates; near-duplicates are not looked for)")
+    return (
+        f"prepare dropped {h['dropped_duplicate_of_validation']:,} training documents equal to a validation "
+        f"document and {h['dropped_duplicate_in_validation']:,} repeated validation documents (exact "
+        "duplicates; near-duplicates are not looked for)"
+    )
 
 
-def build_manifest(*, name: str, vocab_size: int, eot_id: int, tokenizer_sha256: str,
-                   splits: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
+def build_manifest(
+    *,
+    name: str,
+    vocab_size: int,
+    eot_id: int,
+    tokenizer_sha256: str,
+    splits: dict[str, list[dict[str, Any]]],
+    **extra: Any,
+) -> dict[str, Any]:
     """The manifest dict; ``extra`` carries the config as run, caps, target and source counts."""
-    return {"format_version": FORMAT_VERSION, "name": name, "vocab_size": vocab_size, "eot_id": eot_id,
-            "dtype": token_dtype(vocab_size).name, "tokenizer_sha256": tokenizer_sha256,
-            "splits": {s: split_summary(splits.get(s, [])) for s in SPLITS}, **extra}
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "vocab_size": vocab_size,
+        "eot_id": eot_id,
+        "dtype": token_dtype(vocab_size).name,
+        "tokenizer_sha256": tokenizer_sha256,
+        "splits": {s: split_summary(splits.get(s, [])) for s in SPLITS},
+        **extra,
+    }
 
 
-def write_token_dataset(out_dir: str | Path, name: str, docs: dict[str, list[np.ndarray]], *,
-                        vocab_size: int, eot_id: int, tokenizer_sha256: str = "none",
-                        **extra: Any) -> Path:
+def write_token_dataset(
+    out_dir: str | Path,
+    name: str,
+    docs: dict[str, list[np.ndarray]],
+    *,
+    vocab_size: int,
+    eot_id: int,
+    tokenizer_sha256: str = "none",
+    **extra: Any,
+) -> Path:
     """Write already-tokenized documents (each starting with ``eot_id``) as one shard per split.
 
     For small datasets built in memory (tests, tools); ``prepare`` streams instead.
@@ -142,7 +191,8 @@ def write_token_dataset(out_dir: str | Path, name: str, docs: dict[str, list[np.
             writer.add(np.concatenate(split_docs), np.array([d.size for d in split_docs]))
         writer.close()
         splits[split] = [shard_entry(writer.bin_path, writer.num_tokens, writer.num_docs)]
-    manifest = build_manifest(name=name, vocab_size=vocab_size, eot_id=eot_id,
-                              tokenizer_sha256=tokenizer_sha256, splits=splits, **extra)
+    manifest = build_manifest(
+        name=name, vocab_size=vocab_size, eot_id=eot_id, tokenizer_sha256=tokenizer_sha256, splits=splits, **extra
+    )
     write_json(out / MANIFEST_NAME, manifest)
     return out

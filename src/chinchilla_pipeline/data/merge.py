@@ -19,8 +19,13 @@ def _without_caps(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("max_samples", "max_tokens")}
 
 
-def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[str, Any] | None = None,
-                config_path: str | Path | None = None) -> dict[str, Any]:
+def merge_parts(
+    out_dir: str | Path,
+    name: str,
+    world_size: int,
+    config: dict[str, Any] | None = None,
+    config_path: str | Path | None = None,
+) -> dict[str, Any]:
     """Write ``out_dir/<name>/manifest.json`` listing every part's shards (paths into the parts).
 
     ``config`` (the dataset config as loaded, by alias) must be the one every part ran with.
@@ -41,27 +46,46 @@ def merge_parts(out_dir: str | Path, name: str, world_size: int, config: dict[st
         for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config", "source"):  # source: Hub commit read
             if m.get(key) != first.get(key):
                 raise UserError(f"part {sub} differs from part 0 in {key!r}", path=base)
-    splits = {s: [dict(e, path=f"{sub}/{e['path']}") for sub, m in parts for e in m["splits"][s]["shards"]]
-              for s in SPLITS}
+    splits = {
+        s: [dict(e, path=f"{sub}/{e['path']}") for sub, m in parts for e in m["splits"][s]["shards"]] for s in SPLITS
+    }
     reasons = sorted({m["stop_reason"] for _, m in parts})
     num_train = sum(m["splits"]["train"]["num_tokens"] for _, m in parts)
     fp = hashlib.sha256("".join(m["fingerprint"] for _, m in parts).encode()).hexdigest()
     manifest = build_manifest(
-        name=first["name"], vocab_size=first["vocab_size"], eot_id=first["eot_id"],
-        tokenizer_sha256=first["tokenizer_sha256"], splits=splits, config=first["config"],
-        config_path=first["config_path"], fingerprint=fp, rank=None, world_size=world_size,
+        name=first["name"],
+        vocab_size=first["vocab_size"],
+        eot_id=first["eot_id"],
+        tokenizer_sha256=first["tokenizer_sha256"],
+        splits=splits,
+        config=first["config"],
+        config_path=first["config_path"],
+        fingerprint=fp,
+        rank=None,
+        world_size=world_size,
         stop_reason=reasons[0] if len(reasons) == 1 else "+".join(reasons),
-        caps={k: (sum(m["caps"][k] for _, m in parts) if first["caps"][k] is not None else None)
-              for k in first["caps"]},
+        caps={
+            k: (sum(m["caps"][k] for _, m in parts) if first["caps"][k] is not None else None) for k in first["caps"]
+        },
         num_docs_read=sum(m["num_docs_read"] for _, m in parts),
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
         bad_records=first.get("bad_records"),  # every part scans the same source files
-        hygiene={"validation": "each part's own validation split (its stream's first unique documents)",
-                 "train": "each part's documents after them, less exact duplicates of that part's validation",
-                 **{k: sum(m["hygiene"][k] for _, m in parts) for k in HYGIENE_COUNTERS}},
-        parts=[{"path": sub, "stop_reason": m["stop_reason"], "fingerprint": m["fingerprint"],
-                "validation_sha256": m["hygiene"]["validation_sha256"]} for sub, m in parts],
+        hygiene={
+            "validation": "each part's own validation split (its stream's first unique documents)",
+            "train": "each part's documents after them, less exact duplicates of that part's validation",
+            **{k: sum(m["hygiene"][k] for _, m in parts) for k in HYGIENE_COUNTERS},
+        },
+        parts=[
+            {
+                "path": sub,
+                "stop_reason": m["stop_reason"],
+                "fingerprint": m["fingerprint"],
+                "validation_sha256": m["hygiene"]["validation_sha256"],
+            }
+            for sub, m in parts
+        ],
         **target_fields(first["config"].get("_target_tokens"), num_train),
-        **({"source": first["source"]} if first.get("source") else {}))
+        **({"source": first["source"]} if first.get("source") else {}),
+    )
     write_json(base / MANIFEST_NAME, manifest)
     return manifest

@@ -48,16 +48,21 @@ log = logging.getLogger(__name__)
 
 def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) -> tuple[int, int]:
     """Flags first, then torchrun (RANK/WORLD_SIZE), then a Slurm array, then a Slurm job step."""
-    pairs = [("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
-             ("SLURM_PROCID", "SLURM_NTASKS")]
+    pairs = [
+        ("RANK", "WORLD_SIZE"),
+        ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
+        ("SLURM_PROCID", "SLURM_NTASKS"),
+    ]
     found = next(((r, w) for r, w in pairs if r in env and w in env), None)
     env_rank, env_world = 0, 1
     if found is not None:
         try:
             env_rank, env_world = int(env[found[0]]), int(env[found[1]])
         except ValueError:
-            raise UserError(f"expected integers, got {found[0]}={env[found[0]]!r} {found[1]}={env[found[1]]!r}",
-                            field=f"${found[0]}/${found[1]}") from None
+            raise UserError(
+                f"expected integers, got {found[0]}={env[found[0]]!r} {found[1]}={env[found[1]]!r}",
+                field=f"${found[0]}/${found[1]}",
+            ) from None
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
@@ -70,15 +75,31 @@ def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path
     return base if world_size == 1 else base / f"part_{rank:05d}_of_{world_size:05d}"
 
 
-def fingerprint(cfg: DatasetConfig, tokenizer_sha256: str, rank: int, world_size: int,
-                files: list[tuple[str, int]] | None = None, source: dict[str, Any] | None = None) -> str:
+def fingerprint(
+    cfg: DatasetConfig,
+    tokenizer_sha256: str,
+    rank: int,
+    world_size: int,
+    files: list[tuple[str, int]] | None = None,
+    source: dict[str, Any] | None = None,
+) -> str:
     """Identity of a run's output: config as run, tokenizer, rank layout, shard format, stream and hygiene
     versions, for local sources the files the globs matched with their sizes (a new file changes the stream),
     and for Hub sources the commit read and the ``datasets`` version (``hub.pin``)."""
-    blob = json.dumps({"config": cfg.model_dump(by_alias=True), "tokenizer": tokenizer_sha256,
-                       "rank": rank, "world_size": world_size, "format": FORMAT_VERSION,
-                       "stream": STREAM_VERSION, "hygiene": HYGIENE_VERSION, "files": files,
-                       **({"source": source} if source else {})}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "config": cfg.model_dump(by_alias=True),
+            "tokenizer": tokenizer_sha256,
+            "rank": rank,
+            "world_size": world_size,
+            "format": FORMAT_VERSION,
+            "stream": STREAM_VERSION,
+            "hygiene": HYGIENE_VERSION,
+            "files": files,
+            **({"source": source} if source else {}),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -92,9 +113,18 @@ def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentB
         yield batch
 
 
-def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path,
-                    out_dir: str | Path, *, overwrite: bool = False, rank: int = 0, world_size: int = 1,
-                    workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+def prepare_dataset(
+    cfg: DatasetConfig,
+    config_path: str | Path,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write ``out_dir/<name>/`` (or this rank's part of it) and return its manifest.
 
     ``workers`` tokenizer processes (default: one per core) encode while this process reads
@@ -114,8 +144,9 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     if done is not None:
         return hub.record_source(out / MANIFEST_NAME, done, source)
     # Workers start first: they load the tokenizer while this process opens the source.
-    with EncoderPool(tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size),
-                     workers or default_workers()) as pool:
+    with EncoderPool(
+        tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
+    ) as pool:
         documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
         if source is not None:  # what this directory's shards are read from, checked by any resume
             hub.save_source(out, source)
@@ -123,9 +154,18 @@ def prepare_dataset(cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: 
     return hub.record_source(out / MANIFEST_NAME, manifest, source)
 
 
-def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, out: Path, fp: str,
-           documents: Iterator[DocumentBatch], pool: EncoderPool, rank: int, world_size: int,
-           progress: bool) -> dict[str, Any]:
+def _write(
+    cfg: DatasetConfig,
+    config_path: str | Path,
+    tok: LoadedTokenizer,
+    out: Path,
+    fp: str,
+    documents: Iterator[DocumentBatch],
+    pool: EncoderPool,
+    rank: int,
+    world_size: int,
+    progress: bool,
+) -> dict[str, Any]:
     """Tokenize ``documents`` and write shards, resuming from ``.progress.json``; return the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
@@ -136,21 +176,32 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
     documents = hygiene.split(documents)
     stop_reason = None
     tail = np.zeros(len(COUNTS), dtype=np.int64)
-    bar = tqdm(total=caps.max_tokens, initial=splits.num_tokens, unit="tok", unit_scale=True,
-               disable=not progress, desc=cfg.name, mininterval=2)
+    bar = tqdm(
+        total=caps.max_tokens,
+        initial=splits.num_tokens,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        desc=cfg.name,
+        mininterval=2,
+    )
     try:
         for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
             i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
             if i:
-                splits.add("validation", tokens[:lens[:i].sum()], lens[:i], batch.counts[:i])
+                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i])
                 if splits.num_val == caps.validation_docs:
                     splits.commit()
             fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
             if fit:
                 start = int(lens[:i].sum())
-                splits.add("train", tokens[start:start + lens[i:i + fit].sum()], lens[i:i + fit],
-                           batch.counts[i:i + fit])
-                bar.update(int(lens[i:i + fit].sum()))
+                splits.add(
+                    "train",
+                    tokens[start : start + lens[i : i + fit].sum()],
+                    lens[i : i + fit],
+                    batch.counts[i : i + fit],
+                )
+                bar.update(int(lens[i : i + fit].sum()))
             if stop_reason is not None:
                 break
         if stop_reason is None:  # the source ran out, maybe exactly at a cap
@@ -165,22 +216,37 @@ def _write(cfg: DatasetConfig, config_path: str | Path, tok: LoadedTokenizer, ou
         bar.close()
 
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
-        log.warning("%s: the source has only %d training documents after filtering (max_samples %d)",
-                    cfg.name, splits.num_train, caps.max_samples)
+        log.warning(
+            "%s: the source has only %d training documents after filtering (max_samples %d)",
+            cfg.name,
+            splits.num_train,
+            caps.max_samples,
+        )
     counts = (splits.read + tail).tolist()
     manifest = build_manifest(
-        name=cfg.name, vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_sha256=tok.sha256,
-        splits=splits.progress.shards, config=cfg.model_dump(by_alias=True), config_path=str(config_path),
-        fingerprint=fp, rank=rank, world_size=world_size, stop_reason=stop_reason, caps=caps.as_dict(),
-        num_docs_read=splits.consumed + sum(counts[len(COUNTERS):]),  # written + dropped as duplicates
-        input=dict(zip(COUNTERS, counts[:len(COUNTERS)])),
+        name=cfg.name,
+        vocab_size=tok.vocab_size,
+        eot_id=tok.eot_id,
+        tokenizer_sha256=tok.sha256,
+        splits=splits.progress.shards,
+        config=cfg.model_dump(by_alias=True),
+        config_path=str(config_path),
+        fingerprint=fp,
+        rank=rank,
+        world_size=world_size,
+        stop_reason=stop_reason,
+        caps=caps.as_dict(),
+        num_docs_read=splits.consumed + sum(counts[len(COUNTERS) :]),  # written + dropped as duplicates
+        input=dict(zip(COUNTERS, counts[: len(COUNTERS)])),
         bad_records=source_bad_records(cfg, config_path),
-        hygiene={"validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of "
-                               f"{world_size}",
-                 "train": "the documents after them, less exact duplicates of a validation document",
-                 "validation_sha256": hygiene.validation_sha256,
-                 **dict(zip(HYGIENE_COUNTERS, counts[len(COUNTERS):]))},
-        **target_fields(cfg.target_tokens, splits.num_tokens, world_size))
+        hygiene={
+            "validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of {world_size}",
+            "train": "the documents after them, less exact duplicates of a validation document",
+            "validation_sha256": hygiene.validation_sha256,
+            **dict(zip(HYGIENE_COUNTERS, counts[len(COUNTERS) :])),
+        },
+        **target_fields(cfg.target_tokens, splits.num_tokens, world_size),
+    )
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
     return manifest
@@ -196,7 +262,10 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any
         return None
     manifest = json.loads(mpath.read_text())
     if manifest.get("fingerprint") != fp:
-        raise UserError(f"{out} holds a dataset prepared with another config, tokenizer or pipeline version; "
-                        "pass --overwrite to replace it", path=config_path)
+        raise UserError(
+            f"{out} holds a dataset prepared with another config, tokenizer or pipeline version; "
+            "pass --overwrite to replace it",
+            path=config_path,
+        )
     log.info("%s is already prepared (use --overwrite to redo it)", out)
     return manifest

@@ -163,8 +163,9 @@ def scan_json_file(path: str) -> FileScan:
         _check_block(block, line_no, scan, bad)
         line_no += block.count(b"\n")
     if bad and scan.rows:
-        fd, scan.read_path = tempfile.mkstemp(suffix=".jsonl", prefix=f"{Path(path).name.split('.')[0]}_",
-                                              dir=_clean_dir())
+        fd, scan.read_path = tempfile.mkstemp(
+            suffix=".jsonl", prefix=f"{Path(path).name.split('.')[0]}_", dir=_clean_dir()
+        )
         with os.fdopen(fd, "wb") as out:
             line_no = 1
             for block in _blocks(path):
@@ -196,8 +197,9 @@ def scan_csv_file(path: str) -> FileScan:
                 continue
             scan.bad += 1
             if len(scan.first_bad) < FIRST_BAD:
-                scan.first_bad.append({"file": path, "line": reader.line_num,
-                                       "reason": f"{len(row)} fields, the header has {width}"})
+                scan.first_bad.append(
+                    {"file": path, "line": reader.line_num, "reason": f"{len(row)} fields, the header has {width}"}
+                )
     _CACHE[key] = scan
     return scan
 
@@ -219,20 +221,34 @@ def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tu
     for s in scans:
         if s.bad and not s.rows:
             ex = s.first_bad[0]
-            raise UserError(f"no valid record in {s.bad:,} {kind} (line {ex['line']}: {ex['reason']}); expected "
-                            + ("one JSON object per line" if fmt == "json" else "as many fields as the header"),
-                            path=s.path)
+            raise UserError(
+                f"no valid record in {s.bad:,} {kind} (line {ex['line']}: {ex['reason']}); expected "
+                + ("one JSON object per line" if fmt == "json" else "as many fields as the header"),
+                path=s.path,
+            )
     rows, bad = sum(s.rows for s in scans), sum(s.bad for s in scans)
     if bad > MAX_BAD_FRACTION * (rows + bad):
         ex = next(s.first_bad[0] for s in scans if s.bad)
-        raise UserError(f"{bad:,} of {rows + bad:,} {kind} are bad records, more than "
-                        f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
-                        "fix or remove the broken file(s)", path=config_path, field="source.data_files")
+        raise UserError(
+            f"{bad:,} of {rows + bad:,} {kind} are bad records, more than "
+            f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
+            "fix or remove the broken file(s)",
+            path=config_path,
+            field="source.data_files",
+        )
     if bad and (str(config_path), tuple(files)) not in _WARNED:  # once per source, however often it is opened
         _WARNED.add((str(config_path), tuple(files)))
         ex = next(s.first_bad[0] for s in scans if s.bad)
-        log.warning("%s: skipped %d bad record(s) of %d %s (first: %s line %d: %s)", config_path, bad, rows + bad,
-                    kind, ex["file"], ex["line"], ex["reason"])
+        log.warning(
+            "%s: skipped %d bad record(s) of %d %s (first: %s line %d: %s)",
+            config_path,
+            bad,
+            rows + bad,
+            kind,
+            ex["file"],
+            ex["line"],
+            ex["reason"],
+        )
     examples = [e for s in scans for e in s.first_bad][:FIRST_BAD]
     # pandas refuses a 0-byte CSV ("No columns to parse"): such a file holds no rows, leave it out.
     paths = [s.read_path for s in scans if fmt == "json" or os.path.getsize(s.path)] if rows else []
@@ -273,8 +289,11 @@ def _undecodable(err: Exception, cfg, config_path: str | Path) -> UserError:
                 try:
                     pf.read_row_group(i)
                 except Exception as found:  # noqa: BLE001 - any decoding failure names the file
-                    return UserError(f"is corrupt: row group {i} of {pf.num_row_groups} cannot be decoded "
-                                     f"({type(found).__name__}: {str(found)[:120]}); replace or remove the file",
-                                     path=path)
-    return UserError(f"a source file cannot be decoded ({what}); replace or remove it", path=config_path,
-                     field="source")
+                    return UserError(
+                        f"is corrupt: row group {i} of {pf.num_row_groups} cannot be decoded "
+                        f"({type(found).__name__}: {str(found)[:120]}); replace or remove the file",
+                        path=path,
+                    )
+    return UserError(
+        f"a source file cannot be decoded ({what}); replace or remove it", path=config_path, field="source"
+    )

@@ -89,8 +89,11 @@ class ShardWriter:
         lens = np.concatenate(self._doc_lens) if self._doc_lens else np.zeros(0, np.int64)
         assert int(lens.sum()) == self.num_tokens, "document lengths must cover the tokens"
         self._f.seek(0)
-        self._f.write(_header([TOKENS_MAGIC, VERSION, self.dtype.itemsize, self.num_tokens,
-                               lens.size, self.vocab_size, self.eot_id]))
+        self._f.write(
+            _header(
+                [TOKENS_MAGIC, VERSION, self.dtype.itemsize, self.num_tokens, lens.size, self.vocab_size, self.eot_id]
+            )
+        )
         offsets = np.zeros(lens.size + 1, dtype="<i8")
         np.cumsum(lens, out=offsets[1:])
         # The index goes first: a .bin under its final name always has its .idx.
@@ -155,8 +158,11 @@ def open_shard(bin_path: str | Path) -> Shard:
     if actual != expected:
         raise UserError(f"size {actual} bytes, header says {expected}", path=bin_path)
     dtype = np.dtype("<u2") if itemsize == 2 else np.dtype("<u4")
-    tokens = (np.memmap(bin_path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
-              if num_tokens else np.zeros(0, dtype))
+    tokens = (
+        np.memmap(bin_path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
+        if num_tokens
+        else np.zeros(0, dtype)
+    )
     idx_path = index_path(bin_path)
     hi = read_header(idx_path, INDEX_MAGIC)
     if int(hi[3]) != num_docs:
@@ -203,18 +209,30 @@ def check_shard(bin_path: str | Path, entry: dict, vocab_size: int) -> None:
     bin_path = Path(bin_path)
     recorded = entry.get("max_token_id")
     if recorded is not None and recorded >= vocab_size:
-        raise UserError(f"holds token id {recorded} (manifest max_token_id), outside the vocabulary of "
-                        f"{vocab_size}: it was tokenized with another tokenizer; prepare it again", path=bin_path)
+        raise UserError(
+            f"holds token id {recorded} (manifest max_token_id), outside the vocabulary of "
+            f"{vocab_size}: it was tokenized with another tokenizer; prepare it again",
+            path=bin_path,
+        )
     if not bin_path.is_file() or not index_path(bin_path).is_file():
         raise UserError("shard file or its .idx not found (the dataset is incomplete)", path=bin_path)
     # With the id recorded, the sha256 vouches for it; an older manifest without it: find it in the same read.
     sha, top = (sha256_file(bin_path), recorded) if recorded is not None else digest_shard(bin_path)
     if sha != entry.get("sha256"):
-        raise UserError("is corrupt: its sha256 differs from the manifest's (changed since `prepare` wrote it); "
-                        "prepare the dataset again or restore the shard", path=bin_path)
+        raise UserError(
+            "is corrupt: its sha256 differs from the manifest's (changed since `prepare` wrote it); "
+            "prepare the dataset again or restore the shard",
+            path=bin_path,
+        )
     if sha256_file(index_path(bin_path)) != entry.get("index_sha256"):
-        raise UserError("is corrupt: its sha256 differs from the manifest's (changed since `prepare` wrote it); "
-                        "prepare the dataset again or restore it", path=index_path(bin_path))
+        raise UserError(
+            "is corrupt: its sha256 differs from the manifest's (changed since `prepare` wrote it); "
+            "prepare the dataset again or restore it",
+            path=index_path(bin_path),
+        )
     if top is not None and top >= vocab_size:
-        raise UserError(f"holds token id {top}, outside the vocabulary of {vocab_size}: it was tokenized with "
-                        "another tokenizer; prepare it again", path=bin_path)
+        raise UserError(
+            f"holds token id {top}, outside the vocabulary of {vocab_size}: it was tokenized with "
+            "another tokenizer; prepare it again",
+            path=bin_path,
+        )

@@ -39,8 +39,14 @@ DOC_COLUMN = "__document__"
 # restart never resumes another version's stream. 2: Arrow shuffle buffer, empty documents dropped.
 STREAM_VERSION = 2
 # What the source held besides documents kept; the manifest's ``input`` section.
-COUNTERS = ("rows_read", "rows_without_text", "dropped_empty", "dropped_too_short", "dropped_too_long",
-            "documents_with_replacement_char")
+COUNTERS = (
+    "rows_read",
+    "rows_without_text",
+    "dropped_empty",
+    "dropped_too_short",
+    "dropped_too_long",
+    "documents_with_replacement_char",
+)
 log = logging.getLogger(__name__)
 
 
@@ -56,8 +62,9 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
     try:
         if isinstance(src, HubSource):  # a mirror directory or the Hub, at the resolved commit (data/hub.py)
             res = hub.resolve(src, config_path, cfg.name)
-            return datasets.load_dataset(res.path, src.name, split=src.split, revision=res.revision,
-                                         data_files=src.data_files, streaming=True)
+            return datasets.load_dataset(
+                res.path, src.name, split=src.split, revision=res.revision, data_files=src.data_files, streaming=True
+            )
         # text and csv files are decoded by Python: invalid UTF-8 becomes U+FFFD there.
         kwargs = {"encoding_errors": "replace"} if src.format in ("text", "csv") else {}
         if src.format == "text":
@@ -78,8 +85,11 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if not isinstance(err, (FileNotFoundError, ValueError, ConnectionError)):
             raise
         field = "source.path" if isinstance(src, HubSource) else "source.data_files"
-        raise UserError(f"cannot open the source ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
-                        path=config_path, field=field) from None
+        raise UserError(
+            f"cannot open the source ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+            path=config_path,
+            field=field,
+        ) from None
 
 
 def _no_rows():
@@ -94,11 +104,15 @@ def _check_columns(cfg: DatasetConfig, columns: list[str], config_path) -> None:
     if cfg.text_template is not None:
         missing = [f for f in _template_fields(cfg.text_template) if f not in columns]
         if missing:
-            raise UserError(f"fields {missing} not in the source's columns {columns}",
-                            path=config_path, field="text_template")
+            raise UserError(
+                f"fields {missing} not in the source's columns {columns}", path=config_path, field="text_template"
+            )
     elif cfg.text_field not in columns:
-        raise UserError(f"{cfg.text_field!r} is not a column of the source (columns: {columns})",
-                        path=config_path, field="text_field")
+        raise UserError(
+            f"{cfg.text_field!r} is not a column of the source (columns: {columns})",
+            path=config_path,
+            field="text_field",
+        )
 
 
 def _values(column) -> list:
@@ -114,8 +128,7 @@ def _values(column) -> list:
     try:
         return column.to_pylist()
     except UnicodeDecodeError:
-        return [None if b is None else b.decode("utf-8", "replace")
-                for b in column.cast(pa.large_binary()).to_pylist()]
+        return [None if b is None else b.decode("utf-8", "replace") for b in column.cast(pa.large_binary()).to_pylist()]
 
 
 def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1):
@@ -141,25 +154,34 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
         if template is None:
             texts = [t if isinstance(t, str) else None for t in values[0]]
         else:  # missing fields render as ""; a row is without text when every field is missing
-            texts = [None if all(v is None for v in row) else
-                     template.format_map({f: "" if v is None else v for f, v in zip(fields, row)})
-                     for row in zip(*values)]
+            texts = [
+                None
+                if all(v is None for v in row)
+                else template.format_map({f: "" if v is None else v for f, v in zip(fields, row)})
+                for row in zip(*values)
+            ]
         no_text = np.array([t is None for t in texts], dtype=np.int32)
         rows = np.ones(len(texts), dtype=np.int32)
         if join > 1:
-            texts = [sep.join(t for t in texts[i:i + join] if t) for i in range(0, len(texts), join)]
+            texts = [sep.join(t for t in texts[i : i + join] if t) for i in range(0, len(texts), join)]
             rows = np.add.reduceat(rows, np.arange(0, rows.size, join)) if rows.size else rows
             no_text = np.add.reduceat(no_text, np.arange(0, no_text.size, join)) if no_text.size else no_text
         lens = np.fromiter((len(t) if t else 0 for t in texts), dtype=np.int64, count=len(texts))
         empty, short = lens == 0, (lens > 0) & (lens < lo)
         long = lens > hi if hi is not None else np.zeros(lens.shape, dtype=bool)
         keep = ~(empty | short | long)
-        counts = {"rows_read": rows, "rows_without_text": no_text, "dropped_empty": empty,
-                  "dropped_too_short": short, "dropped_too_long": long,
-                  "documents_with_replacement_char": [bool(t) and "\ufffd" in t for t in texts]}
+        counts = {
+            "rows_read": rows,
+            "rows_without_text": no_text,
+            "dropped_empty": empty,
+            "dropped_too_short": short,
+            "dropped_too_long": long,
+            "documents_with_replacement_char": [bool(t) and "\ufffd" in t for t in texts],
+        }
         kept = pa.array([t if k else None for t, k in zip(texts, keep)], type=pa.large_string())
-        return pa.table({DOC_COLUMN: kept, **{name: pa.array(np.asarray(counts[name], dtype=np.int32))
-                                              for name in COUNTERS}})
+        return pa.table(
+            {DOC_COLUMN: kept, **{name: pa.array(np.asarray(counts[name], dtype=np.int32)) for name in COUNTERS}}
+        )
 
     # A multiple of join_rows rows per map batch: each document is join_rows consecutive rows.
     batch = join * max(1, 1000 // join)
@@ -172,9 +194,15 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
         ds = ds.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     if world_size > 1:
         if ds.num_shards % world_size:
-            log.warning("%s: %d source files do not split evenly into %d parts: every part reads the whole "
-                        "source and keeps one document in %d (a world size dividing %d reads each file once)",
-                        cfg.name, ds.num_shards, world_size, world_size, ds.num_shards)
+            log.warning(
+                "%s: %d source files do not split evenly into %d parts: every part reads the whole "
+                "source and keeps one document in %d (a world size dividing %d reads each file once)",
+                cfg.name,
+                ds.num_shards,
+                world_size,
+                world_size,
+                ds.num_shards,
+            )
         ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
     return ds
 
@@ -193,8 +221,9 @@ class DocumentBatch:
     tail: np.ndarray
 
 
-def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
-                 batch_docs: int | None = None) -> Iterator[DocumentBatch]:
+def iter_batches(
+    cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1, batch_docs: int | None = None
+) -> Iterator[DocumentBatch]:
     """This rank's documents, from batches of ``batch_docs`` candidates (default: the config's).
 
     The source is opened now (a missing file or an unreachable Hub fails here);
@@ -204,16 +233,22 @@ def iter_batches(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, wor
     ds = document_dataset(cfg, config_path, rank, world_size)
     tables = ds.iter(batch_size=size)
     if isinstance(cfg.source, HubSource):  # a dropped connection re-opens the stream where it was
-        tables = hub.retrying(lambda: document_dataset(cfg, config_path, rank, world_size).iter(batch_size=size),
-                              cfg.name, config_path, first=tables)
+        tables = hub.retrying(
+            lambda: document_dataset(cfg, config_path, rank, world_size).iter(batch_size=size),
+            cfg.name,
+            config_path,
+            first=tables,
+        )
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
         for table in guard_stream(tables, cfg, config_path):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
-            cum = np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0,
-                            dtype=np.int64) + carry
+            cum = (
+                np.cumsum(np.stack([table.column(c).to_numpy() for c in COUNTERS], axis=1), axis=0, dtype=np.int64)
+                + carry
+            )
             upto = cum[kept]
             counts = np.diff(upto, axis=0, prepend=np.zeros((1, len(COUNTERS)), dtype=np.int64))
             if len(table):
@@ -241,14 +276,21 @@ def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
             line = hub.hub_error(err, cfg.name, path) if isinstance(cfg.source, HubSource) else err
             if line is err and not isinstance(err, (FileNotFoundError, ValueError, ConnectionError)):
                 raise
-            raise (line if line is not err else UserError(
-                f"cannot read the source's first row ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
-                path=path, field="source")) from None
+            raise (
+                line
+                if line is not err
+                else UserError(
+                    f"cannot read the source's first row ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+                    path=path,
+                    field="source",
+                )
+            ) from None
         _check_columns(cfg, ds.column_names or list(first.keys()), path)
         log.info("%s: source opened, first row read", cfg.name)
 
 
-def iter_documents(cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1,
-                   batch_docs: int | None = None) -> Iterator[list[str]]:
+def iter_documents(
+    cfg: DatasetConfig, config_path: str | Path, rank: int = 0, world_size: int = 1, batch_docs: int | None = None
+) -> Iterator[list[str]]:
     """The texts of ``iter_batches`` (for readers that need no counts)."""
     return (b.texts for b in iter_batches(cfg, config_path, rank, world_size, batch_docs) if b.texts)

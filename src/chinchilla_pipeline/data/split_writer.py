@@ -35,8 +35,15 @@ class Progress:
     counts: list[int] = field(default_factory=list)  # the source's counters up to docs_consumed
 
     def save(self, out: Path) -> None:
-        write_json(out / STATE_NAME, {"fingerprint": self.fingerprint, "docs_consumed": self.docs_consumed,
-                                      "counts": self.counts, "shards": self.shards})
+        write_json(
+            out / STATE_NAME,
+            {
+                "fingerprint": self.fingerprint,
+                "docs_consumed": self.docs_consumed,
+                "counts": self.counts,
+                "shards": self.shards,
+            },
+        )
 
     def total(self, split: str, key: str) -> int:
         return sum(s[key] for s in self.shards[split])
@@ -48,9 +55,12 @@ def load_progress(out: Path, fp: str, num_counters: int) -> Progress:
     if spath.is_file():
         saved = json.loads(spath.read_text())
         if saved.get("fingerprint") != fp:
-            raise UserError(f"{out} holds a half-prepared dataset of another config, tokenizer or stream "
-                            f"version ({saved.get('docs_consumed', 0):,} documents); pass --overwrite to discard "
-                            "it", path=spath)
+            raise UserError(
+                f"{out} holds a half-prepared dataset of another config, tokenizer or stream "
+                f"version ({saved.get('docs_consumed', 0):,} documents); pass --overwrite to discard "
+                "it",
+                path=spath,
+            )
         log.info("resuming %s after %d documents", out, saved["docs_consumed"])
         return Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
     for p in list(out.glob("*.bin")) + list(out.glob("*.idx")):  # a first shard renamed before any progress
@@ -85,10 +95,10 @@ class SplitWriter:
             w = self._open(split)
             take = len(lens) - i
             if split == "train":  # up to the document that fills the shard
-                cum = offsets[i + 1:] - offsets[i]
+                cum = offsets[i + 1 :] - offsets[i]
                 take = min(take, int(np.searchsorted(cum, self.shard_tokens - w.num_tokens, "left")) + 1)
-            w.add(tokens[offsets[i]:offsets[i + take]], lens[i:i + take])
-            self.read += counts[i:i + take].sum(axis=0)
+            w.add(tokens[offsets[i] : offsets[i + take]], lens[i : i + take])
+            self.read += counts[i : i + take].sum(axis=0)
             self.consumed += take
             if split == "train":
                 self.num_train += take
@@ -120,8 +130,7 @@ class SplitWriter:
             self._writer = None
 
     def _new(self, split: str) -> ShardWriter:
-        return ShardWriter(self.out / shard_name(split, len(self.progress.shards[split])), self.vocab_size,
-                           self.eot_id)
+        return ShardWriter(self.out / shard_name(split, len(self.progress.shards[split])), self.vocab_size, self.eot_id)
 
     def _open(self, split: str) -> ShardWriter:
         if self._writer is None:

@@ -43,12 +43,14 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
                 problems.append(f"{where}: {err}")
                 continue
             if (shard.num_tokens, shard.num_docs) != (entry["num_tokens"], entry["num_docs"]):
-                problems.append(f"{where}: header has {shard.num_tokens} tokens / {shard.num_docs} documents, "
-                                f"manifest {entry['num_tokens']} / {entry['num_docs']}")
+                problems.append(
+                    f"{where}: header has {shard.num_tokens} tokens / {shard.num_docs} documents, "
+                    f"manifest {entry['num_tokens']} / {entry['num_docs']}"
+                )
             if (shard.vocab_size, shard.eot_id) != (ds.vocab_size, ds.eot_id):
                 problems.append(f"{where}: vocabulary or end-of-text id differs from the manifest")
             for lo in range(0, shard.num_tokens, SCAN_TOKENS):
-                top = int(shard.tokens[lo:lo + SCAN_TOKENS].max())
+                top = int(shard.tokens[lo : lo + SCAN_TOKENS].max())
                 if top >= ds.vocab_size:
                     problems.append(f"{where}: token id {top} >= vocabulary size {ds.vocab_size}")
                     break
@@ -57,8 +59,10 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
             tot_tokens += entry["num_tokens"]
             tot_docs += entry["num_docs"]
         if (tot_tokens, tot_docs) != (info["num_tokens"], info["num_docs"]):
-            problems.append(f"{split}: shards sum to {tot_tokens} tokens / {tot_docs} documents, "
-                            f"manifest says {info['num_tokens']} / {info['num_docs']}")
+            problems.append(
+                f"{split}: shards sum to {tot_tokens} tokens / {tot_docs} documents, "
+                f"manifest says {info['num_tokens']} / {info['num_docs']}"
+            )
     if not problems:  # each part was deduplicated against its own validation split
         parts = [open_prepared(ds.path / p["path"]) for p in m["parts"]] if m.get("parts") else [ds]
         problems += [f"{p.path.name}/{line}" if p is not ds else line for p in parts for line in _validation_overlap(p)]
@@ -67,8 +71,10 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
 
         tok = load_tokenizer(tokenizer_dir)
         if tok.sha256 != ds.tokenizer_sha256:
-            problems.append(f"tokenizer {tok.path} (sha256 {tok.sha256[:12]}) is not the one the shards "
-                            f"were made with ({ds.tokenizer_sha256[:12]})")
+            problems.append(
+                f"tokenizer {tok.path} (sha256 {tok.sha256[:12]}) is not the one the shards "
+                f"were made with ({ds.tokenizer_sha256[:12]})"
+            )
         problems += _tokenizer_held_out(tok.path.parent, m)
     return problems
 
@@ -100,7 +106,7 @@ def _validation_overlap(ds) -> list[str]:
     in_train = 0
     for shard in ds.shards("train"):
         for i in np.flatnonzero(np.isin(_doc_keys(shard), keys)):
-            in_train += shard.tokens[shard.doc_starts[i]:shard.doc_starts[i + 1]].tobytes() in val
+            in_train += shard.tokens[shard.doc_starts[i] : shard.doc_starts[i + 1]].tobytes() in val
     if in_train:
         problems.append(f"train: {in_train} documents equal a validation document")
     return problems
@@ -117,6 +123,8 @@ def _tokenizer_held_out(tokenizer_dir: Path, m: dict) -> list[str]:
     if m.get("world_size") != 1 or "validation_sha256" not in src or ours is None:
         return []
     if src["validation_sha256"] != ours:
-        return [f"the tokenizer held out another validation split of {m['name']} than this dataset's (sha256 "
-                f"{src['validation_sha256'][:12]} vs {ours[:12]}): it may have trained on this validation text"]
+        return [
+            f"the tokenizer held out another validation split of {m['name']} than this dataset's (sha256 "
+            f"{src['validation_sha256'][:12]} vs {ours[:12]}): it may have trained on this validation text"
+        ]
     return []

@@ -26,14 +26,19 @@ log = logging.getLogger(__name__)
 
 def measure_flops_rate(cfg: ModelConfig, device: torch.device, micro: int, steps: int = 6) -> float:
     """Training FLOP/s this machine reaches on ``cfg`` (bare forward + backward + AdamW loop)."""
-    measured = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto",
-                         compile_="off", seed=0)
+    measured = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto", compile_="off", seed=0)
     return measured["tokens_per_s"] * cfg.flops_per_token()
 
 
-def size_for_time(seconds: float, vocab_size: int, block_size: int, micro: int,
-                  tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM, device: str = "cpu",
-                  max_probes: int = 3) -> dict[str, Any]:
+def size_for_time(
+    seconds: float,
+    vocab_size: int,
+    block_size: int,
+    micro: int,
+    tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM,
+    device: str = "cpu",
+    max_probes: int = 3,
+) -> dict[str, Any]:
     """The model and token budget that ``seconds`` of training allow at ``tokens_per_param``.
 
     Compute C = FLOP/s x seconds (FLOP/s measured), then N from C = 6 N D with
@@ -50,28 +55,38 @@ def size_for_time(seconds: float, vocab_size: int, block_size: int, micro: int,
         param_share = 6 * cfg.num_params() / cfg.flops_per_token()
         n = params_for_compute(rate * param_share * seconds, tokens_per_param)
         chosen = model_for_params(n, vocab_size, block_size)
-        probes.append({"probe_width": cfg.n_embd, "flops_per_s": rate, "target_params": n,
-                       "chosen_width": chosen.n_embd})
+        probes.append(
+            {"probe_width": cfg.n_embd, "flops_per_s": rate, "target_params": n, "chosen_width": chosen.n_embd}
+        )
         log.info("probe width %d: %.2f GFLOP/s -> N = %.0f -> width %d", cfg.n_embd, rate / 1e9, n, chosen.n_embd)
         if chosen.n_embd == cfg.n_embd:
             break
         cfg = chosen
     num_params = chosen.num_params()
-    return {"model": chosen, "num_params": num_params, "num_tokens": tokens_for_params(num_params, tokens_per_param),
-            "seconds": seconds, "tokens_per_param": tokens_per_param, "probes": probes,
-            "expected_tokens_per_s": probes[-1]["flops_per_s"] / chosen.flops_per_token()}
+    return {
+        "model": chosen,
+        "num_params": num_params,
+        "num_tokens": tokens_for_params(num_params, tokens_per_param),
+        "seconds": seconds,
+        "tokens_per_param": tokens_per_param,
+        "probes": probes,
+        "expected_tokens_per_s": probes[-1]["flops_per_s"] / chosen.flops_per_token(),
+    }
 
 
-def write_demo_model(out_path: str | Path, seconds: float, vocab_size: int, block_size: int, micro: int,
-                     device: str = "cpu") -> dict[str, Any]:
+def write_demo_model(
+    out_path: str | Path, seconds: float, vocab_size: int, block_size: int, micro: int, device: str = "cpu"
+) -> dict[str, Any]:
     """Measure, size, and write the model config (and the sizing record beside it)."""
     sized = size_for_time(seconds, vocab_size, block_size, micro, device=device)
     model: ModelConfig = sized["model"]
     data = model.model_dump()
     data["name"] = f"demo_{model.num_params() // 1000}k"
-    data["_comment"] = (f"Written by `chinchilla demo-size`: {seconds:.0f} s of training at the measured "
-                        f"{sized['probes'][-1]['flops_per_s'] / 1e9:.2f} GFLOP/s allow N = {sized['num_params']:,} "
-                        f"parameters and D = {sized['tokens_per_param']:g} N = {sized['num_tokens']:,} tokens.")
+    data["_comment"] = (
+        f"Written by `chinchilla demo-size`: {seconds:.0f} s of training at the measured "
+        f"{sized['probes'][-1]['flops_per_s'] / 1e9:.2f} GFLOP/s allow N = {sized['num_params']:,} "
+        f"parameters and D = {sized['tokens_per_param']:g} N = {sized['num_tokens']:,} tokens."
+    )
     write_json(out_path, data)
     record = {k: v for k, v in sized.items() if k != "model"}
     record["model_config"] = str(out_path)
@@ -82,6 +97,8 @@ def write_demo_model(out_path: str | Path, seconds: float, vocab_size: int, bloc
 def format_sizing(out_path: str | Path, sized: dict[str, Any]) -> str:
     """One line: the model ``write_demo_model`` chose, its N and D, and the throughput measured."""
     m = sized["model"]
-    return (f"{out_path}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
-            f"vocabulary {m.vocab_size:,}: N = {sized['num_params']:,} parameters, D = {sized['num_tokens']:,} "
-            f"tokens ({sized['tokens_per_param']:g} N) at ~{sized['expected_tokens_per_s']:,.0f} tokens/s measured")
+    return (
+        f"{out_path}: width {m.n_embd}, {m.n_layer} layers, {m.n_head} heads, context {m.block_size}, "
+        f"vocabulary {m.vocab_size:,}: N = {sized['num_params']:,} parameters, D = {sized['num_tokens']:,} "
+        f"tokens ({sized['tokens_per_param']:g} N) at ~{sized['expected_tokens_per_s']:,.0f} tokens/s measured"
+    )

@@ -28,8 +28,17 @@ from ..model.config import load_model_config
 from ..plan import DEFAULT_TOKENS_PER_PARAM, tokens_for_params
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import CurriculumConfig, ScheduleConfig
-from .runs import (dataset_train_tokens, dataset_vocab_size, final_validation, overall_proportions, summarize,
-                   total_steps, train_or_skip, write_family_model, write_run_config)
+from .runs import (
+    dataset_train_tokens,
+    dataset_vocab_size,
+    final_validation,
+    overall_proportions,
+    summarize,
+    total_steps,
+    train_or_skip,
+    write_family_model,
+    write_run_config,
+)
 
 Order = Literal["as_base", "reversed", "mixed"]
 
@@ -47,7 +56,9 @@ class AblationConfig(StrictModel):
     # 160,640 parameters at vocabulary 4,096 and context 128.
     width: PositiveInt = 32
     block_size: PositiveInt = 128
-    tokens_per_param: PositiveFloat = DEFAULT_TOKENS_PER_PARAM  # D = 20 N, Chinchilla's ratio, the same D for every variant
+    tokens_per_param: PositiveFloat = (
+        DEFAULT_TOKENS_PER_PARAM  # D = 20 N, Chinchilla's ratio, the same D for every variant
+    )
     seeds: list[int] = Field(min_length=1)
     variants: list[VariantConfig] = Field(min_length=2)
     schedule: Optional[ScheduleConfig] = None  # replaces the base's schedule for every variant (e.g. wsd)
@@ -69,30 +80,51 @@ def variant_phases(phases: Sequence[dict[str, Any]], order: Order) -> list[dict[
     if order == "reversed":
         return [dict(p) for p in reversed(phases)]
     paths = {s["name"]: s["path"] for p in phases for s in p["sources"]}
-    return [{"name": "mixed", "share": 1.0,
-             "sources": [{"name": n, "path": paths[n], "weight": w} for n, w in overall_proportions(phases).items()]}]
+    return [
+        {
+            "name": "mixed",
+            "share": 1.0,
+            "sources": [{"name": n, "path": paths[n], "weight": w} for n, w in overall_proportions(phases).items()],
+        }
+    ]
 
 
-def run_configs(cfg: AblationConfig, base: dict[str, Any], model_path: str, num_params: int,
-                seeds: Sequence[int]) -> list[tuple[str, int, dict[str, Any]]]:
+def run_configs(
+    cfg: AblationConfig, base: dict[str, Any], model_path: str, num_params: int, seeds: Sequence[int]
+) -> list[tuple[str, int, dict[str, Any]]]:
     """(variant, seed, curriculum config data) for every run, seed-major (all variants of a seed together)."""
-    shared = {k: v for k, v in base.items() if not k.startswith("_")
-              and k not in ("name", "model", "seed", "total_tokens", "tokens_per_param", "phases")}
+    shared = {
+        k: v
+        for k, v in base.items()
+        if not k.startswith("_") and k not in ("name", "model", "seed", "total_tokens", "tokens_per_param", "phases")
+    }
     if cfg.schedule is not None:
         shared["schedule"] = cfg.schedule.model_dump()
     total = tokens_for_params(num_params, cfg.tokens_per_param)
     out = []
     for seed in seeds:
         for v in cfg.variants:
-            out.append((v.name, seed, {**shared, "name": f"{v.name}_seed{seed}", "model": model_path,
-                                       "seed": seed, "total_tokens": total,
-                                       "phases": variant_phases(base["phases"], v.order)}))
+            out.append(
+                (
+                    v.name,
+                    seed,
+                    {
+                        **shared,
+                        "name": f"{v.name}_seed{seed}",
+                        "model": model_path,
+                        "seed": seed,
+                        "total_tokens": total,
+                        "phases": variant_phases(base["phases"], v.order),
+                    },
+                )
+            )
     return out
 
 
 def aggregate(finals: dict[str, dict[int, dict[str, float]]]) -> dict[str, Any]:
     """Per variant: each domain's and the average's mean/std/min/max over seeds, and the average's
     difference from the first variant, paired by seed (same seed = same initial weights)."""
+
     def average(by_seed: dict[int, dict[str, float]]) -> dict[int, float]:
         return {s: sum(losses.values()) / len(losses) for s, losses in by_seed.items()}
 
@@ -101,10 +133,12 @@ def aggregate(finals: dict[str, dict[int, dict[str, float]]]) -> dict[str, Any]:
     for variant, by_seed in finals.items():
         domains = list(next(iter(by_seed.values())))
         avg = average(by_seed)
-        out[variant] = {"domains": {d: summarize([by_seed[s][d] for s in by_seed]) for d in domains},
-                        "average": summarize(list(avg.values())),
-                        "average_minus_first": summarize([avg[s] - first_avg[s] for s in avg]),
-                        "seeds": sorted(by_seed)}
+        out[variant] = {
+            "domains": {d: summarize([by_seed[s][d] for s in by_seed]) for d in domains},
+            "average": summarize(list(avg.values())),
+            "average_minus_first": summarize([avg[s] - first_avg[s] for s in avg]),
+            "seeds": sorted(by_seed),
+        }
     return out
 
 
@@ -119,15 +153,29 @@ def format_table(summary: dict[str, Any], first: str) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, row in summary.items():
         diff = row["average_minus_first"]  # paired by seed: the seeds both variants ran
-        lines.append("| " + " | ".join([variant, str(len(row["seeds"])), *(cell(row["domains"][d]) for d in domains),
-                                        cell(row["average"]),
-                                        "reference" if variant == first else
-                                        f"{diff['mean']:+.4f} ± {diff['std']:.4f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    variant,
+                    str(len(row["seeds"])),
+                    *(cell(row["domains"][d]) for d in domains),
+                    cell(row["average"]),
+                    "reference" if variant == first else f"{diff['mean']:+.4f} ± {diff['std']:.4f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
-def run_ablation(config_path: str | Path, out_dir: str | Path = "runs/ablation", *,
-                 seeds: Sequence[int] | None = None, device: str = "auto") -> dict[str, Any]:
+def run_ablation(
+    config_path: str | Path,
+    out_dir: str | Path = "runs/ablation",
+    *,
+    seeds: Sequence[int] | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Train every (variant, seed) not yet finished, then write ``results.json``, ``results.md``
     and ``ablation.png`` to ``out_dir``. Returns the results."""
     from .plots import plot_ablation
@@ -141,8 +189,11 @@ def run_ablation(config_path: str | Path, out_dir: str | Path = "runs/ablation",
     model_path = write_family_model(out, cfg.width, dataset_vocab_size(first_source.path), cfg.block_size)
     model = load_model_config(model_path)
     runs = run_configs(cfg, base, str(model_path), model.num_params(), seeds)
-    print(f"ablation: {len(runs)} runs ({len(cfg.variants)} variants x {len(seeds)} seeds), model width "
-          f"{cfg.width}: {model.num_params():,} parameters, {runs[0][2]['total_tokens']:,} tokens each", flush=True)
+    print(
+        f"ablation: {len(runs)} runs ({len(cfg.variants)} variants x {len(seeds)} seeds), model width "
+        f"{cfg.width}: {model.num_params():,} parameters, {runs[0][2]['total_tokens']:,} tokens each",
+        flush=True,
+    )
     finals: dict[str, dict[int, dict[str, float]]] = {v.name: {} for v in cfg.variants}
     seconds: dict[str, float] = {}
     for variant, seed, data in runs:
@@ -156,23 +207,40 @@ def run_ablation(config_path: str | Path, out_dir: str | Path = "runs/ablation",
     first = cfg.variants[0].name
     total = runs[0][2]["total_tokens"]
     # Tokens each source gets (the same in every variant) and how many passes over its training split.
-    exposure = {n: {"tokens": share * total, "epochs": share * total / dataset_train_tokens(base_cfg.domains()[n])}
-                for n, share in overall_proportions(base["phases"]).items()}
-    result = {"config": str(config_path), "base": cfg.base, "model": str(model_path),
-              "num_params": model.num_params(), "total_tokens": total, "source_exposure": exposure,
-              "variants": {v.name: {"order": v.order, "phases": variant_phases(base["phases"], v.order)}
-                           for v in cfg.variants},
-              "final_validation": {v: {str(s): losses for s, losses in by.items()} for v, by in finals.items()},
-              "summary": summary, "seconds_this_invocation": seconds}
+    exposure = {
+        n: {"tokens": share * total, "epochs": share * total / dataset_train_tokens(base_cfg.domains()[n])}
+        for n, share in overall_proportions(base["phases"]).items()
+    }
+    result = {
+        "config": str(config_path),
+        "base": cfg.base,
+        "model": str(model_path),
+        "num_params": model.num_params(),
+        "total_tokens": total,
+        "source_exposure": exposure,
+        "variants": {
+            v.name: {"order": v.order, "phases": variant_phases(base["phases"], v.order)} for v in cfg.variants
+        },
+        "final_validation": {v: {str(s): losses for s, losses in by.items()} for v, by in finals.items()},
+        "summary": summary,
+        "seconds_this_invocation": seconds,
+    }
     write_json(out / "results.json", result)
     table = format_table(summary, first)
     epochs = ", ".join(f"{n} {e['tokens'] / 1e6:.2f}M ({e['epochs']:.2f} epochs)" for n, e in exposure.items())
-    write_text(out / "results.md", f"Final validation loss (nats/token), mean ± std (min–max) over seeds; "
-                                   f"{model.num_params():,} parameters, {total:,} tokens per run; tokens per "
-                                   f"source in every variant: {epochs}.\n\n{table}\n")
-    plot_ablation(summary, finals, out / "ablation.png",
-                  title=f"{model.num_params() / 1e3:.0f}K parameters, {result['total_tokens'] / 1e6:.1f}M tokens, "
-                        f"{len(seeds)} seeds")
+    write_text(
+        out / "results.md",
+        f"Final validation loss (nats/token), mean ± std (min–max) over seeds; "
+        f"{model.num_params():,} parameters, {total:,} tokens per run; tokens per "
+        f"source in every variant: {epochs}.\n\n{table}\n",
+    )
+    plot_ablation(
+        summary,
+        finals,
+        out / "ablation.png",
+        title=f"{model.num_params() / 1e3:.0f}K parameters, {result['total_tokens'] / 1e6:.1f}M tokens, "
+        f"{len(seeds)} seeds",
+    )
     print(table)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
     return result

@@ -25,12 +25,16 @@ def fit_parabola(num_params: Sequence[float], losses: Sequence[float]) -> dict[s
     if len(set(x.tolist())) < 3:
         raise ValueError(f"a parabola needs at least 3 distinct sizes, got {len(set(x.tolist()))}")
     a, b, c = np.polyfit(x, y, 2).tolist()
-    out: dict[str, Any] = {"coeffs": [a, b, c], "convex": a > 0, "num_params_opt": None, "loss_opt": None,
-                           "inside": False}
+    out: dict[str, Any] = {
+        "coeffs": [a, b, c],
+        "convex": a > 0,
+        "num_params_opt": None,
+        "loss_opt": None,
+        "inside": False,
+    }
     if a > 0:
         x_opt = -b / (2 * a)
-        out.update(num_params_opt=10 ** x_opt, loss_opt=c - b * b / (4 * a),
-                   inside=bool(x.min() <= x_opt <= x.max()))
+        out.update(num_params_opt=10**x_opt, loss_opt=c - b * b / (4 * a), inside=bool(x.min() <= x_opt <= x.max()))
     return out
 
 
@@ -50,5 +54,4 @@ def power_law(flops: Sequence[float], values: Sequence[float]) -> dict[str, floa
     if len(flops) < 2:
         return None
     a, log_k = np.polyfit(np.log10(flops), np.log10(values), 1).tolist()
-    return {"exponent": a, "coefficient": 10 ** log_k}
-
+    return {"exponent": a, "coefficient": 10**log_k}

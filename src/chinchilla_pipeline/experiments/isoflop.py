@@ -16,15 +16,23 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from ..atomic import write_json, write_text
-from ..model.family import family_config
 from ..errors import UserError
 from ..model.config import load_model_config
+from ..model.family import family_config
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FITS, FLOPS_PER_PARAM_TOKEN, params_for_compute, training_flops
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import BatchConfig, CurriculumConfig
 from .fit import fit_parabola, optimum, power_law
-from .runs import (dataset_train_tokens, dataset_vocab_size, final_validation, overall_proportions, summarize,
-                   train_or_skip, write_family_model, write_run_config)
+from .runs import (
+    dataset_train_tokens,
+    dataset_vocab_size,
+    final_validation,
+    overall_proportions,
+    summarize,
+    train_or_skip,
+    write_family_model,
+    write_run_config,
+)
 
 # A run shorter than this many optimiser steps says more about warmup than about N and D.
 MIN_STEPS = 20
@@ -82,12 +90,19 @@ def mixed_phase(base: CurriculumConfig, mix: str) -> dict[str, Any]:
         weights = {n: float(dataset_train_tokens(p)) for n, p in domains.items()}
     else:
         weights = overall_proportions([p.model_dump() for p in base.phases])
-    return {"name": "mixed", "share": 1.0,
-            "sources": [{"name": n, "path": p, "weight": weights[n]} for n, p in domains.items()]}
+    return {
+        "name": "mixed",
+        "share": 1.0,
+        "sources": [{"name": n, "path": p, "weight": weights[n]} for n, p in domains.items()],
+    }
 
 
-def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[BudgetConfig],
-         config_path: str | Path | None = None) -> list[dict[str, Any]]:
+def grid(
+    cfg: IsoflopConfig,
+    num_params: dict[int, int],
+    budgets: Sequence[BudgetConfig],
+    config_path: str | Path | None = None,
+) -> list[dict[str, Any]]:
     """Every (budget, width): N, D = C / (6 N) in whole steps, D/N. Too few steps is a ``UserError``."""
     tps = cfg.batch.global_batch_tokens
     rows = []
@@ -96,28 +111,43 @@ def grid(cfg: IsoflopConfig, num_params: dict[int, int], budgets: Sequence[Budge
             n = num_params[w]
             steps = round(b.flops / (FLOPS_PER_PARAM_TOKEN * n) / tps)
             if steps < MIN_STEPS:
-                raise UserError(f"width {w} ({n:,} parameters) gets {steps} steps of {tps:,} tokens at "
-                                f"C = {b.flops:.3g} (fewer than {MIN_STEPS}): raise the budget or drop the width",
-                                path=config_path, field="budgets")
+                raise UserError(
+                    f"width {w} ({n:,} parameters) gets {steps} steps of {tps:,} tokens at "
+                    f"C = {b.flops:.3g} (fewer than {MIN_STEPS}): raise the budget or drop the width",
+                    path=config_path,
+                    field="budgets",
+                )
             d = steps * tps
-            rows.append({"flops": b.flops, "width": w, "num_params": n, "num_tokens": d,
-                         "tokens_per_param": d / n, "steps": steps})
+            rows.append(
+                {
+                    "flops": b.flops,
+                    "width": w,
+                    "num_params": n,
+                    "num_tokens": d,
+                    "tokens_per_param": d / n,
+                    "steps": steps,
+                }
+            )
     return rows
 
 
 def format_grid(rows: list[dict[str, Any]], num_seeds: int) -> str:
     """The runs, one per line, and what they cost in tokens and FLOPs over all seeds."""
     lines = [f"{'C (FLOPs)':>10} {'width':>5} {'N':>10} {'D tokens':>11} {'D/N':>7} {'steps':>6}"]
-    lines += [f"{r['flops']:>10.3g} {r['width']:>5} {r['num_params']:>10,} {r['num_tokens']:>11,} "
-              f"{r['tokens_per_param']:>7.2f} {r['steps']:>6,}" for r in rows]
+    lines += [
+        f"{r['flops']:>10.3g} {r['width']:>5} {r['num_params']:>10,} {r['num_tokens']:>11,} "
+        f"{r['tokens_per_param']:>7.2f} {r['steps']:>6,}"
+        for r in rows
+    ]
     tokens = sum(r["num_tokens"] for r in rows) * num_seeds
     flops = sum(training_flops(r["num_params"], r["num_tokens"]) for r in rows) * num_seeds
     lines.append(f"{len(rows)} runs x {num_seeds} seeds: {tokens:,} training tokens, {flops:.3g} FLOPs (6 N D)")
     return "\n".join(lines)
 
 
-def budget_analysis(flops: float, sizes: list[dict[str, Any]], losses: dict[tuple[float, int, int], float],
-                    seeds: Sequence[int]) -> dict[str, Any]:
+def budget_analysis(
+    flops: float, sizes: list[dict[str, Any]], losses: dict[tuple[float, int, int], float], seeds: Sequence[int]
+) -> dict[str, Any]:
     """One budget: the parabola on the seed-mean losses and one per seed, the optimum, the seeds'
     range of optima, the best size trained, and the planner's fits at the same C."""
     ns = [r["num_params"] for r in sizes]
@@ -129,29 +159,39 @@ def budget_analysis(flops: float, sizes: list[dict[str, Any]], losses: dict[tupl
     keys = ("width", "num_params", "num_tokens", "tokens_per_param")
     return {
         "flops": flops,
-        "sizes": [{**r, "loss_mean": m, "loss_by_seed": {str(s): by_seed[s][i] for s in seeds}}
-                  for i, (r, m) in enumerate(zip(sizes, mean))],
+        "sizes": [
+            {**r, "loss_mean": m, "loss_by_seed": {str(s): by_seed[s][i] for s in seeds}}
+            for i, (r, m) in enumerate(zip(sizes, mean))
+        ],
         "fit": central,
         "fit_by_seed": {str(s): f for s, f in per_seed.items()},
         "optimum": optimum(flops, central["num_params_opt"]) if central["convex"] else None,
-        "optimum_seed_range": {k: [min(o[k] for o in seed_optima), max(o[k] for o in seed_optima)]
-                               for k in ("num_params", "num_tokens", "tokens_per_param")} if seed_optima else None,
+        "optimum_seed_range": {
+            k: [min(o[k] for o in seed_optima), max(o[k] for o in seed_optima)]
+            for k in ("num_params", "num_tokens", "tokens_per_param")
+        }
+        if seed_optima
+        else None,
         "num_convex_seeds": len(seed_optima),
         # The size with the lowest seed-mean loss: where the vertex lies outside the sizes trained,
         # the optimum is at or beyond this one, and its D/N a bound on the ratio.
-        "best_trained": min(({k: r[k] for k in keys} | {"loss_mean": m} for r, m in zip(sizes, mean)),
-                            key=lambda r: r["loss_mean"]),
+        "best_trained": min(
+            ({k: r[k] for k in keys} | {"loss_mean": m} for r, m in zip(sizes, mean)), key=lambda r: r["loss_mean"]
+        ),
         "params_at_20": params_for_compute(flops, DEFAULT_TOKENS_PER_PARAM),
         "planner": {fit.name: optimum(flops, fit.compute_optimal(flops)[0]) for fit in FITS},
     }
 
 
-def analyse(rows: list[dict[str, Any]], losses: dict[tuple[float, int, int], float],
-            seeds: Sequence[int]) -> dict[str, Any]:
+def analyse(
+    rows: list[dict[str, Any]], losses: dict[tuple[float, int, int], float], seeds: Sequence[int]
+) -> dict[str, Any]:
     """Every budget's ``budget_analysis``, and N_opt ∝ C^a over the budgets whose vertex lies
     within the sizes trained (an extrapolated vertex is not a measurement)."""
-    budgets = [budget_analysis(c, [r for r in rows if r["flops"] == c], losses, seeds)
-               for c in sorted({r["flops"] for r in rows})]
+    budgets = [
+        budget_analysis(c, [r for r in rows if r["flops"] == c], losses, seeds)
+        for c in sorted({r["flops"] for r in rows})
+    ]
     good = [b for b in budgets if b["optimum"] and b["fit"]["inside"]]
     scaling = power_law([b["flops"] for b in good], [b["optimum"]["num_params"] for b in good])
     return {"budgets": budgets, "scaling": None if scaling is None else {**scaling, "num_budgets": len(good)}}
@@ -160,36 +200,72 @@ def analyse(rows: list[dict[str, Any]], losses: dict[tuple[float, int, int], flo
 def format_results(analysis: dict[str, Any]) -> str:
     """Markdown: the optimum per budget with its seed range, beside 20 and the planner's fits."""
     fits = [f.name for f in FITS]
-    head = ["C (FLOPs)", "best trained: width, N (D/N)", "vertex N_opt", "D_opt", "D/N", "D/N range over seeds",
-            "vertex inside sizes", *(f"D/N {f}" for f in fits)]
+    head = [
+        "C (FLOPs)",
+        "best trained: width, N (D/N)",
+        "vertex N_opt",
+        "D_opt",
+        "D/N",
+        "D/N range over seeds",
+        "vertex inside sizes",
+        *(f"D/N {f}" for f in fits),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in analysis["budgets"]:
         o, rng, best = b["optimum"], b["optimum_seed_range"], b["best_trained"]
-        span = (f"{rng['tokens_per_param'][0]:.1f}–{rng['tokens_per_param'][1]:.1f} "
-                f"({b['num_convex_seeds']}/{len(b['fit_by_seed'])} seeds)" if rng else "no seed fit is convex")
+        span = (
+            f"{rng['tokens_per_param'][0]:.1f}–{rng['tokens_per_param'][1]:.1f} "
+            f"({b['num_convex_seeds']}/{len(b['fit_by_seed'])} seeds)"
+            if rng
+            else "no seed fit is convex"
+        )
         cells = [f"{b['flops']:.3g}", f"{best['width']}, {best['num_params']:,} ({best['tokens_per_param']:.1f})"]
-        cells += ([f"{o['num_params']:,.0f}", f"{o['num_tokens']:,.0f}",
-                  f"{o['tokens_per_param']:.1f}", span, "yes" if b["fit"]["inside"] else "no (extrapolated)"]
-                  if o else ["no minimum", "", "", span, ""])
+        cells += (
+            [
+                f"{o['num_params']:,.0f}",
+                f"{o['num_tokens']:,.0f}",
+                f"{o['tokens_per_param']:.1f}",
+                span,
+                "yes" if b["fit"]["inside"] else "no (extrapolated)",
+            ]
+            if o
+            else ["no minimum", "", "", span, ""]
+        )
         cells += [f"{b['planner'][f]['tokens_per_param']:.1f}" for f in fits]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Final validation loss (mean over domains and seeds) per run:", "",
-              "| C (FLOPs) | width | N | D | D/N | loss (mean ± std over seeds) |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Final validation loss (mean over domains and seeds) per run:",
+        "",
+        "| C (FLOPs) | width | N | D | D/N | loss (mean ± std over seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
     for b in analysis["budgets"]:
         for r in b["sizes"]:
             s = summarize(list(r["loss_by_seed"].values()))
-            lines.append(f"| {b['flops']:.3g} | {r['width']} | {r['num_params']:,} | {r['num_tokens']:,} | "
-                         f"{r['tokens_per_param']:.2f} | {s['mean']:.4f} ± {s['std']:.4f} |")
+            lines.append(
+                f"| {b['flops']:.3g} | {r['width']} | {r['num_params']:,} | {r['num_tokens']:,} | "
+                f"{r['tokens_per_param']:.2f} | {s['mean']:.4f} ± {s['std']:.4f} |"
+            )
     if analysis["scaling"]:
         sc = analysis["scaling"]
-        lines += ["", f"N_opt ∝ C^{sc['exponent']:.2f} over {sc['num_budgets']} budgets with a vertex inside "
-                      "their sizes (Hoffmann et al. 2022, approach 2: 0.49)."]
+        lines += [
+            "",
+            f"N_opt ∝ C^{sc['exponent']:.2f} over {sc['num_budgets']} budgets with a vertex inside "
+            "their sizes (Hoffmann et al. 2022, approach 2: 0.49).",
+        ]
     return "\n".join(lines)
 
 
-def run_isoflop(config_path: str | Path, out_dir: str | Path = "runs/isoflop", *, seeds: Sequence[int] | None = None,
-                budgets: Sequence[float] | None = None, device: str = "auto", plan_only: bool = False
-                ) -> dict[str, Any] | None:
+def run_isoflop(
+    config_path: str | Path,
+    out_dir: str | Path = "runs/isoflop",
+    *,
+    seeds: Sequence[int] | None = None,
+    budgets: Sequence[float] | None = None,
+    device: str = "auto",
+    plan_only: bool = False,
+) -> dict[str, Any] | None:
     """Train every (seed, budget, width) not yet finished, fit, and write ``results.json``,
     ``results.md`` and ``isoflop.png`` to ``out_dir``. ``plan_only`` prints the grid and trains nothing."""
     cfg = load_config(IsoflopConfig, config_path)
@@ -198,8 +274,11 @@ def run_isoflop(config_path: str | Path, out_dir: str | Path = "runs/isoflop", *
     if budgets:
         chosen = [b for b in cfg.budgets if any(abs(b.flops - f) <= 1e-9 * f for f in budgets)]
         if len(chosen) != len(budgets):
-            raise UserError(f"--budgets {list(budgets)}: each must be one of the config's "
-                            f"{[b.flops for b in cfg.budgets]}", path=config_path, field="budgets")
+            raise UserError(
+                f"--budgets {list(budgets)}: each must be one of the config's {[b.flops for b in cfg.budgets]}",
+                path=config_path,
+                field="budgets",
+            )
     base_cfg = load_config(CurriculumConfig, cfg.base)
     base = read_json(cfg.base)
     out = Path(out_dir)
@@ -211,8 +290,11 @@ def run_isoflop(config_path: str | Path, out_dir: str | Path = "runs/isoflop", *
     if plan_only:
         return None
     phase = mixed_phase(base_cfg, cfg.mix)
-    shared = {k: v for k, v in base.items() if k in ("optimizer", "schedule", "checkpoint", "log_interval_steps",
-                                                       "dtype", "compile")}
+    shared = {
+        k: v
+        for k, v in base.items()
+        if k in ("optimizer", "schedule", "checkpoint", "log_interval_steps", "dtype", "compile")
+    }
     shared["batch"] = cfg.batch.model_dump()
     shared["eval"] = {**base.get("eval", {}), "interval_steps": EVAL_ONLY_AT_END}
     losses: dict[tuple[float, int, int], float] = {}
@@ -223,21 +305,40 @@ def run_isoflop(config_path: str | Path, out_dir: str | Path = "runs/isoflop", *
     for r, seed in order:
         model_path = write_family_model(out, r["width"], vocab, cfg.block_size)
         name = f"{budget_label(r['flops'])}_w{r['width']}_seed{seed}"
-        path = write_run_config(out, {**shared, "name": name, "model": str(model_path), "seed": seed,
-                                      "total_tokens": r["num_tokens"], "phases": [phase]})
+        path = write_run_config(
+            out,
+            {
+                **shared,
+                "name": name,
+                "model": str(model_path),
+                "seed": seed,
+                "total_tokens": r["num_tokens"],
+                "phases": [phase],
+            },
+        )
         took = train_or_skip(path, load_model_config(model_path), out, device)
         if took is not None:
             seconds[name] = took
         final = final_validation(out / name, r["steps"])
         losses[(r["flops"], r["width"], seed)] = sum(final.values()) / len(final)
     analysis = analyse(rows, losses, seeds)
-    result = {"config": str(config_path), "seeds": seeds, "mix": phase, "batch": cfg.batch.model_dump(),
-              **analysis, "seconds_this_invocation": seconds}
+    result = {
+        "config": str(config_path),
+        "seeds": seeds,
+        "mix": phase,
+        "batch": cfg.batch.model_dump(),
+        **analysis,
+        "seconds_this_invocation": seconds,
+    }
     write_json(out / "results.json", result)
     table = format_results(analysis)
-    write_text(out / "results.md", f"IsoFLOP (Chinchilla approach 2), {len(seeds)} seeds; loss = final "
-                                   f"validation loss, mean over the domains (nats/token).\n\n{table}\n")
+    write_text(
+        out / "results.md",
+        f"IsoFLOP (Chinchilla approach 2), {len(seeds)} seeds; loss = final "
+        f"validation loss, mean over the domains (nats/token).\n\n{table}\n",
+    )
     from .plots import plot_isoflop
+
     plot_isoflop(analysis, out / "isoflop.png")
     print(table)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'isoflop.png'}")

@@ -21,8 +21,9 @@ def _save(fig, path: Path) -> None:
     save_png(fig, path, dpi=120)
 
 
-def plot_ablation(summary: dict[str, Any], finals: dict[str, dict[int, dict[str, float]]], path: Path,
-                  title: str) -> None:
+def plot_ablation(
+    summary: dict[str, Any], finals: dict[str, dict[int, dict[str, float]]], path: Path, title: str
+) -> None:
     """Grouped bars: final validation loss per domain and on average, one bar per variant
     (mean over seeds, error bar = min–max), each seed as a dot."""
     fig, ax = _figure(1, 9, 4.5)
@@ -58,14 +59,20 @@ def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
     for b, color in zip(budgets, colors):
         ns = np.array([r["num_params"] for r in b["sizes"]], dtype=float)
         for r in b["sizes"]:
-            ax.plot([r["num_params"]] * len(r["loss_by_seed"]), list(r["loss_by_seed"].values()), ".",
-                    color=color, alpha=0.4)
+            ax.plot(
+                [r["num_params"]] * len(r["loss_by_seed"]),
+                list(r["loss_by_seed"].values()),
+                ".",
+                color=color,
+                alpha=0.4,
+            )
         ax.plot(ns, [r["loss_mean"] for r in b["sizes"]], "o", color=color, label=f"C = {b['flops']:.3g}")
         grid = np.geomspace(ns.min() / 1.3, ns.max() * 1.3, 100)
         ax.plot(grid, parabola_at(b["fit"]["coeffs"], grid), "-", color=color)
         if b["optimum"] and b["fit"]["inside"]:
-            ax.plot(b["optimum"]["num_params"], b["fit"]["loss_opt"], "*", color=color, markersize=14,
-                    markeredgecolor="k")
+            ax.plot(
+                b["optimum"]["num_params"], b["fit"]["loss_opt"], "*", color=color, markersize=14, markeredgecolor="k"
+            )
         best = b["best_trained"]
         ax.plot(best["num_params"], best["loss_mean"], "s", markersize=11, markerfacecolor="none", color=color)
     ax.set_xscale("log")
@@ -81,20 +88,38 @@ def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
         if b in good:
             continue
         below = b["best_trained"]["num_params"] == b["sizes"][0]["num_params"]  # sizes ascend
-        ax2.plot(b["flops"], b["best_trained"]["num_params"], "v" if below else "^", color="k", markersize=9,
-                 markerfacecolor="none", label=f"best size trained; optimum {'below' if below else 'above'} it")
+        ax2.plot(
+            b["flops"],
+            b["best_trained"]["num_params"],
+            "v" if below else "^",
+            color="k",
+            markersize=9,
+            markerfacecolor="none",
+            label=f"best size trained; optimum {'below' if below else 'above'} it",
+        )
     if good:
         opt = np.array([b["optimum"]["num_params"] for b in good])
-        rng = [b["optimum_seed_range"]["num_params"] if b["optimum_seed_range"] else [n, n]
-               for b, n in zip(good, opt)]
+        rng = [b["optimum_seed_range"]["num_params"] if b["optimum_seed_range"] else [n, n] for b, n in zip(good, opt)]
         err = np.array([[n - r[0] for n, r in zip(opt, rng)], [r[1] - n for n, r in zip(opt, rng)]]).clip(min=0)
-        ax2.errorbar([b["flops"] for b in good], opt, yerr=err, fmt="o", color="k", capsize=4,
-                     label="measured N_opt (bars: range over seeds)")
+        ax2.errorbar(
+            [b["flops"] for b in good],
+            opt,
+            yerr=err,
+            fmt="o",
+            color="k",
+            capsize=4,
+            label="measured N_opt (bars: range over seeds)",
+        )
     if analysis["scaling"]:
         s = analysis["scaling"]
-        ax2.plot(c_grid, s["coefficient"] * c_grid ** s["exponent"], "k-",
-                 label=f"fit N_opt ∝ C^{s['exponent']:.2f}")
-    ax2.plot(c_grid, [params_for_compute(c, DEFAULT_TOKENS_PER_PARAM) for c in c_grid], "--", color="gray", label="20 tokens/param")
+        ax2.plot(c_grid, s["coefficient"] * c_grid ** s["exponent"], "k-", label=f"fit N_opt ∝ C^{s['exponent']:.2f}")
+    ax2.plot(
+        c_grid,
+        [params_for_compute(c, DEFAULT_TOKENS_PER_PARAM) for c in c_grid],
+        "--",
+        color="gray",
+        label="20 tokens/param",
+    )
     for fit, style in zip(FITS, (":", "-.")):
         ax2.plot(c_grid, [fit.compute_optimal(c)[0] for c in c_grid], style, label=f"{fit.name} (extrapolated)")
     ax2.set_xscale("log")

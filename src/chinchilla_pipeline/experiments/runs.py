@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 from ..atomic import write_json
 from ..data.reader import open_prepared
-from ..model.family import family_config
 from ..errors import UserError
 from ..model.config import ModelConfig
+from ..model.family import family_config
 from ..train.checkpoint import list_checkpoints
 from ..train.config import CurriculumConfig, make_plan
 from ..train.metrics import read_metrics
@@ -61,8 +61,10 @@ def write_run_config(out_dir: Path, data: dict[str, Any]) -> Path:
     cfg = CurriculumConfig.model_validate(data)
     path = out_dir / "configs" / f"{cfg.name}.json"
     if path.is_file() and (out_dir / cfg.name).is_dir() and json.loads(path.read_text()) != data:
-        raise UserError(f"run '{cfg.name}' exists with other settings; delete {out_dir / cfg.name} "
-                        "or choose another --out_dir", path=path)
+        raise UserError(
+            f"run '{cfg.name}' exists with other settings; delete {out_dir / cfg.name} or choose another --out_dir",
+            path=path,
+        )
     write_json(path, data)
     return path
 
@@ -102,5 +104,10 @@ def final_validation(run_dir: Path, end_step: int) -> dict[str, float]:
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """Mean, sample standard deviation (0 for one value), min and max of ``values``."""
     vals = list(values)
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals), "n": len(vals)}
+    return {
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+    }

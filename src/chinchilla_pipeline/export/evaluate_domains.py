@@ -21,41 +21,55 @@ from ..report.build import EVALUATION_FILE
 from ..schema import load_config
 from ..train.config import CurriculumConfig
 from ..train.distributed import Dist
-from ..train.validation import Validator
 from ..train.setup import open_domains
+from ..train.validation import Validator
 from .trained import load_trained
 
 
-
-def evaluate_checkpoint(checkpoint: str | Path, tokenizer: str | Path, curriculum: str | Path,
-                        micro_batch_size: int = 16) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path, tokenizer: str | Path, curriculum: str | Path, micro_batch_size: int = 16
+) -> dict[str, Any]:
     """Loss (nats/token) and perplexity of the checkpoint on each curriculum domain's validation split."""
     trained = load_trained(checkpoint, tokenizer)
     cfg = load_config(CurriculumConfig, curriculum)  # its sources; the model config is the checkpoint's
     domains = open_domains(cfg, trained.config, curriculum)
     for name, ds in domains.items():
         if ds.manifest["tokenizer_sha256"] != trained.tokenizer.sha256:
-            raise UserError(f"dataset {name!r} was tokenized with another tokenizer than the checkpoint's "
-                            f"({ds.manifest['tokenizer_sha256'][:12]} vs {trained.tokenizer.sha256[:12]})",
-                            path=curriculum)
+            raise UserError(
+                f"dataset {name!r} was tokenized with another tokenizer than the checkpoint's "
+                f"({ds.manifest['tokenizer_sha256'][:12]} vs {trained.tokenizer.sha256[:12]})",
+                path=curriculum,
+            )
     sizes = {name: ds.num_tokens("validation") for name, ds in domains.items()}
-    validator = Validator(domains, context=trained.config.block_size, max_tokens=max(sizes.values()),
-                          micro_batch_size=micro_batch_size, dist=Dist(0, 0, 1, torch.device("cpu")))
+    validator = Validator(
+        domains,
+        context=trained.config.block_size,
+        max_tokens=max(sizes.values()),
+        micro_batch_size=micro_batch_size,
+        dist=Dist(0, 0, 1, torch.device("cpu")),
+    )
     losses = validator.evaluate(trained.model, contextlib.nullcontext)
     context = trained.config.block_size
-    result = {"checkpoint": str(trained.checkpoint), "step": trained.step, "curriculum": str(curriculum),
-              "domains": {d: {"loss": loss, "perplexity": math.exp(loss),
-                              "num_tokens": len(validator.windows[d]) * context}
-                          for d, loss in losses.items()},
-              "mean_loss": sum(losses.values()) / len(losses)}
+    result = {
+        "checkpoint": str(trained.checkpoint),
+        "step": trained.step,
+        "curriculum": str(curriculum),
+        "domains": {
+            d: {"loss": loss, "perplexity": math.exp(loss), "num_tokens": len(validator.windows[d]) * context}
+            for d, loss in losses.items()
+        },
+        "mean_loss": sum(losses.values()) / len(losses),
+    }
     ckpt_dir = trained.checkpoint.parent
     write_json((ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir) / EVALUATION_FILE, result)
     return result
 
 
 def format_evaluation(result: dict[str, Any]) -> str:
-    lines = [f"{result['checkpoint']} (step {result['step']:,}), whole validation splits:",
-             f"{'domain':<14}{'tokens':>10}{'loss':>10}{'perplexity':>12}"]
+    lines = [
+        f"{result['checkpoint']} (step {result['step']:,}), whole validation splits:",
+        f"{'domain':<14}{'tokens':>10}{'loss':>10}{'perplexity':>12}",
+    ]
     for d, r in result["domains"].items():
         lines.append(f"{d:<14}{r['num_tokens']:>10,}{r['loss']:>10.4f}{r['perplexity']:>12.2f}")
     lines.append(f"{'mean':<14}{'':>10}{result['mean_loss']:>10.4f}{math.exp(result['mean_loss']):>12.2f}")

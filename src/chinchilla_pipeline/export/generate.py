@@ -10,7 +10,6 @@ seed, prompt and checkpoint give the same text.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import torch
@@ -20,8 +19,16 @@ from .trained import TrainedModel, load_trained
 
 
 @torch.no_grad()
-def sample_tokens(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *, block_size: int,
-                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> torch.Tensor:
+def sample_tokens(
+    model: torch.nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    block_size: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
     """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
     ``temperature`` 0 or ``top_k`` 1 is greedy decoding (argmax, no randomness).
@@ -55,8 +62,16 @@ def check_options(max_new_tokens: int, temperature: float, top_k: int | None, nu
         raise UserError(f"expected at least 1, got {num_samples}", field="--num_samples")
 
 
-def generate_text(trained: TrainedModel, prompt: str, *, max_new_tokens: int = 64, temperature: float = 0.8,
-                  top_k: int | None = 40, seed: int = 0, num_samples: int = 1) -> list[str]:
+def generate_text(
+    trained: TrainedModel,
+    prompt: str,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    seed: int = 0,
+    num_samples: int = 1,
+) -> list[str]:
     """``num_samples`` continuations of ``prompt`` (the prompt not repeated).
 
     The prompt follows an end-of-text token, as every training document does,
@@ -67,16 +82,23 @@ def generate_text(trained: TrainedModel, prompt: str, *, max_new_tokens: int = 6
     tok = trained.tokenizer
     ids = [tok.eot_id] + tok.tokenizer.encode(prompt, add_special_tokens=False).ids
     idx = torch.tensor([ids] * num_samples, dtype=torch.long)
-    out = sample_tokens(trained.model, idx, max_new_tokens, block_size=trained.config.block_size,
-                        temperature=temperature, top_k=top_k, seed=seed)
+    out = sample_tokens(
+        trained.model,
+        idx,
+        max_new_tokens,
+        block_size=trained.config.block_size,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+    )
     # Decode prompt and continuation together (a byte-level token may carry the space or the
     # bytes that join them), then drop the prompt's own text.
     head = tok.tokenizer.decode(ids)
     texts = []
-    for row in out[:, len(ids):].tolist():
+    for row in out[:, len(ids) :].tolist():
         if tok.eot_id in row:
             row = row[: row.index(tok.eot_id)]
-        texts.append(tok.tokenizer.decode(ids + row)[len(head):])
+        texts.append(tok.tokenizer.decode(ids + row)[len(head) :])
     return texts
 
 

@@ -50,13 +50,27 @@ def hf_config(trained: TrainedModel) -> dict[str, Any]:
 
     cfg, model = trained.config, trained.model
     eot = trained.tokenizer.eot_id
-    hf = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                    n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=4 * cfg.n_embd,
-                    activation_function="gelu_new", layer_norm_epsilon=model.ln_f.eps,
-                    resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                    scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False,
-                    tie_word_embeddings=True, bos_token_id=eot, eos_token_id=eot,
-                    architectures=["GPT2LMHeadModel"], dtype="float32")
+    hf = GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.block_size,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_inner=4 * cfg.n_embd,
+        activation_function="gelu_new",
+        layer_norm_epsilon=model.ln_f.eps,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        scale_attn_weights=True,
+        scale_attn_by_inverse_layer_idx=False,
+        reorder_and_upcast_attn=False,
+        tie_word_embeddings=True,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        architectures=["GPT2LMHeadModel"],
+        dtype="float32",
+    )
     return hf.to_dict()
 
 
@@ -64,8 +78,7 @@ def hf_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
     """Our weights under GPT-2's names and layouts (float32, contiguous)."""
     cfg = trained.config
     ours = {k: v.detach().float() for k, v in trained.model.state_dict().items()}
-    out = {"transformer.wte.weight": ours["wte.weight"][: cfg.vocab_size],
-           "transformer.wpe.weight": ours["wpe.weight"]}
+    out = {"transformer.wte.weight": ours["wte.weight"][: cfg.vocab_size], "transformer.wpe.weight": ours["wpe.weight"]}
     d = cfg.n_embd
     widths = {"ln_1": d, "ln_2": d, "attn.c_attn": 3 * d, "attn.c_proj": d, "mlp.c_fc": 4 * d, "mlp.c_proj": d}
     for i in range(cfg.n_layer):
@@ -97,8 +110,11 @@ def write_huggingface(trained: TrainedModel, out_dir: str | Path) -> dict[str, A
         raise UserError("exists and is not a directory: choose another --out_dir", path=out)
     others = sorted(set(os.listdir(out)) - EXPORT_FILES) if out.is_dir() else []
     if others:
-        raise UserError(f"holds other files ({', '.join(others[:3])}); the export replaces the whole directory: "
-                        "choose an empty or export directory", path=out)
+        raise UserError(
+            f"holds other files ({', '.join(others[:3])}); the export replaces the whole directory: "
+            "choose an empty or export directory",
+            path=out,
+        )
     final, out = out, out.parent / f".{out.name}.tmp.{os.getpid()}"
     for stale in final.parent.glob(f".{final.name}.tmp.*"):  # left by a killed export
         shutil.rmtree(stale, ignore_errors=True)
@@ -120,9 +136,15 @@ def _write_files(trained: TrainedModel, out: Path) -> dict[str, Any]:
     write_bytes(out / "model.safetensors", save_safetensors(hf_state_dict(trained), metadata={"format": "pt"}))
     write_bytes(out / TOKENIZER_FILE, trained.tokenizer.path.read_bytes())
     write_json(out / "tokenizer_config.json", tokenizer_config(trained))
-    record = {"checkpoint": str(trained.checkpoint), "step": trained.step, "model_config": trained.config.model_dump(),
-              "num_params": trained.config.num_params(), "tokens_seen": trained.tokens_seen,
-              "tokenizer_sha256": trained.tokenizer.sha256, "architecture": "GPT2LMHeadModel"}
+    record = {
+        "checkpoint": str(trained.checkpoint),
+        "step": trained.step,
+        "model_config": trained.config.model_dump(),
+        "num_params": trained.config.num_params(),
+        "tokens_seen": trained.tokens_seen,
+        "tokenizer_sha256": trained.tokenizer.sha256,
+        "architecture": "GPT2LMHeadModel",
+    }
     write_json(out / "export.json", record)
     return record
 

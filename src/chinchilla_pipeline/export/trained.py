@@ -39,16 +39,22 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise UserError("no such checkpoint file or run directory", path=path)
     finals = list_finals(path)
     if not finals:
-        raise UserError("the run directory has no phase-final checkpoint (checkpoints/step_*_final-*.pt): "
-                        "finish a phase first, or pass a checkpoint file", path=path)
+        raise UserError(
+            "the run directory has no phase-final checkpoint (checkpoints/step_*_final-*.pt): "
+            "finish a phase first, or pass a checkpoint file",
+            path=path,
+        )
     return finals[-1]
 
 
 def check_tokenizer(tok: LoadedTokenizer, cfg: ModelConfig, fingerprint: dict[str, Any], checkpoint: Path) -> None:
     """The tokenizer must be the one the training shards were made with, and fit the model."""
     if tok.sha256 != fingerprint["tokenizer"]:
-        raise UserError(f"is not the tokenizer {checkpoint} was trained with (sha256 {tok.sha256[:12]}, the "
-                        f"checkpoint's data used {str(fingerprint['tokenizer'])[:12]})", path=tok.path)
+        raise UserError(
+            f"is not the tokenizer {checkpoint} was trained with (sha256 {tok.sha256[:12]}, the "
+            f"checkpoint's data used {str(fingerprint['tokenizer'])[:12]})",
+            path=tok.path,
+        )
     if tok.vocab_size != cfg.vocab_size:
         raise UserError(f"has {tok.vocab_size} tokens, the model config {cfg.vocab_size}", path=tok.path)
 
@@ -66,5 +72,11 @@ def load_trained(checkpoint: str | Path, tokenizer: str | Path) -> TrainedModel:
     model = GPT(cfg)
     model.load_state_dict(state.model)
     model.eval()
-    return TrainedModel(model=model, config=cfg, tokenizer=tok, checkpoint=path,
-                        step=int(state.step), tokens_seen=dict(state.tokens_seen))
+    return TrainedModel(
+        model=model,
+        config=cfg,
+        tokenizer=tok,
+        checkpoint=path,
+        step=int(state.step),
+        tokens_seen=dict(state.tokens_seen),
+    )

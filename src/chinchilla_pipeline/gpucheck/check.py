@@ -51,8 +51,9 @@ def checkpoint_cost(model_cfg: ModelConfig, device: torch.device, work: Path, ro
     times, path = [], None
     for r in range(rounds):
         t0 = time.perf_counter()
-        path = save_checkpoint(work, {"step": r, "model": model.state_dict(), "optimizer": opt.state_dict()},
-                               keep_last=1)
+        path = save_checkpoint(
+            work, {"step": r, "model": model.state_dict(), "optimizer": opt.state_dict()}, keep_last=1
+        )
         times.append(time.perf_counter() - t0)
     size = path.stat().st_size
     shutil.rmtree(work)
@@ -65,8 +66,11 @@ def summarise(res: dict[str, Any]) -> None:
     rows = [r for r in res.get("throughput", []) if isinstance(r, dict) and "trainer_tokens_per_s" in r]
     if rows:
         best = max(rows, key=lambda r: r["trainer_tokens_per_s"])
-        res["fastest"] = {"setting": best["setting"], "trainer_tokens_per_s": best["trainer_tokens_per_s"],
-                          "of_target": best["trainer_tokens_per_s"] / TARGET_TOKENS_PER_S}
+        res["fastest"] = {
+            "setting": best["setting"],
+            "trainer_tokens_per_s": best["trainer_tokens_per_s"],
+            "of_target": best["trainer_tokens_per_s"] / TARGET_TOKENS_PER_S,
+        }
     base = next((r for r in rows if r["setting"] == "baseline"), None)
     ck = res.get("checkpoint_write", {})
     if base and "write_s" in ck:
@@ -85,14 +89,24 @@ def _part(results: dict[str, Any], name: str, fn: Callable[[], Any], say) -> Non
     results.setdefault("part_seconds", {})[name] = round(time.monotonic() - t0, 1)
 
 
-def gpu_check(mode: str, out_dir: Path, *, settings: list[str] | None = None, budget_s: float | None = None,
-              corpus: Path = CORPUS, say=lambda line: print(line, file=sys.stderr, flush=True)) -> dict[str, Any]:
+def gpu_check(
+    mode: str,
+    out_dir: Path,
+    *,
+    settings: list[str] | None = None,
+    budget_s: float | None = None,
+    corpus: Path = CORPUS,
+    say=lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
     """Run the check; write ``out_dir/gpu_check.json`` and ``out_dir/gpu_check.md``; return the results."""
     start = time.monotonic()
     gpu = mode == "gpu"
     if gpu and not torch.cuda.is_available():
-        raise UserError(f"no CUDA device visible (torch {torch.__version__}, CUDA build {torch.version.cuda}): "
-                        "run on a GPU machine, or use --mode cpu", field="--mode")
+        raise UserError(
+            f"no CUDA device visible (torch {torch.__version__}, CUDA build {torch.version.cuda}): "
+            "run on a GPU machine, or use --mode cpu",
+            field="--mode",
+        )
     if not corpus.exists():
         raise UserError("the check's corpus is missing (run from a checkout of the repository)", path=corpus)
     for name in settings or []:
@@ -104,19 +118,40 @@ def gpu_check(mode: str, out_dir: Path, *, settings: list[str] | None = None, bu
     if work.exists():
         shutil.rmtree(work)  # the check's own scratch directory from an earlier check
     work.mkdir()
-    res: dict[str, Any] = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                           "command": "chinchilla " + " ".join(sys.argv[1:]), "environment": environment(device)}
+    res: dict[str, Any] = {
+        "mode": mode,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "command": "chinchilla " + " ".join(sys.argv[1:]),
+        "environment": environment(device),
+    }
     say(f"gpu-check ({mode}): {res['environment'].get('card')}, torch {torch.__version__}")
     model_cfg = load_model_config(GPT2_124M) if gpu else ModelConfig(**CPU_MODEL)
-    res["throughput_model"] = {"name": model_cfg.name, "params": model_cfg.num_params(),
-                               "context": model_cfg.block_size, "flops_per_token": model_cfg.flops_per_token(),
-                               "dtype": "bfloat16" if gpu else "float32"}
+    res["throughput_model"] = {
+        "name": model_cfg.name,
+        "params": model_cfg.num_params(),
+        "context": model_cfg.block_size,
+        "flops_per_token": model_cfg.flops_per_token(),
+        "dtype": "bfloat16" if gpu else "float32",
+    }
     budget = budget_s if budget_s is not None else (150.0 if gpu else None)
     deadline = start + budget if budget is not None else None
-    _part(res, "throughput", lambda: measure_all(
-        settings or (GPU_SETTINGS if gpu else CPU_SETTINGS), model_cfg, device,
-        dtype="bfloat16" if gpu else "float32", steps=30 if gpu else 3, warmup=3 if gpu else 1,
-        peak=peak_flops(device), deadline=deadline, say=say, compile_=None if gpu else "off"), say)
+    _part(
+        res,
+        "throughput",
+        lambda: measure_all(
+            settings or (GPU_SETTINGS if gpu else CPU_SETTINGS),
+            model_cfg,
+            device,
+            dtype="bfloat16" if gpu else "float32",
+            steps=30 if gpu else 3,
+            warmup=3 if gpu else 1,
+            peak=peak_flops(device),
+            deadline=deadline,
+            say=say,
+            compile_=None if gpu else "off",
+        ),
+        say,
+    )
     _part(res, "checkpoint_write", lambda: checkpoint_cost(model_cfg, device, work / "ckpt_cost"), say)
     summarise(res)
     shape = smoke.GPU_SHAPE if gpu else smoke.CPU_SHAPE
@@ -126,20 +161,32 @@ def gpu_check(mode: str, out_dir: Path, *, settings: list[str] | None = None, bu
     def make_data() -> dict[str, Any]:
         tok, paths, vocab = smoke.make_data(corpus, work / "data", shape.vocab)
         data.update(tokenizer=tok, config=smoke.write_curriculum(work, shape, paths, vocab))
-        return {"tokenizer": str(tok), "vocab_size": vocab, "datasets": {k: str(v) for k, v in paths.items()},
-                "curriculum": json.loads(data["config"].read_text()), "model": {**shape.model, "vocab_size": vocab},
-                "params": ModelConfig(**shape.model, vocab_size=vocab).num_params()}
+        return {
+            "tokenizer": str(tok),
+            "vocab_size": vocab,
+            "datasets": {k: str(v) for k, v in paths.items()},
+            "curriculum": json.loads(data["config"].read_text()),
+            "model": {**shape.model, "vocab_size": vocab},
+            "params": ModelConfig(**shape.model, vocab_size=vocab).num_params(),
+        }
+
     _part(res, "smoke_data", make_data, say)
     if "config" in data:
         _part(res, "smoke", lambda: smoke.smoke_runs(data["config"], work / "runs", shape, threads, say), say)
-        _part(res, "export", lambda: smoke.export_logits(work / "runs" / "unbroken" / "smoke", data["tokenizer"],
-                                                         work / "hf", device), say)
+        _part(
+            res,
+            "export",
+            lambda: smoke.export_logits(work / "runs" / "unbroken" / "smoke", data["tokenizer"], work / "hf", device),
+            say,
+        )
     res["wall_s"] = round(time.monotonic() - start, 1)
-    res["failed_parts"] = [k for k, v in res.items() if isinstance(v, dict) and "error" in v] + \
-        [f"throughput {r['setting']}" for r in res.get("throughput", []) if isinstance(r, dict) and "error" in r]
+    res["failed_parts"] = [k for k, v in res.items() if isinstance(v, dict) and "error" in v] + [
+        f"throughput {r['setting']}" for r in res.get("throughput", []) if isinstance(r, dict) and "error" in r
+    ]
     write_json(out_dir / "gpu_check.json", res)
     write_text(out_dir / "gpu_check.md", markdown(res))
-    say(f"gpu-check done in {res['wall_s']:.0f} s: {out_dir / 'gpu_check.md'}"
-        + (f"; FAILED: {', '.join(res['failed_parts'])}" if res["failed_parts"] else ""))
+    say(
+        f"gpu-check done in {res['wall_s']:.0f} s: {out_dir / 'gpu_check.md'}"
+        + (f"; FAILED: {', '.join(res['failed_parts'])}" if res["failed_parts"] else "")
+    )
     return res
-

@@ -13,20 +13,29 @@ from ..train.metrics import PEAK_BF16_FLOPS, peak_flops
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and the device; on CUDA the card's name, memory, capability and assumed dense bf16 peak."""
-    out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                           "cuda_build": torch.version.cuda, "cpu_count": os.cpu_count(),
-                           "torch_threads": torch.get_num_threads(), "device": str(device)}
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_build": torch.version.cuda,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         peak = peak_flops(device)
-        out.update(card=props.name, memory_gib=round(props.total_memory / 2**30, 1),
-                   capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                   nccl=".".join(map(str, torch.cuda.nccl.version())),
-                   peak_bf16_tflops=peak / 1e12 if peak else None,
-                   peak_source="train/metrics.py PEAK_BF16_FLOPS (dense bf16, no sparsity): "
-                               + ", ".join(f"{k} {v / 1e12:.0f}" for k, v in PEAK_BF16_FLOPS.items()),
-                   flash_sdp_enabled=torch.backends.cuda.flash_sdp_enabled(),
-                   cudnn_sdp_enabled=torch.backends.cuda.cudnn_sdp_enabled())
+        out.update(
+            card=props.name,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+            nccl=".".join(map(str, torch.cuda.nccl.version())),
+            peak_bf16_tflops=peak / 1e12 if peak else None,
+            peak_source="train/metrics.py PEAK_BF16_FLOPS (dense bf16, no sparsity): "
+            + ", ".join(f"{k} {v / 1e12:.0f}" for k, v in PEAK_BF16_FLOPS.items()),
+            flash_sdp_enabled=torch.backends.cuda.flash_sdp_enabled(),
+            cudnn_sdp_enabled=torch.backends.cuda.cudnn_sdp_enabled(),
+        )
     else:
         out.update(card=f"CPU ({platform.processor() or platform.machine()})", peak_bf16_tflops=None)
     return out

@@ -46,12 +46,26 @@ class SmokeShape:
     device: str
 
 
-GPU_SHAPE = SmokeShape(model={"name": "smoke_124m_shape", "n_layer": 12, "n_head": 12, "n_embd": 768,
-                              "block_size": 1024}, vocab=4096, tokens_per_step=8 * 1024, steps=160,
-                       checkpoint_every=40, eval_every=40, kill_after=40, device="cuda")
-CPU_SHAPE = SmokeShape(model={"name": "smoke_tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64},
-                       vocab=1024, tokens_per_step=4 * 64, steps=200, checkpoint_every=10, eval_every=50,
-                       kill_after=20, device="cpu")
+GPU_SHAPE = SmokeShape(
+    model={"name": "smoke_124m_shape", "n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
+    vocab=4096,
+    tokens_per_step=8 * 1024,
+    steps=160,
+    checkpoint_every=40,
+    eval_every=40,
+    kill_after=40,
+    device="cuda",
+)
+CPU_SHAPE = SmokeShape(
+    model={"name": "smoke_tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64},
+    vocab=1024,
+    tokens_per_step=4 * 64,
+    steps=200,
+    checkpoint_every=10,
+    eval_every=50,
+    kill_after=20,
+    device="cpu",
+)
 
 
 def make_data(corpus: Path, work: Path, vocab: int) -> tuple[Path, dict[str, Path], int]:
@@ -59,18 +73,26 @@ def make_data(corpus: Path, work: Path, vocab: int) -> tuple[Path, dict[str, Pat
 
     Returns the tokenizer directory, {source name: dataset directory} and the vocabulary size.
     """
-    configs = {"topics": {"text_template": "{title}\n\n{text}", "seed": 1},
-               "bodies": {"text_field": "text", "seed": 2}}
+    configs = {"topics": {"text_template": "{title}\n\n{text}", "seed": 1}, "bodies": {"text_field": "text", "seed": 2}}
     paths = {}
     for name, fields in configs.items():
-        cfg = {"name": name, "source": {"type": "local", "format": "json", "data_files": [str(corpus)]},
-               "validation_docs": 40, "shuffle_buffer": 200, "shard_tokens": 50_000, **fields}
+        cfg = {
+            "name": name,
+            "source": {"type": "local", "format": "json", "data_files": [str(corpus)]},
+            "validation_docs": 40,
+            "shuffle_buffer": 200,
+            "shard_tokens": 50_000,
+            **fields,
+        }
         paths[name] = work / "configs" / f"{name}.json"
         paths[name].parent.mkdir(parents=True, exist_ok=True)
         paths[name].write_text(json.dumps(cfg, indent=1))
     mix = work / "configs" / "tokenizer_mix.json"
-    mix.write_text(json.dumps({"vocab_size": vocab, "report_docs": 20, "max_samples": 700,
-                               "sources": [{"config": str(paths["topics"])}]}))
+    mix.write_text(
+        json.dumps(
+            {"vocab_size": vocab, "report_docs": 20, "max_samples": 700, "sources": [{"config": str(paths["topics"])}]}
+        )
+    )
     tok = work / "tokenizer"
     train_tokenizer(mix, tok)
     out = {}
@@ -87,33 +109,57 @@ def write_curriculum(work: Path, shape: SmokeShape, data: dict[str, Path], vocab
     model = work / "configs" / "model.json"
     model.write_text(json.dumps({**shape.model, "vocab_size": vocab}))
     ctx = shape.model["block_size"]
-    cfg = {"name": "smoke", "model": str(model), "seed": 1337, "total_tokens": shape.steps * shape.tokens_per_step,
-           "phases": [{"name": "a", "share": 0.5, "sources": [{"name": "topics", "path": str(data["topics"])}]},
-                      {"name": "b", "share": 0.5, "sources": [
-                          {"name": "bodies", "path": str(data["bodies"]), "weight": 2},
-                          {"name": "topics", "path": str(data["topics"]), "weight": 1}]}],
-           "batch": {"global_batch_tokens": shape.tokens_per_step, "micro_batch_size": "auto"},
-           "eval": {"interval_steps": shape.eval_every, "tokens_per_source": 4 * ctx},
-           "checkpoint": {"interval_steps": shape.checkpoint_every, "keep_last": 2},
-           "log_interval_steps": 10}
+    cfg = {
+        "name": "smoke",
+        "model": str(model),
+        "seed": 1337,
+        "total_tokens": shape.steps * shape.tokens_per_step,
+        "phases": [
+            {"name": "a", "share": 0.5, "sources": [{"name": "topics", "path": str(data["topics"])}]},
+            {
+                "name": "b",
+                "share": 0.5,
+                "sources": [
+                    {"name": "bodies", "path": str(data["bodies"]), "weight": 2},
+                    {"name": "topics", "path": str(data["topics"]), "weight": 1},
+                ],
+            },
+        ],
+        "batch": {"global_batch_tokens": shape.tokens_per_step, "micro_batch_size": "auto"},
+        "eval": {"interval_steps": shape.eval_every, "tokens_per_source": 4 * ctx},
+        "checkpoint": {"interval_steps": shape.checkpoint_every, "keep_last": 2},
+        "log_interval_steps": 10,
+    }
     path = work / "configs" / "curriculum.json"
     path.write_text(json.dumps(cfg, indent=1))
     return path
 
 
 def _env(threads: int | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
 def pretrain_cmd(config: Path, out: Path, device: str, torchrun: bool = False) -> list[str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"] if torchrun \
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
+        if torchrun
         else [sys.executable]
-    return [*launcher, "-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(config), "--out_dir", str(out),
-            "--device", device]
+    )
+    return [
+        *launcher,
+        "-m",
+        "chinchilla_pipeline.cli",
+        "pretrain",
+        "--config",
+        str(config),
+        "--out_dir",
+        str(out),
+        "--device",
+        device,
+    ]
 
 
 def run(cmd: list[str], threads: int | None, log: Path) -> float:
@@ -126,8 +172,9 @@ def run(cmd: list[str], threads: int | None, log: Path) -> float:
     return time.monotonic() - t0
 
 
-def run_killed(cmd: list[str], run_dir: Path, kill_after: int, threads: int | None, log: Path,
-               timeout_s: float = 600) -> int:
+def run_killed(
+    cmd: list[str], run_dir: Path, kill_after: int, threads: int | None, log: Path, timeout_s: float = 600
+) -> int:
     """Start ``cmd``, SIGKILL it once a checkpoint at or past step ``kill_after`` exists; the step it resumes from."""
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, env=_env(threads), stdout=f, stderr=subprocess.STDOUT)
@@ -135,8 +182,9 @@ def run_killed(cmd: list[str], run_dir: Path, kill_after: int, threads: int | No
         while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < kill_after:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"the run ended (or timed out) before a checkpoint at step {kill_after}:\n"
-                                   f"{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the run ended (or timed out) before a checkpoint at step {kill_after}:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         if proc.wait() != -signal.SIGKILL:
@@ -155,12 +203,16 @@ def compare(a_dir: Path, b_dir: Path) -> dict[str, Any]:
     fa = load_checkpoint(list_checkpoints(a_dir)[-1][1])["model"]
     fb = load_checkpoint(list_checkpoints(b_dir)[-1][1])["model"]
     wdiff = max(float((fa[k].float() - fb[k].float()).abs().max()) for k in fa)
-    return {"steps_compared": len(steps), "same_steps": sorted(ta) == sorted(tb),
-            "train_loss_bitwise_equal_steps": sum(d == 0 for d in diffs),
-            "train_loss_max_abs_diff": max(diffs, default=None),
-            "validation_loss_max_abs_diff": max(vdiffs, default=None),
-            "final_weights_max_abs_diff": wdiff, "bitwise": wdiff == 0 and all(d == 0 for d in diffs + vdiffs),
-            "final_train_loss": [ta[steps[-1]]["loss"], tb[steps[-1]]["loss"]] if steps else None}
+    return {
+        "steps_compared": len(steps),
+        "same_steps": sorted(ta) == sorted(tb),
+        "train_loss_bitwise_equal_steps": sum(d == 0 for d in diffs),
+        "train_loss_max_abs_diff": max(diffs, default=None),
+        "validation_loss_max_abs_diff": max(vdiffs, default=None),
+        "final_weights_max_abs_diff": wdiff,
+        "bitwise": wdiff == 0 and all(d == 0 for d in diffs + vdiffs),
+        "final_train_loss": [ta[steps[-1]]["loss"], tb[steps[-1]]["loss"]] if steps else None,
+    }
 
 
 def smoke_runs(config: Path, work: Path, shape: SmokeShape, threads: int | None, say) -> dict[str, Any]:
@@ -172,19 +224,22 @@ def smoke_runs(config: Path, work: Path, shape: SmokeShape, threads: int | None,
     out["unbroken_s"] = run(pretrain_cmd(config, work / "unbroken", dev), threads, logs / "unbroken.log")
     say(f"smoke: unbroken run {out['unbroken_s']:.0f} s")
     killed_dir = work / "killed" / "smoke"
-    out["killed_at_checkpoint"] = run_killed(pretrain_cmd(config, work / "killed", dev), killed_dir,
-                                             shape.kill_after, threads, logs / "killed.log")
+    out["killed_at_checkpoint"] = run_killed(
+        pretrain_cmd(config, work / "killed", dev), killed_dir, shape.kill_after, threads, logs / "killed.log"
+    )
     out["resumed_s"] = run(pretrain_cmd(config, work / "killed", dev), threads, logs / "resumed.log")
-    out["resume_line"] = next((line for line in (logs / "resumed.log").read_text().splitlines()
-                               if line.startswith("resumed ")), None)
+    out["resume_line"] = next(
+        (line for line in (logs / "resumed.log").read_text().splitlines() if line.startswith("resumed ")), None
+    )
     out["resume_vs_unbroken"] = compare(work / "unbroken" / "smoke", killed_dir)
-    say(f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; "
-        f"bitwise {out['resume_vs_unbroken']['bitwise']}")
+    say(
+        f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; "
+        f"bitwise {out['resume_vs_unbroken']['bitwise']}"
+    )
     if not out["resume_vs_unbroken"]["bitwise"]:  # is it the resume, or the GPU's run-to-run nondeterminism?
         run(pretrain_cmd(config, work / "unbroken2", dev), threads, logs / "unbroken2.log")
         out["unbroken_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "unbroken2" / "smoke")
-    out["torchrun_s"] = run(pretrain_cmd(config, work / "torchrun", dev, torchrun=True), threads,
-                            logs / "torchrun.log")
+    out["torchrun_s"] = run(pretrain_cmd(config, work / "torchrun", dev, torchrun=True), threads, logs / "torchrun.log")
     starts = [r for r in read_all_metrics(work / "torchrun" / "smoke" / "metrics.jsonl").get("start", {}).values()]
     out["torchrun_process_group"] = bool(starts and starts[-1].get("ddp"))
     out["torchrun_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "torchrun" / "smoke")
@@ -214,6 +269,9 @@ def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.d
         set_tf32(False)  # the comparison in true float32 (the check's last part: left so)
     with torch.no_grad():
         a, b = model(idx).float(), hf(idx).logits.float()
-    return {"shape": list(a.shape), "max_abs_diff": float((a - b).abs().max()),
-            "logit_scale": float(a.abs().max()),
-            "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
+    return {
+        "shape": list(a.shape),
+        "max_abs_diff": float((a - b).abs().max()),
+        "logit_scale": float(a.abs().max()),
+        "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean()),
+    }

@@ -36,24 +36,36 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "baseline": Setting("SpeedConfig defaults: sliced cross-entropy, fused AdamW, SDPA auto, TF32, "
-                        "compile mode default"),
+    "baseline": Setting(
+        "SpeedConfig defaults: sliced cross-entropy, fused AdamW, SDPA auto, TF32, compile mode default"
+    ),
     "chunked_ce": Setting("cross-entropy in 4,096-row chunks (no B x T x V logits)", {"cross_entropy": "chunked"}),
     "auto_micro": Setting("largest micro batch that fits (sliced cross-entropy)", micro="auto"),
-    "auto_micro_chunked": Setting("largest micro batch that fits, chunked cross-entropy",
-                                  {"cross_entropy": "chunked"}, micro="auto"),
+    "auto_micro_chunked": Setting(
+        "largest micro batch that fits, chunked cross-entropy", {"cross_entropy": "chunked"}, micro="auto"
+    ),
     "flash": Setting("SDPA forced to the flash kernel", {"attention": "flash"}),
     "cudnn": Setting("SDPA forced to cuDNN attention", {"attention": "cudnn"}),
     "foreach_adamw": Setting("AdamW foreach instead of fused", {"fused_adamw": False}),
     "eager": Setting("no torch.compile", compile="off"),
     "no_tf32": Setting("TF32 off for float32 matmuls", {"tf32": False}),
-    "max_autotune": Setting("compile mode max-autotune-no-cudagraphs (minutes of autotuning)",
-                            {"compile_mode": "max-autotune-no-cudagraphs"}),
+    "max_autotune": Setting(
+        "compile mode max-autotune-no-cudagraphs (minutes of autotuning)",
+        {"compile_mode": "max-autotune-no-cudagraphs"},
+    ),
     "reduce_overhead": Setting("compile mode reduce-overhead (CUDA graphs)", {"compile_mode": "reduce-overhead"}),
 }
 # Measured by default on a GPU, most telling first; the budget may cut the tail. The others on request.
-GPU_SETTINGS = ["baseline", "chunked_ce", "auto_micro_chunked", "auto_micro", "flash", "cudnn", "foreach_adamw",
-                "eager"]
+GPU_SETTINGS = [
+    "baseline",
+    "chunked_ce",
+    "auto_micro_chunked",
+    "auto_micro",
+    "flash",
+    "cudnn",
+    "foreach_adamw",
+    "eager",
+]
 CPU_SETTINGS = ["baseline", "chunked_ce"]
 
 
@@ -64,19 +76,34 @@ def _free(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def auto_micro(model_cfg: ModelConfig, speed: SpeedConfig, dtype: str, device: torch.device,
-               global_batch_tokens: int = 524_288) -> tuple[int, list[str]]:
+def auto_micro(
+    model_cfg: ModelConfig, speed: SpeedConfig, dtype: str, device: torch.device, global_batch_tokens: int = 524_288
+) -> tuple[int, list[str]]:
     """What ``"micro_batch_size": "auto"`` resolves to for llm.c's 2^19-token global batch, and the probe log."""
-    cfg = CurriculumConfig(name="probe", model="<probe>", phases=[{"name": "p", "share": 1.0, "sources": [
-        {"name": "s", "path": "<none>"}]}], batch=BatchConfig(global_batch_tokens=global_batch_tokens,
-                                                            micro_batch_size="auto"), dtype=dtype, speed=speed)
+    cfg = CurriculumConfig(
+        name="probe",
+        model="<probe>",
+        phases=[{"name": "p", "share": 1.0, "sources": [{"name": "s", "path": "<none>"}]}],
+        batch=BatchConfig(global_batch_tokens=global_batch_tokens, micro_batch_size="auto"),
+        dtype=dtype,
+        speed=speed,
+    )
     log: list[str] = []
     micro = resolve_micro_batch(cfg, model_cfg, Dist(0, 0, 1, device), log=log.append)
     return micro, log
 
 
-def measure(name: str, model_cfg: ModelConfig, device: torch.device, *, dtype: str, steps: int, warmup: int,
-            peak: float | None, compile_: str | None = None) -> dict[str, Any]:
+def measure(
+    name: str,
+    model_cfg: ModelConfig,
+    device: torch.device,
+    *,
+    dtype: str,
+    steps: int,
+    warmup: int,
+    peak: float | None,
+    compile_: str | None = None,
+) -> dict[str, Any]:
     """Tokens/s, MFU, peak memory and first-step (compile) time of the trainer and of the bare loop.
 
     ``compile_`` overrides the setting's compile switch (CPU mode: "off", compiling costs a minute there).
@@ -84,8 +111,12 @@ def measure(name: str, model_cfg: ModelConfig, device: torch.device, *, dtype: s
     s = SETTINGS[name]
     speed = SpeedConfig(**s.speed)
     compile_ = compile_ or s.compile
-    out: dict[str, Any] = {"setting": name, "description": s.description, "compile": compile_,
-                           "speed": speed.model_dump()}
+    out: dict[str, Any] = {
+        "setting": name,
+        "description": s.description,
+        "compile": compile_,
+        "speed": speed.model_dump(),
+    }
     micro = s.micro
     if micro == "auto":
         _free(device)
@@ -95,8 +126,18 @@ def measure(name: str, model_cfg: ModelConfig, device: torch.device, *, dtype: s
     torch._dynamo.reset()
     _free(device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(model_cfg, str(device.type), Path(tmp), micro=micro, accum=1, steps=warmup + steps,
-                               dtype=dtype, compile_=compile_, seed=1337, speed=speed)
+        trainer = make_trainer(
+            model_cfg,
+            str(device.type),
+            Path(tmp),
+            micro=micro,
+            accum=1,
+            steps=warmup + steps,
+            dtype=dtype,
+            compile_=compile_,
+            seed=1337,
+            speed=speed,
+        )
         t0 = time.perf_counter()
         trainer.train(1)  # ends with a flush: a host sync
         out["trainer_first_step_s"] = time.perf_counter() - t0
@@ -110,10 +151,23 @@ def measure(name: str, model_cfg: ModelConfig, device: torch.device, *, dtype: s
     out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     torch._dynamo.reset()
     _free(device)
-    bare = bare_loop(model_cfg, device, micro=micro, accum=1, steps=steps, warmup=warmup, dtype=dtype,
-                     compile_=compile_, seed=1337, speed=speed)
-    out.update(bare_tokens_per_s=bare["tokens_per_s"], bare_first_step_s=bare["first_step_s"],
-               bare_peak_gib=bare["peak_bytes"] / 2**30 if device.type == "cuda" else None)
+    bare = bare_loop(
+        model_cfg,
+        device,
+        micro=micro,
+        accum=1,
+        steps=steps,
+        warmup=warmup,
+        dtype=dtype,
+        compile_=compile_,
+        seed=1337,
+        speed=speed,
+    )
+    out.update(
+        bare_tokens_per_s=bare["tokens_per_s"],
+        bare_first_step_s=bare["first_step_s"],
+        bare_peak_gib=bare["peak_bytes"] / 2**30 if device.type == "cuda" else None,
+    )
     out["ratio"] = rate / bare["tokens_per_s"]
     out["trainer_mfu"] = mfu(fpt, rate, peak)
     out["bare_mfu"] = mfu(fpt, bare["tokens_per_s"], peak)
@@ -121,9 +175,19 @@ def measure(name: str, model_cfg: ModelConfig, device: torch.device, *, dtype: s
     return out
 
 
-def measure_all(names: list[str], model_cfg: ModelConfig, device: torch.device, *, dtype: str, steps: int,
-                warmup: int, peak: float | None, deadline: float | None, say,
-                compile_: str | None = None) -> list[dict[str, Any]]:
+def measure_all(
+    names: list[str],
+    model_cfg: ModelConfig,
+    device: torch.device,
+    *,
+    dtype: str,
+    steps: int,
+    warmup: int,
+    peak: float | None,
+    deadline: float | None,
+    say,
+    compile_: str | None = None,
+) -> list[dict[str, Any]]:
     """``measure`` each setting in order; those left when ``deadline`` (time.monotonic) has passed are skipped.
 
     A setting that fails (e.g. a backend this card lacks) is reported with its error, not fatal.
@@ -136,17 +200,27 @@ def measure_all(names: list[str], model_cfg: ModelConfig, device: torch.device, 
             continue
         t0 = time.monotonic()
         try:
-            row = measure(name, model_cfg, device, dtype=dtype, steps=steps, warmup=warmup, peak=peak,
-                          compile_=compile_)
+            row = measure(
+                name, model_cfg, device, dtype=dtype, steps=steps, warmup=warmup, peak=peak, compile_=compile_
+            )
         except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others' figures
             torch._dynamo.reset()
             _free(device)
-            row = {"setting": name, "description": SETTINGS[name].description,
-                   "error": f"{type(err).__name__}: {str(err)[:500]}"}
+            row = {
+                "setting": name,
+                "description": SETTINGS[name].description,
+                "error": f"{type(err).__name__}: {str(err)[:500]}",
+            }
         row["wall_s"] = time.monotonic() - t0
         rows.append(row)
-        say(f"throughput {name}: " + (row["error"] if "error" in row else
-                                      f"trainer {row['trainer_tokens_per_s']:,.0f} tok/s, bare "
-                                      f"{row['bare_tokens_per_s']:,.0f} tok/s, micro {row['micro_batch_size']}")
-            + f" ({row['wall_s']:.0f} s)")
+        say(
+            f"throughput {name}: "
+            + (
+                row["error"]
+                if "error" in row
+                else f"trainer {row['trainer_tokens_per_s']:,.0f} tok/s, bare "
+                f"{row['bare_tokens_per_s']:,.0f} tok/s, micro {row['micro_batch_size']}"
+            )
+            + f" ({row['wall_s']:.0f} s)"
+        )
     return rows

@@ -84,8 +84,9 @@ def read_items(path: str | Path, max_items: int | None = None) -> list[Item]:
     return items
 
 
-def download(dest: str | Path, url: str = OFFICIAL_URL, expected_blob: str | None = OFFICIAL_GIT_BLOB,
-             timeout_s: float = 60) -> Path:
+def download(
+    dest: str | Path, url: str = OFFICIAL_URL, expected_blob: str | None = OFFICIAL_GIT_BLOB, timeout_s: float = 60
+) -> Path:
     """Download ``url`` to ``dest`` atomically, with a progress bar; check its git blob id.
 
     No network, or a file that is not the expected one, is a ``UserError``; ``dest``
@@ -103,12 +104,18 @@ def download(dest: str | Path, url: str = OFFICIAL_URL, expected_blob: str | Non
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise UserError(f"cannot download the HellaSwag validation set from {url} ({reason}): offline? Download "
-                        f"it on a connected machine and pass its path with --hellaswag_path (alias --data)", path=dest) from None
+        raise UserError(
+            f"cannot download the HellaSwag validation set from {url} ({reason}): offline? Download "
+            f"it on a connected machine and pass its path with --hellaswag_path (alias --data)",
+            path=dest,
+        ) from None
     if expected_blob is not None and (got := git_blob_id(dest)) != expected_blob:
         dest.unlink()
-        raise UserError(f"the download from {url} is not the official file (git blob {got[:12]}, expected "
-                        f"{expected_blob[:12]}); removed", path=dest)
+        raise UserError(
+            f"the download from {url} is not the official file (git blob {got[:12]}, expected "
+            f"{expected_blob[:12]}); removed",
+            path=dest,
+        )
     return dest
 
 
@@ -116,6 +123,5 @@ def ensure_data(path: str | Path, url: str = OFFICIAL_URL) -> Path:
     """``path`` if it is a file, else the official validation set downloaded there."""
     path = Path(path)
     if path.is_dir():
-        raise UserError("is a directory; expected the HellaSwag validation jsonl (e.g. hellaswag_val.jsonl)",
-                        path=path)
+        raise UserError("is a directory; expected the HellaSwag validation jsonl (e.g. hellaswag_val.jsonl)", path=path)
     return path if path.is_file() else download(path, url, OFFICIAL_GIT_BLOB if url == OFFICIAL_URL else None)

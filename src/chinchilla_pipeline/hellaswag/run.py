@@ -24,8 +24,10 @@ from .data import DEFAULT_PATH, OFFICIAL_GIT_BLOB, OFFICIAL_URL, VALIDATION_ITEM
 from .score import Encode, Logits, render, score
 
 RESULT_FILE = HELLASWAG_FILE  # in the run directory (a checkpoint) or the export directory
-METHOD = ("completion-style (llm.c, build-nanogpt): acc_norm = lowest mean loss per ending token, acc = lowest "
-          "summed loss; the model's own tokenizer")
+METHOD = (
+    "completion-style (llm.c, build-nanogpt): acc_norm = lowest mean loss per ending token, acc = lowest "
+    "summed loss; the model's own tokenizer"
+)
 
 
 @dataclass
@@ -66,11 +68,15 @@ def load_checkpoint_model(checkpoint: str | Path, tokenizer: str | Path | None, 
     model = trained.model.to(device)
     tok = trained.tokenizer.tokenizer
     ckpt_dir = trained.checkpoint.parent
-    return Scorable(logits=model, encode=lambda s: tok.encode(s, add_special_tokens=False).ids,
-                    block_size=trained.config.block_size, device=device,
-                    autocast=autocast_factory("auto", device),
-                    source={"kind": "checkpoint", "path": str(trained.checkpoint), "step": trained.step},
-                    result_dir=ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir)
+    return Scorable(
+        logits=model,
+        encode=lambda s: tok.encode(s, add_special_tokens=False).ids,
+        block_size=trained.config.block_size,
+        device=device,
+        autocast=autocast_factory("auto", device),
+        source={"kind": "checkpoint", "path": str(trained.checkpoint), "step": trained.step},
+        result_dir=ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir,
+    )
 
 
 def load_export_model(export_dir: Path, device: torch.device) -> Scorable:
@@ -83,16 +89,29 @@ def load_export_model(export_dir: Path, device: torch.device) -> Scorable:
     tok = AutoTokenizer.from_pretrained(export_dir)
     provenance = export_dir / "export.json"
     step = json.loads(provenance.read_text(encoding="utf-8")).get("step") if provenance.is_file() else None
-    return Scorable(logits=lambda t: model(input_ids=t).logits,
-                    encode=lambda s: tok.encode(s, add_special_tokens=False),
-                    block_size=model.config.n_positions, device=device, autocast=autocast_factory("auto", device),
-                    source={"kind": "export", "path": str(export_dir), "step": step}, result_dir=export_dir)
+    return Scorable(
+        logits=lambda t: model(input_ids=t).logits,
+        encode=lambda s: tok.encode(s, add_special_tokens=False),
+        block_size=model.config.n_positions,
+        device=device,
+        autocast=autocast_factory("auto", device),
+        source={"kind": "export", "path": str(export_dir), "step": step},
+        result_dir=export_dir,
+    )
 
 
-def evaluate_hellaswag(model: str | Path, tokenizer: str | Path | None = None, data: str | Path = DEFAULT_PATH, *,
-                       max_items: int | None = None, device: str = "auto", items_per_batch: int = 8,
-                       out: str | Path | None = None, url: str = OFFICIAL_URL, progress: bool = True
-                       ) -> dict[str, Any]:
+def evaluate_hellaswag(
+    model: str | Path,
+    tokenizer: str | Path | None = None,
+    data: str | Path = DEFAULT_PATH,
+    *,
+    max_items: int | None = None,
+    device: str = "auto",
+    items_per_batch: int = 8,
+    out: str | Path | None = None,
+    url: str = OFFICIAL_URL,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score ``model`` (checkpoint, run directory or export directory) on HellaSwag; write and return the result.
 
     ``data`` is downloaded from ``url`` when missing. The result goes to ``out``, by
@@ -103,12 +122,25 @@ def evaluate_hellaswag(model: str | Path, tokenizer: str | Path | None = None, d
     data_path = ensure_data(data, url)  # data first: no model loaded for nothing when offline
     items = read_items(data_path, max_items)
     m = load_export_model(path, dev) if is_export(path) else load_checkpoint_model(path, tokenizer, dev)
-    tally = score(m.logits, [render(it, m.encode, m.block_size) for it in items], dev,
-                  items_per_batch=items_per_batch, autocast=m.autocast, progress=progress)
+    tally = score(
+        m.logits,
+        [render(it, m.encode, m.block_size) for it in items],
+        dev,
+        items_per_batch=items_per_batch,
+        autocast=m.autocast,
+        progress=progress,
+    )
     blob = git_blob_id(data_path)
-    result = {**m.source, "data": str(data_path), "data_git_blob": blob, "official_file": blob == OFFICIAL_GIT_BLOB,
-              "complete": blob == OFFICIAL_GIT_BLOB and tally.num_items == VALIDATION_ITEMS, "method": METHOD,
-              "device": dev.type, **tally.summary()}
+    result = {
+        **m.source,
+        "data": str(data_path),
+        "data_git_blob": blob,
+        "official_file": blob == OFFICIAL_GIT_BLOB,
+        "complete": blob == OFFICIAL_GIT_BLOB and tally.num_items == VALIDATION_ITEMS,
+        "method": METHOD,
+        "device": dev.type,
+        **tally.summary(),
+    }
     write_json(Path(out) if out is not None else m.result_dir / RESULT_FILE, result)
     return result
 
@@ -116,16 +148,19 @@ def evaluate_hellaswag(model: str | Path, tokenizer: str | Path | None = None, d
 def format_result(r: dict[str, Any]) -> str:
     """Two lines: the scores, then what they may be compared with."""
     step = f" (step {r['step']:,})" if r.get("step") is not None else ""
-    head = (f"{r['kind']} {r['path']}{step}: HellaSwag acc_norm {100 * r['acc_norm']:.2f}% "
-            f"± {100 * r['acc_norm_stderr']:.2f} ({r['correct_norm']:,}/{r['num_items']:,}), acc "
-            f"{100 * r['acc']:.2f}%; {r['truncated']:,} items cut to the context")
+    head = (
+        f"{r['kind']} {r['path']}{step}: HellaSwag acc_norm {100 * r['acc_norm']:.2f}% "
+        f"± {100 * r['acc_norm_stderr']:.2f} ({r['correct_norm']:,}/{r['num_items']:,}), acc "
+        f"{100 * r['acc']:.2f}%; {r['truncated']:,} items cut to the context"
+    )
     if r["complete"]:
-        note = ("the full official validation set, completion-style as llm.c: compare with GPT-2 124M 29.4%, llm.c "
-                "124M ~29.9%, GPT-3 124M 33.7% (chance 25%), keeping in mind the run's tokenizer is not GPT-2's")
+        note = (
+            "the full official validation set, completion-style as llm.c: compare with GPT-2 124M 29.4%, llm.c "
+            "124M ~29.9%, GPT-3 124M 33.7% (chance 25%), keeping in mind the run's tokenizer is not GPT-2's"
+        )
     else:
         which = "the official file's first" if r["official_file"] else "a file that is not the official validation set,"
-        note = (f"{which} {r['num_items']:,} items: not comparable with the published 10,042-item figures "
-                "(chance 25%)")
+        note = f"{which} {r['num_items']:,} items: not comparable with the published 10,042-item figures (chance 25%)"
     return f"{head}\n  {note}"
 
 
@@ -136,8 +171,16 @@ class TrainingHellaSwag:
     put in eval mode (no dropout, no randomness drawn) and back.
     """
 
-    def __init__(self, path: str | Path, tokenizer_dir: str | Path, max_items: int | None, block_size: int,
-                 dist, tokenizer_sha256: str, items_per_batch: int):
+    def __init__(
+        self,
+        path: str | Path,
+        tokenizer_dir: str | Path,
+        max_items: int | None,
+        block_size: int,
+        dist,
+        tokenizer_sha256: str,
+        items_per_batch: int,
+    ):
         from ..tokenizer.load import load_tokenizer
         from ..train.distributed import barrier
 
@@ -146,35 +189,50 @@ class TrainingHellaSwag:
         barrier(dist)
         tok = load_tokenizer(tokenizer_dir)
         if tok.sha256 != tokenizer_sha256:
-            raise UserError(f"is not the tokenizer the run's data was made with (sha256 {tok.sha256[:12]}, the data's "
-                            f"{tokenizer_sha256[:12]})", path=tok.path, field="eval.hellaswag_tokenizer")
+            raise UserError(
+                f"is not the tokenizer the run's data was made with (sha256 {tok.sha256[:12]}, the data's "
+                f"{tokenizer_sha256[:12]})",
+                path=tok.path,
+                field="eval.hellaswag_tokenizer",
+            )
         items = read_items(path, max_items)
         encode = lambda s: tok.tokenizer.encode(s, add_special_tokens=False).ids  # noqa: E731
-        self.rendered = [render(it, encode, block_size) for it in items[dist.rank:: dist.world_size]]
+        self.rendered = [render(it, encode, block_size) for it in items[dist.rank :: dist.world_size]]
         self.dist, self.items_per_batch = dist, items_per_batch
 
-    def evaluate(self, model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]
-                 ) -> dict[str, float | int]:
+    def evaluate(
+        self, model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]
+    ) -> dict[str, float | int]:
         """acc_norm, acc, their standard errors and the counts over all ranks' items."""
         from ..train.distributed import all_reduce_sum
         from .score import Tally
 
         was_training = model.training
         model.eval()
-        mine = score(model, self.rendered, self.dist.device, items_per_batch=self.items_per_batch,
-                     autocast=autocast)
+        mine = score(model, self.rendered, self.dist.device, items_per_batch=self.items_per_batch, autocast=autocast)
         model.train(was_training)
-        counts = torch.tensor([mine.num_items, mine.correct_norm, mine.correct, mine.truncated],
-                              dtype=torch.float64, device=self.dist.device)
+        counts = torch.tensor(
+            [mine.num_items, mine.correct_norm, mine.correct, mine.truncated],
+            dtype=torch.float64,
+            device=self.dist.device,
+        )
         n, norm, plain, cut = (int(v) for v in all_reduce_sum(counts, self.dist).tolist())
         return Tally(num_items=n, correct_norm=norm, correct=plain, truncated=cut).summary()
 
 
-def training_hook(eval_cfg, block_size: int, dist, tokenizer_sha256: str, micro_batch_size: int
-                  ) -> TrainingHellaSwag | None:
+def training_hook(
+    eval_cfg, block_size: int, dist, tokenizer_sha256: str, micro_batch_size: int
+) -> TrainingHellaSwag | None:
     """The hook a curriculum's ``eval.hellaswag_path`` asks for, or None. Rows per forward pass ~ the
     training micro-batch (items x 4 endings)."""
     if eval_cfg.hellaswag_path is None:
         return None
-    return TrainingHellaSwag(eval_cfg.hellaswag_path, eval_cfg.hellaswag_tokenizer, eval_cfg.hellaswag_max_items,
-                             block_size, dist, tokenizer_sha256, max(1, micro_batch_size // 4))
+    return TrainingHellaSwag(
+        eval_cfg.hellaswag_path,
+        eval_cfg.hellaswag_tokenizer,
+        eval_cfg.hellaswag_max_items,
+        block_size,
+        dist,
+        tokenizer_sha256,
+        max(1, micro_batch_size // 4),
+    )

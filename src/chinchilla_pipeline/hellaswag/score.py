@@ -57,14 +57,17 @@ def render(item: Item, encode: Encode, block_size: int) -> Rendered:
         keep = max(1, min(len(ctx), block_size - len(full)))  # context tokens kept: its tail, at least one
         end = full[: block_size - keep]
         truncated |= keep < len(ctx) or len(end) < len(full)
-        rows.append(tuple(ctx[len(ctx) - keep:] + end))
+        rows.append(tuple(ctx[len(ctx) - keep :] + end))
         starts.append(keep)
     return Rendered(tuple(rows), tuple(starts), item.label, truncated)
 
 
-def ending_losses(logits_fn: Logits, batch: Sequence[Rendered], device: torch.device,
-                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def ending_losses(
+    logits_fn: Logits,
+    batch: Sequence[Rendered],
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss (nats) and token count of every ending in ``batch``: two (len(batch), 4) float64 tensors."""
     rows = [r for item in batch for r in item.rows]
     starts = [s for item in batch for s in item.starts]
@@ -73,7 +76,7 @@ def ending_losses(logits_fn: Logits, batch: Sequence[Rendered], device: torch.de
     mask = torch.zeros(len(rows), width, dtype=torch.bool)  # True on ending tokens
     for i, (r, s) in enumerate(zip(rows, starts)):
         tokens[i, : len(r)] = torch.tensor(r)
-        mask[i, s: len(r)] = True
+        mask[i, s : len(r)] = True
     tokens, mask = tokens.to(device), mask.to(device)
     with autocast():
         logits = logits_fn(tokens)
@@ -109,20 +112,33 @@ class Tally:
         """acc_norm, acc, their standard errors sqrt(p(1-p)/n), and the counts."""
         n = max(self.num_items, 1)
         acc_norm, acc = self.correct_norm / n, self.correct / n
-        return {"acc_norm": acc_norm, "acc": acc, "acc_norm_stderr": math.sqrt(acc_norm * (1 - acc_norm) / n),
-                "acc_stderr": math.sqrt(acc * (1 - acc) / n), "num_items": self.num_items,
-                "correct_norm": self.correct_norm, "correct": self.correct, "truncated": self.truncated}
+        return {
+            "acc_norm": acc_norm,
+            "acc": acc,
+            "acc_norm_stderr": math.sqrt(acc_norm * (1 - acc_norm) / n),
+            "acc_stderr": math.sqrt(acc * (1 - acc) / n),
+            "num_items": self.num_items,
+            "correct_norm": self.correct_norm,
+            "correct": self.correct,
+            "truncated": self.truncated,
+        }
 
 
 def batches(rendered: Sequence[Rendered], items_per_batch: int) -> Iterable[Sequence[Rendered]]:
     for lo in range(0, len(rendered), items_per_batch):
-        yield rendered[lo: lo + items_per_batch]
+        yield rendered[lo : lo + items_per_batch]
 
 
 @torch.no_grad()
-def score(logits_fn: Logits, rendered: Sequence[Rendered], device: torch.device, *, items_per_batch: int = 8,
-          autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-          progress: bool = False) -> Tally:
+def score(
+    logits_fn: Logits,
+    rendered: Sequence[Rendered],
+    device: torch.device,
+    *,
+    items_per_batch: int = 8,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    progress: bool = False,
+) -> Tally:
     """Score ``rendered`` items in batches of ``items_per_batch`` x 4 rows; one forward pass per batch."""
     from tqdm import tqdm
 

@@ -16,13 +16,18 @@ WIDTHS = range(32, 2049, 16)  # the widths model_for_params chooses from: 32 .. 
 
 def family_config(width: int, vocab_size: int, block_size: int, name: str | None = None) -> ModelConfig:
     """The family member of a given width: one layer per 32 of width (at least 2), heads of 16."""
-    return ModelConfig(name=name or f"gpt_w{width}", n_layer=max(2, width // 32), n_head=max(1, width // HEAD_DIM),
-                       n_embd=width, block_size=block_size, vocab_size=vocab_size)
+    return ModelConfig(
+        name=name or f"gpt_w{width}",
+        n_layer=max(2, width // 32),
+        n_head=max(1, width // HEAD_DIM),
+        n_embd=width,
+        block_size=block_size,
+        vocab_size=vocab_size,
+    )
 
 
 def model_for_params(num_params: float, vocab_size: int, block_size: int) -> ModelConfig:
     """The family member whose parameter count (embeddings included) is closest to ``num_params``
     on a log scale."""
-    best = min(WIDTHS, key=lambda w: abs(math.log(family_config(w, vocab_size, block_size).num_params()
-                                                  / num_params)))
+    best = min(WIDTHS, key=lambda w: abs(math.log(family_config(w, vocab_size, block_size).num_params() / num_params)))
     return family_config(best, vocab_size, block_size)

@@ -21,15 +21,16 @@ CHUNK_ROWS = 4_096  # rows (tokens) per chunk: 4,096 x 50,257 float32 logits = 0
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int,
-                chunk: int) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int, chunk: int
+    ) -> torch.Tensor:
         n = hidden.size(0)
         w = weight[:vocab]
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, n, chunk):
-            h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            h, t = hidden[start : start + chunk], targets[start : start + chunk]
             logits = (h @ w.t()).float()  # bf16 matmul under autocast, as the plain path's head
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
@@ -37,7 +38,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad.scatter_add_(1, t[:, None], torch.full_like(t[:, None], -1, dtype=grad.dtype))
             grad /= n
             # Under autocast both matmuls run in bf16, as the plain path's backward through the head.
-            grad_hidden[start:start + chunk] = (grad @ w).to(hidden.dtype)
+            grad_hidden[start : start + chunk] = (grad @ w).to(hidden.dtype)
             grad_weight[:vocab] += (grad.t() @ h).float()
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total / n
@@ -48,8 +49,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grad_hidden * grad_out, grad_weight * grad_out, None, None, None
 
 
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int,
-                          chunk: int = CHUNK_ROWS) -> torch.Tensor:
+def chunked_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int, chunk: int = CHUNK_ROWS
+) -> torch.Tensor:
     """Mean cross-entropy of ``hidden @ weight[:vocab].T`` against ``targets``.
 
     ``hidden``: (N, C), the final LayerNorm's output; ``weight``: (padded V, C), the tied head;

@@ -24,18 +24,30 @@ HELLASWAG_FILE = "hellaswag.json"  # written by `chinchilla hellaswag` into the 
 FINAL_LOSS_STEPS = 10
 
 
-def budget_rows(run: RunLog, tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM
-                ) -> tuple[list[tuple[str, float]], dict[str, Any]]:
+def budget_rows(
+    run: RunLog, tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM
+) -> tuple[list[tuple[str, float]], dict[str, Any]]:
     """The planner's D = r·N, the run's own budget, each fit's compute-optimal D for the compute
     actually spent (C = 6·N·tokens trained), and the tokens trained (last). Also returns the plan."""
     n, trained = run.num_params, run.tokens_trained
-    plan = chinchilla_plan(n, tokens_per_param=tokens_per_param, global_batch_tokens=run.tokens_per_step,
-                     phases=(("all", 1.0),), compute_budget=training_flops(n, trained))
-    rows = [(f"planner: D = {tokens_per_param:g} N", float(plan["num_tokens"])),
-            (f"run's plan: {run.total_steps:,} steps x {run.tokens_per_step:,}",
-             float(run.total_steps * run.tokens_per_step))]
-    rows += [(f"{fit.name} optimum for this compute", plan["fits"][fit.name]["compute_optimal"]["num_tokens"])
-             for fit in FITS]
+    plan = chinchilla_plan(
+        n,
+        tokens_per_param=tokens_per_param,
+        global_batch_tokens=run.tokens_per_step,
+        phases=(("all", 1.0),),
+        compute_budget=training_flops(n, trained),
+    )
+    rows = [
+        (f"planner: D = {tokens_per_param:g} N", float(plan["num_tokens"])),
+        (
+            f"run's plan: {run.total_steps:,} steps x {run.tokens_per_step:,}",
+            float(run.total_steps * run.tokens_per_step),
+        ),
+    ]
+    rows += [
+        (f"{fit.name} optimum for this compute", plan["fits"][fit.name]["compute_optimal"]["num_tokens"])
+        for fit in FITS
+    ]
     rows.append(("trained", float(trained)))
     return rows, plan
 
@@ -55,14 +67,16 @@ def _phase_of(run: RunLog) -> dict[str, str]:
 
 def summary_section(run: RunLog, plan: dict[str, Any]) -> list[str]:
     last = run.train_loss[-FINAL_LOSS_STEPS:]
-    rows = [["parameters N (all, embeddings included)", f"{run.num_params:,}"],
-            ["tokens per optimiser step", f"{run.tokens_per_step:,}"],
-            ["steps trained", f"{run.steps_done:,} of {run.total_steps:,}"],
-            ["tokens trained", f"{run.tokens_trained:,} ({run.tokens_trained / run.num_params:.2f} per parameter)"],
-            [f"planner's budget D = {plan['tokens_per_param']:g} N", f"{plan['num_tokens']:,}"],
-            ["compute spent C = 6 N D", f"{training_flops(run.num_params, run.tokens_trained):.3e} FLOPs"],
-            [f"training loss, mean of the last {len(last)} steps", f"{sum(last) / len(last):.4f} nats/token"],
-            ["median throughput over the log intervals", f"{statistics.median(run.tokens_per_s):,.0f} tokens/s"]]
+    rows = [
+        ["parameters N (all, embeddings included)", f"{run.num_params:,}"],
+        ["tokens per optimiser step", f"{run.tokens_per_step:,}"],
+        ["steps trained", f"{run.steps_done:,} of {run.total_steps:,}"],
+        ["tokens trained", f"{run.tokens_trained:,} ({run.tokens_trained / run.num_params:.2f} per parameter)"],
+        [f"planner's budget D = {plan['tokens_per_param']:g} N", f"{plan['num_tokens']:,}"],
+        ["compute spent C = 6 N D", f"{training_flops(run.num_params, run.tokens_trained):.3e} FLOPs"],
+        [f"training loss, mean of the last {len(last)} steps", f"{sum(last) / len(last):.4f} nats/token"],
+        ["median throughput over the log intervals", f"{statistics.median(run.tokens_per_s):,.0f} tokens/s"],
+    ]
     if run.val_loss:
         final = run.val_loss[-1]
         rows.append(["final validation loss, mean over domains", f"{sum(final.values()) / len(final):.4f} nats/token"])
@@ -73,8 +87,15 @@ def phases_section(run: RunLog) -> list[str]:
     rows = []
     for ph in run.phases:
         total = sum(ph.tokens_per_source.values())
-        per = ", ".join(f"{k} {ph.tokens_per_source[k]:,} ({ph.tokens_per_source[k] / total:.1%})"
-                        for k in run.domains if k in ph.tokens_per_source) if total else "-"
+        per = (
+            ", ".join(
+                f"{k} {ph.tokens_per_source[k]:,} ({ph.tokens_per_source[k] / total:.1%})"
+                for k in run.domains
+                if k in ph.tokens_per_source
+            )
+            if total
+            else "-"
+        )
         rows.append([ph.name, f"{ph.first_step:,}..{ph.end_step:,}", f"{total:,}", per])
     lines = ["## Phases", ""] + _table(["phase", "steps", "tokens trained", "per source (share)"], rows)
     if run.epochs:
@@ -89,12 +110,14 @@ def validation_section(run: RunLog) -> list[str]:
     step = run.val_tokens[-1] // run.tokens_per_step
     phase_of = _phase_of(run)
     final = run.val_loss[-1]
-    rows = [[d, phase_of.get(d, "-"), f"{final[d]:.4f}", f"{math.exp(final[d]):.2f}"] for d in run.domains
-            if d in final]
+    rows = [
+        [d, phase_of.get(d, "-"), f"{final[d]:.4f}", f"{math.exp(final[d]):.2f}"] for d in run.domains if d in final
+    ]
     mean = sum(final.values()) / len(final)
     rows.append(["**mean**", "", f"{mean:.4f}", f"{math.exp(mean):.2f}"])
-    return ([f"## Final validation loss and perplexity (step {step:,}, {run.val_tokens[-1]:,} tokens)", ""]
-            + _table(["domain", "trained in phase", "loss (nats/token)", "perplexity"], rows))
+    return [f"## Final validation loss and perplexity (step {step:,}, {run.val_tokens[-1]:,} tokens)", ""] + _table(
+        ["domain", "trained in phase", "loss (nats/token)", "perplexity"], rows
+    )
 
 
 def evaluation_section(run_dir: Path) -> list[str]:
@@ -105,8 +128,11 @@ def evaluation_section(run_dir: Path) -> list[str]:
     ev = json.loads(path.read_text(encoding="utf-8"))
     rows = [[d, f"{r['num_tokens']:,}", f"{r['loss']:.4f}", f"{r['perplexity']:.2f}"] for d, r in ev["domains"].items()]
     rows.append(["**mean**", "", f"{ev['mean_loss']:.4f}", f"{math.exp(ev['mean_loss']):.2f}"])
-    return ([f"## Whole validation splits (`chinchilla evaluate`, step {ev['step']:,})", ""]
-            + _table(["domain", "tokens", "loss (nats/token)", "perplexity"], rows) + [""])
+    return (
+        [f"## Whole validation splits (`chinchilla evaluate`, step {ev['step']:,})", ""]
+        + _table(["domain", "tokens", "loss (nats/token)", "perplexity"], rows)
+        + [""]
+    )
 
 
 def _pct(r: dict[str, Any], key: str) -> str:
@@ -119,12 +145,16 @@ def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list
     whole = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if not run.hellaswag and whole is None:
         return []
-    lines = ["## HellaSwag (downstream)", "",
-             "Completion-style scoring as llm.c and build-nanogpt: acc_norm = the ending with the lowest mean loss "
-             "per token wins, acc = the lowest summed loss; ± is the standard error sqrt(p(1-p)/n). Chance is 25%. "
-             "Endings are tokenized with this run's tokenizer, not GPT-2's: published 124M figures (GPT-2 29.4%, "
-             "llm.c at 10B tokens ~29.9%, GPT-3 33.7%, acc_norm on all 10,042 items) use the same items and method "
-             "with another tokenizer (docs/evaluation.md).", ""]
+    lines = [
+        "## HellaSwag (downstream)",
+        "",
+        "Completion-style scoring as llm.c and build-nanogpt: acc_norm = the ending with the lowest mean loss "
+        "per token wins, acc = the lowest summed loss; ± is the standard error sqrt(p(1-p)/n). Chance is 25%. "
+        "Endings are tokenized with this run's tokenizer, not GPT-2's: published 124M figures (GPT-2 29.4%, "
+        "llm.c at 10B tokens ~29.9%, GPT-3 33.7%, acc_norm on all 10,042 items) use the same items and method "
+        "with another tokenizer (docs/evaluation.md).",
+        "",
+    ]
     if run.hellaswag:
         lines += [f"![hellaswag]({plots['hellaswag']})", ""]
         at = {r["step"]: r for r in run.hellaswag}
@@ -134,20 +164,38 @@ def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list
             if r is None:
                 continue
             change = f"{100 * (r['acc_norm'] - prev['acc_norm']):+.2f}" if prev else "-"
-            rows.append([ph.name, f"{ph.end_step:,}", f"{ph.end_step * run.tokens_per_step:,}", _pct(r, "acc_norm"),
-                         _pct(r, "acc"), f"{r['num_items']:,}", change])
+            rows.append(
+                [
+                    ph.name,
+                    f"{ph.end_step:,}",
+                    f"{ph.end_step * run.tokens_per_step:,}",
+                    _pct(r, "acc_norm"),
+                    _pct(r, "acc"),
+                    f"{r['num_items']:,}",
+                    change,
+                ]
+            )
             prev = r
         if rows:
-            lines += ["At the end of each phase (the trainer's evaluations; change in acc_norm points from the "
-                      "previous phase's end):", ""]
+            lines += [
+                "At the end of each phase (the trainer's evaluations; change in acc_norm points from the "
+                "previous phase's end):",
+                "",
+            ]
             lines += _table(["phase", "step", "tokens", "acc_norm", "acc", "items", "change"], rows) + [""]
     if whole is not None:
         which = "the official file" if whole["official_file"] else "not the official file"
-        scope = ("all 10,042 items of the official validation set" if whole["complete"] else
-                 f"{whole['num_items']:,} items ({which}; not comparable with the published figures)")
+        scope = (
+            "all 10,042 items of the official validation set"
+            if whole["complete"]
+            else f"{whole['num_items']:,} items ({which}; not comparable with the published figures)"
+        )
         step = f", step {whole['step']:,}" if whole.get("step") is not None else ""
-        lines += [f"`chinchilla hellaswag` ({whole['kind']}{step}) on {scope}: acc_norm {_pct(whole, 'acc_norm')}, "
-                  f"acc {_pct(whole, 'acc')}.", ""]
+        lines += [
+            f"`chinchilla hellaswag` ({whole['kind']}{step}) on {scope}: acc_norm {_pct(whole, 'acc_norm')}, "
+            f"acc {_pct(whole, 'acc')}.",
+            "",
+        ]
     return lines
 
 
@@ -167,38 +215,68 @@ def transition_section(run: RunLog) -> list[str]:
             else:
                 kind = "-"
             rows.append([d, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}", kind])
-        lines += [f"Validation loss (nats/token) at the end of phase `{t['after_phase']}` and at the end of phase "
-                  f"`{t['phase']}` (step {t['step']:,}). Forgetting = rise on the earlier phases' domains; gain = "
-                  "fall on this phase's domains.", ""]
+        lines += [
+            f"Validation loss (nats/token) at the end of phase `{t['after_phase']}` and at the end of phase "
+            f"`{t['phase']}` (step {t['step']:,}). Forgetting = rise on the earlier phases' domains; gain = "
+            "fall on this phase's domains.",
+            "",
+        ]
         lines += _table(["domain", f"after {t['after_phase']}", f"after {t['phase']}", "change", "reading"], rows)
         lines.append("")
     return lines
 
 
-def render_report(run: RunLog, run_dir: Path, plots: dict[str, str], budget: list[tuple[str, float]],
-                  plan: dict[str, Any]) -> str:
+def render_report(
+    run: RunLog, run_dir: Path, plots: dict[str, str], budget: list[tuple[str, float]], plan: dict[str, Any]
+) -> str:
     """``report.md``'s text."""
     boundaries = ", ".join(f"phase {name} starts at {tokens:,} tokens" for name, tokens in run.boundaries())
     mark = f" Dashed lines: {boundaries}." if boundaries else ""
-    lines = [f"# Run report: {run.name}", "",
-             f"From `{run_dir}/metrics.jsonl`. Losses are next-token cross-entropy in nats/token; perplexity = "
-             "exp(loss). Every figure below was measured by the run.", ""]
+    lines = [
+        f"# Run report: {run.name}",
+        "",
+        f"From `{run_dir}/metrics.jsonl`. Losses are next-token cross-entropy in nats/token; perplexity = "
+        "exp(loss). Every figure below was measured by the run.",
+        "",
+    ]
     lines += summary_section(run, plan) + [""]
     lines += phases_section(run) + [""]
     lines += ["## Training loss", "", f"![training loss]({plots['train_loss']})", "", mark.strip(), ""]
     if "validation" in plots:
         lines += ["## Validation loss per domain", "", f"![validation loss]({plots['validation']})", ""]
-    lines += ["## Tokens consumed per source", "", f"![tokens per source]({plots['tokens_per_source']})", "",
-              "## Learning rate", "", f"![learning rate]({plots['learning_rate']})", "",
-              "## Throughput", "", f"![throughput]({plots['throughput']})", "",
-              "## Token budget: planned against trained", "", f"![token budget]({plots['budget']})", ""]
+    lines += [
+        "## Tokens consumed per source",
+        "",
+        f"![tokens per source]({plots['tokens_per_source']})",
+        "",
+        "## Learning rate",
+        "",
+        f"![learning rate]({plots['learning_rate']})",
+        "",
+        "## Throughput",
+        "",
+        f"![throughput]({plots['throughput']})",
+        "",
+        "## Token budget: planned against trained",
+        "",
+        f"![token budget]({plots['budget']})",
+        "",
+    ]
     lines += _table(["budget", "tokens"], [[label, f"{v:,.0f}"] for label, v in budget])
     (n_lo, n_hi), (d_lo, d_hi) = FIT_RANGE_PARAMS, FIT_RANGE_TOKENS
-    note = "" if plan["within_fit_range"] else (
-        f" At this size they extrapolate: the fits come from {compact(n_lo)}-{compact(n_hi)} parameters and "
-        f"{compact(d_lo)}-{compact(d_hi)} tokens.")
-    lines += ["", "The fits' optima split the compute this run spent (C = 6 N D) as each published fit would." + note,
-              ""]
+    note = (
+        ""
+        if plan["within_fit_range"]
+        else (
+            f" At this size they extrapolate: the fits come from {compact(n_lo)}-{compact(n_hi)} parameters and "
+            f"{compact(d_lo)}-{compact(d_hi)} tokens."
+        )
+    )
+    lines += [
+        "",
+        "The fits' optima split the compute this run spent (C = 6 N D) as each published fit would." + note,
+        "",
+    ]
     lines += validation_section(run) + [""]
     lines += evaluation_section(run_dir)
     lines += transition_section(run)
@@ -207,8 +285,9 @@ def render_report(run: RunLog, run_dir: Path, plots: dict[str, str], budget: lis
     return "\n".join(lines).rstrip() + "\n"
 
 
-def make_report(run_dir: str | Path, out_dir: str | Path | None = None,
-                tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM) -> Path:
+def make_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM
+) -> Path:
     """Write ``report.md`` and its plots into ``out_dir`` (default ``<run_dir>/report``); returns report.md."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"

@@ -46,8 +46,14 @@ def _mark_phases(ax, run: RunLog) -> None:
     """A dashed line at each phase boundary, labelled with the phase that starts there."""
     for name, x in run.boundaries():
         ax.axvline(x, color="black", linestyle="--", linewidth=1)
-        ax.annotate(f"phase {name} →", xy=(x, 1), xycoords=("data", "axes fraction"), xytext=(4, -14),
-                    textcoords="offset points", fontsize=9)
+        ax.annotate(
+            f"phase {name} →",
+            xy=(x, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -14),
+            textcoords="offset points",
+            fontsize=9,
+        )
 
 
 def save_png(fig, path: Path, dpi: int = DPI) -> Path:
@@ -81,8 +87,12 @@ def plot_train_loss(run: RunLog, path: Path) -> Path:
         hi = starts[k + 1] if k + 1 < len(starts) else float("inf")
         seg = [i for i, x in enumerate(run.train_tokens) if lo < x <= hi]
         if seg:
-            ax.plot([run.train_tokens[i] for i in seg], moving_average([run.train_loss[i] for i in seg], window),
-                    color="tab:blue", label=f"mean of {window} steps (per phase)" if k == 0 else None)
+            ax.plot(
+                [run.train_tokens[i] for i in seg],
+                moving_average([run.train_loss[i] for i in seg], window),
+                color="tab:blue",
+                label=f"mean of {window} steps (per phase)" if k == 0 else None,
+            )
     _mark_phases(ax, run)
     _tokens_axis(ax)
     ax.set_ylabel("training loss (nats/token)")
@@ -110,8 +120,7 @@ def plot_tokens_per_source(run: RunLog, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     sources = [d for d in run.domains if any(d in seen for seen in run.tokens_seen)]
     xs = [0] + run.rate_tokens
-    ax.stackplot(xs, *[[0] + [seen.get(k, 0) for seen in run.tokens_seen] for k in sources], labels=sources,
-                 alpha=0.85)
+    ax.stackplot(xs, *[[0] + [seen.get(k, 0) for seen in run.tokens_seen] for k in sources], labels=sources, alpha=0.85)
     _mark_phases(ax, run)
     _tokens_axis(ax)
     from matplotlib.ticker import FuncFormatter
@@ -152,8 +161,7 @@ def plot_hellaswag(run: RunLog, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     xs = [r["step"] * run.tokens_per_step for r in run.hellaswag]
     ax.plot(xs, [100 * r["acc_norm"] for r in run.hellaswag], marker="o", markersize=3, label="acc_norm (mean loss)")
-    ax.plot(xs, [100 * r["acc"] for r in run.hellaswag], marker="o", markersize=3, alpha=0.6,
-            label="acc (summed loss)")
+    ax.plot(xs, [100 * r["acc"] for r in run.hellaswag], marker="o", markersize=3, alpha=0.6, label="acc (summed loss)")
     ax.axhline(25, color="gray", linestyle=":", linewidth=1, label="chance (25%)")
     _mark_phases(ax, run)
     _tokens_axis(ax)
@@ -172,8 +180,14 @@ def plot_budget(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
     for bar, v in zip(bars, values):
-        ax.annotate(compact(v), xy=(bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=9)
+        ax.annotate(
+            compact(v),
+            xy=(bar.get_width(), bar.get_y() + bar.get_height() / 2),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+        )
     ax.set_xlim(right=max(values) * 1.18)
     _tokens_axis(ax, "tokens")
     ax.set_title(title)
@@ -189,8 +203,9 @@ def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path
         "tokens_per_source": plot_tokens_per_source(run, out_dir / "tokens_per_source.png"),
         "learning_rate": plot_learning_rate(run, out_dir / "learning_rate.png"),
         "throughput": plot_throughput(run, out_dir / "throughput.png"),
-        "budget": plot_budget(budget_rows, f"{run.name}: token budget, N = {run.num_params:,} parameters",
-                              out_dir / "budget.png"),
+        "budget": plot_budget(
+            budget_rows, f"{run.name}: token budget, N = {run.num_params:,} parameters", out_dir / "budget.png"
+        ),
     }
     if run.val_loss:
         made["validation"] = plot_validation(run, out_dir / "validation_loss.png")

@@ -60,8 +60,7 @@ class RunLog:
         """Every source or validated domain: in phase order, the most-trained first within a phase."""
         order: list[str] = []
         for ph in self.phases:
-            order += sorted((k for k in ph.tokens_per_source if k not in order),
-                            key=lambda k: -ph.tokens_per_source[k])
+            order += sorted((k for k in ph.tokens_per_source if k not in order), key=lambda k: -ph.tokens_per_source[k])
         others = {k for seen in self.tokens_seen for k in seen} | {k for v in self.val_loss for k in v}
         return order + sorted(others - set(order))
 
@@ -75,8 +74,9 @@ def read_run(run_dir: str | Path) -> RunLog:
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
-        raise UserError("no metrics.jsonl: not a run directory of `chinchilla pretrain`, or the run has not started",
-                        path=run_dir)
+        raise UserError(
+            "no metrics.jsonl: not a run directory of `chinchilla pretrain`, or the run has not started", path=run_dir
+        )
     recs = read_all_metrics(path)
     train = recs.get("train", {})
     if not recs.get("start") or not train:
@@ -86,8 +86,10 @@ def read_run(run_dir: str | Path) -> RunLog:
     steps = sorted(train)
     logged = [s for s in steps if "tokens_per_s" in train[s]]
     if not logged:
-        raise UserError("has no logged interval yet (the trainer logs every `log_interval_steps` steps): "
-                        "nothing to report", path=path)
+        raise UserError(
+            "has no logged interval yet (the trainer logs every `log_interval_steps` steps): nothing to report",
+            path=path,
+        )
     names = {s: r["phase"] for s, r in recs.get("phase_start", {}).items()}
     phases = [Phase(names[a], a, b) for a, b in start["phase_steps"] if a in names]
     for ph in phases:
@@ -99,13 +101,21 @@ def read_run(run_dir: str | Path) -> RunLog:
             ph.tokens_per_source = {k: v - prev.get(k, 0) for k, v in last.items() if v - prev.get(k, 0) > 0}
     val = recs.get("validation", {})
     return RunLog(
-        name=run_dir.resolve().name, num_params=int(start["num_params"]), tokens_per_step=tps,
-        total_steps=int(start["total_steps"]), phases=phases, steps_done=steps[-1] + 1,
-        train_tokens=[(s + 1) * tps for s in steps], train_loss=[train[s]["loss"] for s in steps],
+        name=run_dir.resolve().name,
+        num_params=int(start["num_params"]),
+        tokens_per_step=tps,
+        total_steps=int(start["total_steps"]),
+        phases=phases,
+        steps_done=steps[-1] + 1,
+        train_tokens=[(s + 1) * tps for s in steps],
+        train_loss=[train[s]["loss"] for s in steps],
         lr=[train[s]["lr"] for s in steps],
-        rate_tokens=[(s + 1) * tps for s in logged], tokens_per_s=[train[s]["tokens_per_s"] for s in logged],
+        rate_tokens=[(s + 1) * tps for s in logged],
+        tokens_per_s=[train[s]["tokens_per_s"] for s in logged],
         tokens_seen=[train[s]["tokens_seen"] for s in logged],
-        val_tokens=[s * tps for s in sorted(val)], val_loss=[val[s]["loss"] for s in sorted(val)],
+        val_tokens=[s * tps for s in sorted(val)],
+        val_loss=[val[s]["loss"] for s in sorted(val)],
         transitions=[recs["transition"][s] for s in sorted(recs.get("transition", {}))],
         epochs=[recs["epoch"][k] for k in sorted(recs.get("epoch", {}))],
-        hellaswag=[recs["hellaswag"][s] for s in sorted(recs.get("hellaswag", {}))])
+        hellaswag=[recs["hellaswag"][s] for s in sorted(recs.get("hellaswag", {}))],
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +36,10 @@ def load_tokenizer(directory: str | Path, eot_token: str | None = None) -> Loade
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as err:  # the tokenizers library raises a bare Exception on a malformed file
-        raise UserError(f"not a readable tokenizer ({str(err).splitlines()[0][:200]}); retrain it with "
-                        "`make tokenizer-train-mix`", path=path) from None
+        raise UserError(
+            f"not a readable tokenizer ({str(err).splitlines()[0][:200]}); retrain it with `make tokenizer-train-mix`",
+            path=path,
+        ) from None
     if eot_token is None:
         config = Path(directory) / "tokenizer_config.json"
         eot_token = json.loads(config.read_text()).get("eos_token", EOT_TOKEN) if config.is_file() else EOT_TOKEN

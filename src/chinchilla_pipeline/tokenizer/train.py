@@ -57,8 +57,14 @@ def load_mix(mix_path: str | Path, max_samples: int | None = None) -> tuple[Toke
 
 def mix_fingerprint(mix: TokenizerMixConfig, configs: list[DatasetConfig]) -> str:
     """Identity of the training text: the mix's fields, each source's dataset config, the hygiene version."""
-    blob = json.dumps({"mix": mix.model_dump(by_alias=True), "sources": [c.model_dump(by_alias=True) for c in configs],
-                       "hygiene": HYGIENE_VERSION}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "mix": mix.model_dump(by_alias=True),
+            "sources": [c.model_dump(by_alias=True) for c in configs],
+            "hygiene": HYGIENE_VERSION,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -72,15 +78,19 @@ class _SourceText:
 
     def info(self, cfg: DatasetConfig) -> dict:
         h = self.hygiene
-        return {"heldout": f"the first {len(self.held):,} of the {h.num_validation:,} validation documents of "
-                           f"{cfg.name} (prepare's validation split with one part)",
-                "train": f"the {self.trained:,} training documents after them, less exact duplicates of a "
-                         "validation document",
-                "validation_docs": h.num_validation, "validation_sha256": h.validation_sha256}
+        return {
+            "heldout": f"the first {len(self.held):,} of the {h.num_validation:,} validation documents of "
+            f"{cfg.name} (prepare's validation split with one part)",
+            "train": f"the {self.trained:,} training documents after them, less exact duplicates of a "
+            "validation document",
+            "validation_docs": h.num_validation,
+            "validation_sha256": h.validation_sha256,
+        }
 
 
-def _train_documents(cfg: DatasetConfig, path: str, num_train: int, max_chars: int, report_docs: int,
-                     seen: _SourceText) -> Iterator[str]:
+def _train_documents(
+    cfg: DatasetConfig, path: str, num_train: int, max_chars: int, report_docs: int, seen: _SourceText
+) -> Iterator[str]:
     """The first ``num_train`` documents ``prepare`` puts in train (truncated to ``max_chars``);
     the validation documents before them are skipped, the first ``report_docs`` kept in ``seen.held``."""
     seen.hygiene = ValidationFilter(cfg.validation_docs)
@@ -98,8 +108,9 @@ def _train_documents(cfg: DatasetConfig, path: str, num_train: int, max_chars: i
             yield doc[:max_chars]
 
 
-def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: int | None = None,
-                    overwrite: bool = False) -> dict:
+def train_tokenizer(
+    mix_path: str | Path, out_dir: str | Path, *, max_samples: int | None = None, overwrite: bool = False
+) -> dict:
     """Train, save (``tokenizer.json`` + transformers files) atomically, return the report."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -110,18 +121,26 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     if (out_dir / REPORT_FILE).is_file() and not overwrite:
         report = tokenizer_report_cached(out_dir)
         if report.get("mix_fingerprint") != fp:
-            raise UserError(f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or "
-                            "another --out_dir", path=mix_path)
+            raise UserError(
+                f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or another --out_dir",
+                path=mix_path,
+            )
         log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
         return report
     # The finished tokenizer replaces the whole directory: refuse one holding anything else.
     others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
     if others:
-        raise UserError(f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
-                        "whole directory: choose an empty or tokenizer directory", field="--out_dir")
+        raise UserError(
+            f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
+            "whole directory: choose an empty or tokenizer directory",
+            field="--out_dir",
+        )
     open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
-    pins = {cfg.name: pin for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
-            if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))}
+    pins = {
+        cfg.name: pin
+        for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
+        if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))
+    }
     # Per source: the mix's share, at most the training documents prepare keeps.
     counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
     seen = {cfg.name: _SourceText() for cfg in configs}
@@ -132,15 +151,18 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
             if seen[cfg.name].trained < n:
                 log.warning("%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n)
             if not seen[cfg.name].held:
-                log.warning("%s: no validation documents: nothing held out to report",
-                            cfg.name)
+                log.warning("%s: no validation documents: nothing held out to report", cfg.name)
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=mix.vocab_size, min_frequency=mix.min_frequency,
-                                  special_tokens=[mix.eot_token], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=mix.vocab_size,
+        min_frequency=mix.min_frequency,
+        special_tokens=[mix.eot_token],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
     tok.train_from_iterator(bar, trainer=trainer, length=sum(counts))
     bar.close()
@@ -148,14 +170,20 @@ def train_tokenizer(mix_path: str | Path, out_dir: str | Path, *, max_samples: i
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp_dirs(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=mix.eot_token, eos_token=mix.eot_token,
-                                   unk_token=mix.eot_token)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=mix.eot_token, eos_token=mix.eot_token, unk_token=mix.eot_token
+    )
     fast.save_pretrained(str(tmp))
     loaded = load_tokenizer(tmp, mix.eot_token)
-    report = tokenizer_report(loaded, {name: s.held for name, s in seen.items()},
-                              {name: s.trained for name, s in seen.items()},
-                              {cfg.name: seen[cfg.name].info(cfg) for cfg in configs},
-                              mix_config=mix.model_dump(by_alias=True), mix_path=str(mix_path), mix_fingerprint=fp)
+    report = tokenizer_report(
+        loaded,
+        {name: s.held for name, s in seen.items()},
+        {name: s.trained for name, s in seen.items()},
+        {cfg.name: seen[cfg.name].info(cfg) for cfg in configs},
+        mix_config=mix.model_dump(by_alias=True),
+        mix_path=str(mix_path),
+        mix_fingerprint=fp,
+    )
     report["hub_sources"] = pins
     write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
     for name in os.listdir(tmp):

@@ -27,14 +27,27 @@ from .metrics import mfu, peak_flops
 from .setup import apply_speed, autocast_factory, compile_model
 from .trainer import Trainer
 
+DEFAULT_SPEED = SpeedConfig()  # the trainer's defaults (a frozen config: safe to share)
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum: int, steps: int, warmup: int,
-              dtype: str, compile_: str, seed: int, speed: SpeedConfig = SpeedConfig()) -> dict[str, float]:
+def bare_loop(
+    model_cfg: ModelConfig,
+    device: torch.device,
+    *,
+    micro: int,
+    accum: int,
+    steps: int,
+    warmup: int,
+    dtype: str,
+    compile_: str,
+    seed: int,
+    speed: SpeedConfig = DEFAULT_SPEED,
+) -> dict[str, float]:
     """The plainest loop: forward, backward, clip, AdamW on one fixed batch, with ``speed``'s settings.
 
     Returns ``tokens_per_s`` (timed steps), ``first_step_s`` (the first step: compilation included)
@@ -46,8 +59,9 @@ def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum
     torch.manual_seed(seed)
     raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(device)
     model = compile_model(raw, compile_, speed, device)
-    opt = torch.optim.AdamW(raw.parameters(), lr=1e-4, betas=(0.9, 0.95),
-                            fused=speed.fused_adamw and device.type == "cuda")
+    opt = torch.optim.AdamW(
+        raw.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=speed.fused_adamw and device.type == "cuda"
+    )
     autocast = autocast_factory(dtype, device, speed.attention)
     batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
     x, y = batch[:, :-1], batch[:, 1:]
@@ -78,39 +92,91 @@ def bare_loop(model_cfg: ModelConfig, device: torch.device, *, micro: int, accum
     return {"tokens_per_s": rate, "first_step_s": first, "peak_bytes": peak}
 
 
-def make_trainer(model_cfg: ModelConfig, device: str, work: Path, *, micro: int, accum: int, steps: int,
-                 dtype: str, compile_: str, seed: int, speed: SpeedConfig = SpeedConfig()) -> Trainer:
+def make_trainer(
+    model_cfg: ModelConfig,
+    device: str,
+    work: Path,
+    *,
+    micro: int,
+    accum: int,
+    steps: int,
+    dtype: str,
+    compile_: str,
+    seed: int,
+    speed: SpeedConfig = DEFAULT_SPEED,
+) -> Trainer:
     """A Trainer on a one-source curriculum over random tokens, sized so no phase ends while timed."""
     ctx, vocab = model_cfg.block_size, model_cfg.vocab_size
     rng = np.random.default_rng(seed)
     tokens_per_step = micro * accum * ctx
     num_docs = steps * tokens_per_step // 4096 + 2  # enough for the timed steps without starting a new epoch
     docs = [np.concatenate([[0], rng.integers(1, vocab, 4095)]) for _ in range(num_docs)]
-    path = write_token_dataset(work / "data", "bench", {"train": docs, "validation": docs[:1]},
-                               vocab_size=vocab, eot_id=0)
-    cfg = CurriculumConfig(name="bench", model="<bench>", seed=seed, total_tokens=100 * steps * tokens_per_step,
-                           phases=[{"name": "bench", "share": 1.0, "sources": [{"name": "random", "path": str(path)}]}],
-                           batch=BatchConfig(global_batch_tokens=tokens_per_step, micro_batch_size=micro),
-                           eval=EvalConfig(interval_steps=10**9, tokens_per_source=ctx),
-                           checkpoint=CheckpointConfig(interval_steps=10**9), dtype=dtype, compile=compile_,
-                           speed=speed)
+    path = write_token_dataset(
+        work / "data", "bench", {"train": docs, "validation": docs[:1]}, vocab_size=vocab, eot_id=0
+    )
+    cfg = CurriculumConfig(
+        name="bench",
+        model="<bench>",
+        seed=seed,
+        total_tokens=100 * steps * tokens_per_step,
+        phases=[{"name": "bench", "share": 1.0, "sources": [{"name": "random", "path": str(path)}]}],
+        batch=BatchConfig(global_batch_tokens=tokens_per_step, micro_batch_size=micro),
+        eval=EvalConfig(interval_steps=10**9, tokens_per_source=ctx),
+        checkpoint=CheckpointConfig(interval_steps=10**9),
+        dtype=dtype,
+        compile=compile_,
+        speed=speed,
+    )
     return Trainer(cfg, model_cfg, setup_distributed(device), work / "run")
 
 
-def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8, accum: int = 1, steps: int = 20,
-                warmup: int = 3, dtype: str = "auto", compile_: str = "auto", rounds: int = 4,
-                peak_tflops: float | None = None, speed: SpeedConfig = SpeedConfig()) -> dict[str, float]:
+def bench_train(
+    model_path: str | Path,
+    *,
+    device: str = "auto",
+    micro: int = 8,
+    accum: int = 1,
+    steps: int = 20,
+    warmup: int = 3,
+    dtype: str = "auto",
+    compile_: str = "auto",
+    rounds: int = 4,
+    peak_tflops: float | None = None,
+    speed: SpeedConfig = DEFAULT_SPEED,
+) -> dict[str, float]:
     """Best-of-``rounds`` tokens/s of the bare loop and of the trainer, and trainer / bare."""
     model_cfg = load_model_config(model_path)
     bare, trained = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(model_cfg, device, Path(tmp), micro=micro, accum=accum, steps=warmup + rounds * steps,
-                               dtype=dtype, compile_=compile_, seed=1337, speed=speed)
+        trainer = make_trainer(
+            model_cfg,
+            device,
+            Path(tmp),
+            micro=micro,
+            accum=accum,
+            steps=warmup + rounds * steps,
+            dtype=dtype,
+            compile_=compile_,
+            seed=1337,
+            speed=speed,
+        )
         dev = trainer.dist.device
         trainer.train(warmup)
         for _ in range(rounds):
-            bare.append(bare_loop(model_cfg, dev, micro=micro, accum=accum, steps=steps, warmup=warmup,
-                                  dtype=dtype, compile_=compile_, seed=1337, speed=speed)["tokens_per_s"])
+            bare.append(
+                bare_loop(
+                    model_cfg,
+                    dev,
+                    micro=micro,
+                    accum=accum,
+                    steps=steps,
+                    warmup=warmup,
+                    dtype=dtype,
+                    compile_=compile_,
+                    seed=1337,
+                    speed=speed,
+                )["tokens_per_s"]
+            )
             t0 = time.perf_counter()
             trainer.train(trainer.step + steps)  # ends with a flush: a host sync
             trained.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0))
@@ -121,17 +187,19 @@ def bench_train(model_path: str | Path, *, device: str = "auto", micro: int = 8,
     out["ratio"] = out["trainer_tokens_per_s"] / out["bare_tokens_per_s"]
     out["trainer_mfu"] = mfu(fpt, out["trainer_tokens_per_s"], peak)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"model {model_cfg.name}: {model_cfg.num_params():,} params, context {model_cfg.block_size}, "
-          f"{fpt:,} FLOPs/token; device {name}; micro-batch {micro} x accum {accum}; "
-          f"dtype {dtype}, compile {compile_}, cross-entropy {speed.cross_entropy}; "
-          f"best of {rounds} rounds of {steps} steps")
+    print(
+        f"model {model_cfg.name}: {model_cfg.num_params():,} params, context {model_cfg.block_size}, "
+        f"{fpt:,} FLOPs/token; device {name}; micro-batch {micro} x accum {accum}; "
+        f"dtype {dtype}, compile {compile_}, cross-entropy {speed.cross_entropy}; "
+        f"best of {rounds} rounds of {steps} steps"
+    )
     print(f"bare loop:  {out['bare_tokens_per_s']:,.0f} tokens/s   (rounds: {', '.join(f'{v:,.0f}' for v in bare)})")
-    print(f"trainer:    {out['trainer_tokens_per_s']:,.0f} tokens/s   "
-          f"(rounds: {', '.join(f'{v:,.0f}' for v in trained)})")
+    print(
+        f"trainer:    {out['trainer_tokens_per_s']:,.0f} tokens/s   (rounds: {', '.join(f'{v:,.0f}' for v in trained)})"
+    )
     print(f"ratio trainer/bare: {out['ratio']:.3f}")
     if out["trainer_mfu"] is not None:
         print(f"trainer MFU: {100 * out['trainer_mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s dense bf16 peak")
     else:
         print("MFU: not reported (no known peak for this device; pass --peak_tflops)")
     return out
-

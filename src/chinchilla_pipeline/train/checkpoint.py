@@ -96,8 +96,11 @@ class TrainState:
             raise UserError(f"checkpoint version {version}, expected {CKPT_VERSION}", path=path)
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in state]
         if missing:
-            raise UserError(f"is not a complete checkpoint: no {', '.join(repr(m) for m in missing)} "
-                            "(expected a file written by `chinchilla pretrain`)", path=path)
+            raise UserError(
+                f"is not a complete checkpoint: no {', '.join(repr(m) for m in missing)} "
+                "(expected a file written by `chinchilla pretrain`)",
+                path=path,
+            )
         return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
 
     @classmethod
@@ -134,8 +137,9 @@ class _HashingWriter:
         self.f.flush()
 
 
-def save_checkpoint(run_dir: Path, state: TrainState | dict[str, Any], *, keep_last: int,
-                    final_of: str | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path, state: TrainState | dict[str, Any], *, keep_last: int, final_of: str | None = None
+) -> Path:
     """Write ``state`` and its sha256 atomically; prune periodic checkpoints beyond the newest ``keep_last``."""
     d = checkpoint_dir(run_dir)
     remove_stale_temporaries(d)
@@ -164,12 +168,16 @@ def verify_checkpoint(path: Path) -> None:
     try:
         expected = checksum_path(path).read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        raise CorruptCheckpoint(f"has no checksum file {checksum_path(path).name}: cannot tell whether it is "
-                                "intact", path=path) from None
+        raise CorruptCheckpoint(
+            f"has no checksum file {checksum_path(path).name}: cannot tell whether it is intact", path=path
+        ) from None
     actual = sha256_file(path)
     if actual != expected:
-        raise CorruptCheckpoint(f"is corrupt: sha256 {actual[:12]}..., its checksum file says {expected[:12]}... "
-                                "(bits changed on disk since it was written)", path=path)
+        raise CorruptCheckpoint(
+            f"is corrupt: sha256 {actual[:12]}..., its checksum file says {expected[:12]}... "
+            "(bits changed on disk since it was written)",
+            path=path,
+        )
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -180,8 +188,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise UserError(f"not a checkpoint written by `chinchilla pretrain` ({type(err).__name__})",
-                        path=path) from None
+        raise UserError(
+            f"not a checkpoint written by `chinchilla pretrain` ({type(err).__name__})", path=path
+        ) from None
     if not isinstance(state, dict) or state.get("version") != CKPT_VERSION:
         version = state.get("version") if isinstance(state, dict) else None
         raise UserError(f"checkpoint version {version}, expected {CKPT_VERSION}", path=path)
@@ -198,8 +207,11 @@ def latest_intact(candidates: list[Path]) -> tuple[Path, TrainState]:
         except CorruptCheckpoint as err:
             log.warning("%s; falling back to the checkpoint before it", err)
             bad.append(path.name)
-    raise UserError(f"no intact checkpoint: {', '.join(bad)} fail their checksums; delete them to start over, "
-                    "or restore them from a copy", path=candidates[-1].parent if candidates else None)
+    raise UserError(
+        f"no intact checkpoint: {', '.join(bad)} fail their checksums; delete them to start over, "
+        "or restore them from a copy",
+        path=candidates[-1].parent if candidates else None,
+    )
 
 
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path, allow_changes: bool) -> list[str]:
@@ -216,6 +228,9 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
         elif a != b:
             diffs.append(key)
     if diffs and not allow_changes:
-        raise UserError(f"was made with a different {', '.join(diffs)} than this run; resuming would mix "
-                        "runs (pass --allow_changes to resume anyway)", path=path)
+        raise UserError(
+            f"was made with a different {', '.join(diffs)} than this run; resuming would mix "
+            "runs (pass --allow_changes to resume anyway)",
+            path=path,
+        )
     return diffs

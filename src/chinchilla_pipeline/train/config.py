@@ -235,8 +235,12 @@ def sequences_per_rank(cfg: CurriculumConfig, model: ModelConfig, world_size: in
     """Sequences each rank trains per optimiser step: global_batch_tokens / (context x world_size)."""
     per = model.block_size * world_size
     if cfg.batch.global_batch_tokens % per:
-        raise UserError(f"{cfg.batch.global_batch_tokens} tokens is not a multiple of context {model.block_size} "
-                        f"x {world_size} ranks = {per}", path=path, field="batch.global_batch_tokens")
+        raise UserError(
+            f"{cfg.batch.global_batch_tokens} tokens is not a multiple of context {model.block_size} "
+            f"x {world_size} ranks = {per}",
+            path=path,
+            field="batch.global_batch_tokens",
+        )
     return cfg.batch.global_batch_tokens // per
 
 
@@ -245,8 +249,14 @@ def micro_batch_candidates(seqs_per_rank: int, cap: int | None = None) -> list[i
     return [d for d in range(min(seqs_per_rank, cap or seqs_per_rank), 0, -1) if seqs_per_rank % d == 0]
 
 
-def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "",
-              micro_batch_size: int | None = None) -> RunPlan:
+def make_plan(
+    cfg: CurriculumConfig,
+    model: ModelConfig,
+    world_size: int,
+    *,
+    path: str | Path = "",
+    micro_batch_size: int | None = None,
+) -> RunPlan:
     """Steps, accumulation and phase boundaries; a batch that does not divide is a ``UserError``.
 
     ``micro_batch_size`` is the resolved value of an "auto" config (``train.microbatch``); without
@@ -257,23 +267,37 @@ def make_plan(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, pat
         mb = micro_batch_candidates(sequences_per_rank(cfg, model, world_size, path=path), CPU_MICRO_BATCH)[0]
     per_micro = mb * ctx * world_size
     if cfg.batch.global_batch_tokens % per_micro:
-        raise UserError(f"{cfg.batch.global_batch_tokens} tokens is not a multiple of micro_batch_size "
-                        f"{mb} x context {ctx} x {world_size} ranks = {per_micro}",
-                        path=path, field="batch.global_batch_tokens")
+        raise UserError(
+            f"{cfg.batch.global_batch_tokens} tokens is not a multiple of micro_batch_size "
+            f"{mb} x context {ctx} x {world_size} ranks = {per_micro}",
+            path=path,
+            field="batch.global_batch_tokens",
+        )
     accum = cfg.batch.global_batch_tokens // per_micro
     tps = cfg.batch.global_batch_tokens
     target = cfg.total_tokens if cfg.total_tokens is not None else round(cfg.tokens_per_param * model.num_params())
     bounds = phase_boundaries([p.share for p in cfg.phases], target, tps)
     for p, (start, end) in zip(cfg.phases, bounds):
         if end <= start:
-            raise UserError(f"phase '{p.name}' gets no step ({p.share} x {target} tokens < one step of {tps})",
-                            path=path, field="phases")
+            raise UserError(
+                f"phase '{p.name}' gets no step ({p.share} x {target} tokens < one step of {tps})",
+                path=path,
+                field="phases",
+            )
     total = bounds[-1][1]
-    return RunPlan(context=ctx, micro_batch_size=mb, world_size=world_size, grad_accum=accum,
-                   tokens_per_step=tps, sequences_per_step=tps // ctx, target_tokens=target,
-                   total_steps=total, phase_steps=tuple(bounds),
-                   warmup_steps=round(cfg.schedule.warmup_share * total),
-                   decay_start_step=round(cfg.schedule.decay_start_share * total))
+    return RunPlan(
+        context=ctx,
+        micro_batch_size=mb,
+        world_size=world_size,
+        grad_accum=accum,
+        tokens_per_step=tps,
+        sequences_per_step=tps // ctx,
+        target_tokens=target,
+        total_steps=total,
+        phase_steps=tuple(bounds),
+        warmup_steps=round(cfg.schedule.warmup_share * total),
+        decay_start_step=round(cfg.schedule.decay_start_share * total),
+    )
 
 
 def load_curriculum(path: str | Path) -> tuple[CurriculumConfig, ModelConfig]:

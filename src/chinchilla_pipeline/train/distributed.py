@@ -50,8 +50,11 @@ def setup_distributed(device: str = "auto") -> Dist:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and local >= torch.cuda.device_count():
-        raise UserError(f"no CUDA device {local} ({torch.cuda.device_count()} visible; torch "
-                        f"{torch.__version__}, CUDA build: {torch.version.cuda is not None})", field="--device")
+        raise UserError(
+            f"no CUDA device {local} ({torch.cuda.device_count()} visible; torch "
+            f"{torch.__version__}, CUDA build: {torch.version.cuda is not None})",
+            field="--device",
+        )
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

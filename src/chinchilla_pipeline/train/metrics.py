@@ -20,8 +20,8 @@ from ..errors import UserError
 if TYPE_CHECKING:  # imported where used: reading metrics (report) needs no torch
     import torch
 
-# Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 and H100 SXM
-# from nanoGPT's estimate_mfu (A100) and NVIDIA's H100 SXM datasheet (989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
+# Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 from nanoGPT's
+# estimate_mfu, H100 SXM from NVIDIA's datasheet (989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
 # datasheets (half their "with sparsity" figures: 1,513, 1,671 and 1,979 TFLOPS).
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -43,18 +43,23 @@ def mfu(flops_per_token: int, tokens_per_s: float, peak: float | None) -> float 
     return None if not peak else flops_per_token * tokens_per_s / peak
 
 
-def transition_summary(before: dict[str, float], after: dict[str, float],
-                       earlier_domains: list[str], phase_domains: list[str]) -> dict[str, Any]:
+def transition_summary(
+    before: dict[str, float], after: dict[str, float], earlier_domains: list[str], phase_domains: list[str]
+) -> dict[str, Any]:
     """Per-domain validation loss before and after a phase.
 
     ``forgetting``: for domains of earlier phases that this phase does not train
     on, how much their loss rose (after - before; > 0 means forgotten).
     ``gain``: for this phase's domains, how much their loss fell (before - after).
     """
-    return {"before": before, "after": after,
-            "forgetting": {d: after[d] - before[d] for d in earlier_domains
-                           if d not in phase_domains and d in before and d in after},
-            "gain": {d: before[d] - after[d] for d in phase_domains if d in before and d in after}}
+    return {
+        "before": before,
+        "after": after,
+        "forgetting": {
+            d: after[d] - before[d] for d in earlier_domains if d not in phase_domains and d in before and d in after
+        },
+        "gain": {d: before[d] - after[d] for d in phase_domains if d in before and d in after},
+    }
 
 
 def format_duration(seconds: float) -> str:
@@ -90,9 +95,11 @@ class MetricsLog:
             run_dir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
+
             self._tb = SummaryWriter(str(run_dir / "tensorboard"))
             if wandb:
                 from .wandb_log import WandbLogger
+
                 self._wandb = WandbLogger(run_dir, **wandb)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -148,8 +155,9 @@ def read_all_metrics(path: Path) -> dict[str, dict[Any, dict[str, Any]]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                raise UserError(f"line {n} is not JSON (a metrics.jsonl from `chinchilla pretrain` was expected)",
-                                path=path) from None
+                raise UserError(
+                    f"line {n} is not JSON (a metrics.jsonl from `chinchilla pretrain` was expected)", path=path
+                ) from None
             key = (rec.get("step"), rec.get("source")) if rec.get("type") == "epoch" else rec.get("step")
             out.setdefault(rec.get("type"), {})[key] = rec
     return out

@@ -47,8 +47,14 @@ def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.devi
         torch.cuda.empty_cache()
 
 
-def resolve_micro_batch(cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dist, *, path: str | Path = "",
-                        log: Callable[[str], None] = lambda line: None) -> int | None:
+def resolve_micro_batch(
+    cfg: CurriculumConfig,
+    model_cfg: ModelConfig,
+    dist: Dist,
+    *,
+    path: str | Path = "",
+    log: Callable[[str], None] = lambda line: None,
+) -> int | None:
     """The micro batch an "auto" config resolves to on ``dist.device`` (None when the config gives a number).
 
     Uses the CUDA RNG (random probe tokens): call it before seeding the run.
@@ -62,8 +68,10 @@ def resolve_micro_batch(cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dis
     found = 1
     for micro in micro_batch_candidates(seqs, MAX_PROBE):
         peak = probe_step(model_cfg, cfg, dist.device, micro)
-        log(f"micro batch {micro}: " + ("out of memory" if peak is None else
-                                        f"peak {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB"))
+        log(
+            f"micro batch {micro}: "
+            + ("out of memory" if peak is None else f"peak {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB")
+        )
         if peak is not None and peak <= HEADROOM * total:
             found = micro
             break

@@ -18,27 +18,43 @@ from .wandb_log import require_wandb
 
 def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
     """The derived numbers of a run, one per line: budget, steps and tokens per phase and source."""
-    lines = [f"parameters (all, with embeddings): {num_params:,}",
-             f"target tokens: {plan.target_tokens:,}"
-             + ("" if cfg.total_tokens is not None else f" = {cfg.tokens_per_param:g} x {num_params:,}"),
-             f"tokens per step: {plan.tokens_per_step:,} = {plan.micro_batch_size} sequences x {plan.context} "
-             f"tokens x {plan.grad_accum} accumulation x {plan.world_size} ranks"
-             + (" (micro_batch_size auto: the CPU rule here; on CUDA the largest that fits)"
-                if cfg.batch.micro_batch_size == "auto" else ""),
-             f"steps: {plan.total_steps:,} ({plan.total_steps * plan.tokens_per_step:,} tokens); warmup "
-             f"{plan.warmup_steps}" + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else "")]
+    lines = [
+        f"parameters (all, with embeddings): {num_params:,}",
+        f"target tokens: {plan.target_tokens:,}"
+        + ("" if cfg.total_tokens is not None else f" = {cfg.tokens_per_param:g} x {num_params:,}"),
+        f"tokens per step: {plan.tokens_per_step:,} = {plan.micro_batch_size} sequences x {plan.context} "
+        f"tokens x {plan.grad_accum} accumulation x {plan.world_size} ranks"
+        + (
+            " (micro_batch_size auto: the CPU rule here; on CUDA the largest that fits)"
+            if cfg.batch.micro_batch_size == "auto"
+            else ""
+        ),
+        f"steps: {plan.total_steps:,} ({plan.total_steps * plan.tokens_per_step:,} tokens); warmup "
+        f"{plan.warmup_steps}" + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else ""),
+    ]
     for phase, (a, b) in zip(cfg.phases, plan.phase_steps):
         tokens = (b - a) * plan.tokens_per_step
         total_w = sum(s.weight for s in phase.sources)
         per = ", ".join(f"{s.name} ≈{tokens * s.weight / total_w:,.0f}" for s in phase.sources)
-        lines.append(f"phase {phase.name}: steps {a:,}..{b:,} = {tokens:,} tokens (share {phase.share:g}: "
-                     f"{phase.share * plan.target_tokens:,.0f}); per source: {per}")
+        lines.append(
+            f"phase {phase.name}: steps {a:,}..{b:,} = {tokens:,} tokens (share {phase.share:g}: "
+            f"{phase.share * plan.target_tokens:,.0f}); per source: {per}"
+        )
     return "\n".join(lines)
 
 
-def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: str | Path = "runs",
-                 allow_changes: bool = False, device: str = "auto", peak_tflops: float | None = None,
-                 plan_only: bool = False, wandb: dict | None = None, hellaswag: dict | None = None) -> int:
+def run_pretrain(
+    config_path: str | Path,
+    *,
+    phase: str | None = None,
+    out_dir: str | Path = "runs",
+    allow_changes: bool = False,
+    device: str = "auto",
+    peak_tflops: float | None = None,
+    plan_only: bool = False,
+    wandb: dict | None = None,
+    hellaswag: dict | None = None,
+) -> int:
     """Train ``phase`` (None: every remaining phase) of the run ``<out_dir>/<config name>``.
 
     Resumes from the run's latest checkpoint. Returns 0 when done, 1 when the
@@ -64,14 +80,15 @@ def run_pretrain(config_path: str | Path, *, phase: str | None = None, out_dir: 
     dist = setup_distributed(device)
     trainer, together = None, False
     try:
-        trainer = Trainer(cfg, model_cfg, dist, run_dir, config_path=config_path, peak_tflops=peak_tflops,
-                          wandb=wandb)
+        trainer = Trainer(cfg, model_cfg, dist, run_dir, config_path=config_path, peak_tflops=peak_tflops, wandb=wandb)
         end = trainer.resume(phase, allow_changes)
         if trainer.step < end:
             trainer.train(end)
         else:
-            trainer.log.say(f"nothing to do: {run_dir} is at step {trainer.step}, "
-                            f"{'phase ' + repr(phase) if phase else 'the run'} ends at step {end}")
+            trainer.log.say(
+                f"nothing to do: {run_dir} is at step {trainer.step}, "
+                f"{'phase ' + repr(phase) if phase else 'the run'} ends at step {end}"
+            )
         together = True
         return 0
     except NonFiniteLoss as err:  # raised on every rank alike (losses are all-reduced)
@@ -95,7 +112,8 @@ def with_eval_overrides(cfg: CurriculumConfig, fields: dict) -> CurriculumConfig
         return cfg
     merged = {**cfg.eval.model_dump(), **fields}
     if merged.get("hellaswag_path") is not None and merged.get("hellaswag_tokenizer") is None:
-        raise UserError("--hellaswag_path needs --hellaswag_tokenizer (the run's tokenizer directory)",
-                        field="--hellaswag_tokenizer")
+        raise UserError(
+            "--hellaswag_path needs --hellaswag_tokenizer (the run's tokenizer directory)",
+            field="--hellaswag_tokenizer",
+        )
     return cfg.model_copy(update={"eval": EvalConfig.model_validate(merged)})
-

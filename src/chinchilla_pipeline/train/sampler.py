@@ -30,10 +30,10 @@ class TokenStream:
         local = start - int(self.starts[i])
         shard = self.shards[i].tokens
         if local + length <= shard.size:
-            return shard[local: local + length].astype(np.int64)
+            return shard[local : local + length].astype(np.int64)
         parts, need = [], length
         while need:
-            chunk = self.shards[i].tokens[local: local + need]
+            chunk = self.shards[i].tokens[local : local + need]
             parts.append(chunk)
             need -= chunk.size
             i, local = i + 1, 0
@@ -62,8 +62,16 @@ class WeightedMultiDatasetSampler:
       contiguous slice of them; the stream does not depend on ``world``.
     """
 
-    def __init__(self, names: Sequence[str], streams: Sequence[TokenStream], weights: Sequence[float], *,
-                 context: int, seed: int, offset: Sequence[int] | None = None):
+    def __init__(
+        self,
+        names: Sequence[str],
+        streams: Sequence[TokenStream],
+        weights: Sequence[float],
+        *,
+        context: int,
+        seed: int,
+        offset: Sequence[int] | None = None,
+    ):
         if len(names) != len(streams) or len(names) != len(weights):
             raise ValueError("names, streams and weights must have the same length")
         total = float(sum(weights))
@@ -107,8 +115,9 @@ class WeightedMultiDatasetSampler:
         s = self._next_source()
         used = self.offset[s] + self.drawn[s]
         if used and used % self.num_windows[s] == 0:
-            self.epoch_events.append({"source": self.names[s], "epoch": used // self.num_windows[s],
-                                      "position": self.position})
+            self.epoch_events.append(
+                {"source": self.names[s], "epoch": used // self.num_windows[s], "position": self.position}
+            )
         self.drawn[s] += 1
         self.position += 1
         return s, used
@@ -134,8 +143,12 @@ class WeightedMultiDatasetSampler:
         return {n: o + d for n, o, d in zip(self.names, self.offset, self.drawn)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "drawn": list(self.drawn), "offset": list(self.offset),
-                "names": list(self.names)}
+        return {
+            "position": self.position,
+            "drawn": list(self.drawn),
+            "offset": list(self.offset),
+            "names": list(self.names),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert state["names"] == self.names, "sampler state belongs to another phase's sources"

@@ -23,16 +23,25 @@ def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | P
     first = next(iter(out.values()))
     for name, ds in out.items():
         if ds.vocab_size != model.vocab_size:
-            raise UserError(f"source '{name}' has vocab_size {ds.vocab_size} (its manifest) but the model config "
-                            f"{cfg.model} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
-                            path=ds.path / "manifest.json", field="vocab_size")
+            raise UserError(
+                f"source '{name}' has vocab_size {ds.vocab_size} (its manifest) but the model config "
+                f"{cfg.model} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
+                path=ds.path / "manifest.json",
+                field="vocab_size",
+            )
         if (ds.eot_id, ds.tokenizer_sha256) != (first.eot_id, first.tokenizer_sha256):
-            raise UserError(f"source '{name}' was tokenized differently from '{first.name}' (eot_id {ds.eot_id} vs "
-                            f"{first.eot_id}, tokenizer {ds.tokenizer_sha256[:12]} vs {first.tokenizer_sha256[:12]})",
-                            path=ds.path / "manifest.json", field="tokenizer_sha256")
+            raise UserError(
+                f"source '{name}' was tokenized differently from '{first.name}' (eot_id {ds.eot_id} vs "
+                f"{first.eot_id}, tokenizer {ds.tokenizer_sha256[:12]} vs {first.tokenizer_sha256[:12]})",
+                path=ds.path / "manifest.json",
+                field="tokenizer_sha256",
+            )
         if ds.num_tokens("train") <= model.block_size:
-            raise UserError(f"source '{name}' has {ds.num_tokens('train')} train tokens, fewer than context + 1",
-                            path=config_path, field="phases")
+            raise UserError(
+                f"source '{name}' has {ds.num_tokens('train')} train tokens, fewer than context + 1",
+                path=config_path,
+                field="phases",
+            )
     return out
 
 
@@ -43,41 +52,54 @@ def fingerprint(cfg: CurriculumConfig, model: ModelConfig, domains: dict[str, Pr
     change the trajectory.
     """
     recipe = cfg.model_dump(exclude={"eval", "checkpoint", "log_interval_steps", "model", "compile", "speed"})
-    return {"model_config": config_hash(model.model_dump()),
-            "curriculum_config": config_hash(recipe),
-            "tokenizer": next(iter(domains.values())).tokenizer_sha256,
-            "data": {name: config_hash(ds.manifest) for name, ds in domains.items()}}
+    return {
+        "model_config": config_hash(model.model_dump()),
+        "curriculum_config": config_hash(recipe),
+        "tokenizer": next(iter(domains.values())).tokenizer_sha256,
+        "data": {name: config_hash(ds.manifest) for name, ds in domains.items()},
+    }
 
 
-def build_optimizer(model: torch.nn.Module, opt: OptimizerConfig, device: torch.device,
-                    fused: bool = True) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, opt: OptimizerConfig, device: torch.device, fused: bool = True
+) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices (Linear and embedding weights) only, not on biases or LayerNorms.
     Fused kernel on CUDA (``fused``), else PyTorch's default (foreach)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
-                             fused=fused and device.type == "cuda")
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, fused=fused and device.type == "cuda"
+    )
 
 
-def autocast_factory(dtype: str, device: torch.device,
-                     attention: str = "auto") -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_factory(
+    dtype: str, device: torch.device, attention: str = "auto"
+) -> Callable[[], contextlib.AbstractContextManager]:
     """A context factory: bf16 autocast ("auto" on CUDA, or "bfloat16"), else full float32; with
     ``attention`` other than "auto" (SpeedConfig), SDPA restricted to that backend."""
     use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
-    cast = partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16) if use_bf16 \
-        else contextlib.nullcontext
+    cast = (
+        partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext
+    )
     if attention == "auto":
         return cast
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[attention]
+    backend = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "math": SDPBackend.MATH,
+    }[attention]
 
     @contextlib.contextmanager
     def both():
         with cast(), sdpa_kernel(backend):
             yield
+
     return both
 
 

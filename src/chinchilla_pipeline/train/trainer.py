@@ -18,18 +18,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import UserError
+from ..hellaswag.run import training_hook
 from ..model.config import ModelConfig
 from ..model.gpt import GPT
-from ..hellaswag.run import training_hook
 from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
 from .distributed import Dist, all_reduce_sum, barrier
-from .validation import Validator
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
+from .microbatch import resolve_micro_batch
 from .sampler import TokenStream, WeightedMultiDatasetSampler
 from .schedule import lr_at
-from .microbatch import resolve_micro_batch
 from .setup import apply_speed, autocast_factory, build_optimizer, compile_model, fingerprint, open_domains
+from .validation import Validator
 
 
 class NonFiniteLoss(RuntimeError):
@@ -46,18 +46,28 @@ def check_phase_ready(cfg: CurriculumConfig, plan: RunPlan, run_dir: Path, phase
     ckpts = list_checkpoints(run_dir)
     if i > 0 and (not ckpts or ckpts[-1][0] < start):
         prev = cfg.phases[i - 1].name
-        raise UserError(f"phase '{phase}' continues from the final checkpoint of phase '{prev}' (step {start}), and "
-                        f"{Path(run_dir) / 'checkpoints'} has none: run phase '{prev}' first "
-                        f"(make pretrain-curriculum-phase-{prev}, or chinchilla pretrain --phase {prev})")
+        raise UserError(
+            f"phase '{phase}' continues from the final checkpoint of phase '{prev}' (step {start}), and "
+            f"{Path(run_dir) / 'checkpoints'} has none: run phase '{prev}' first "
+            f"(make pretrain-curriculum-phase-{prev}, or chinchilla pretrain --phase {prev})"
+        )
     return end
 
 
 class Trainer:
     """One rank's view of a curriculum run stored in ``run_dir``."""
 
-    def __init__(self, cfg: CurriculumConfig, model_cfg: ModelConfig, dist: Dist, run_dir: Path, *,
-                 config_path: str | Path = "", peak_tflops: float | None = None,
-                 wandb: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        cfg: CurriculumConfig,
+        model_cfg: ModelConfig,
+        dist: Dist,
+        run_dir: Path,
+        *,
+        config_path: str | Path = "",
+        peak_tflops: float | None = None,
+        wandb: dict[str, Any] | None = None,
+    ):
         self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
         probes: list[str] = []
         # "auto" resolved before the seed is set (the probe draws random tokens)
@@ -71,15 +81,29 @@ class Trainer:
         apply_speed(speed, dist.device)
         self.raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(dist.device)
         model = compile_model(self.raw, cfg.compile, speed, dist.device)
-        self.model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-                         bucket_cap_mb=speed.ddp_bucket_cap_mb, static_graph=speed.ddp_static_graph,
-                         gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view) if dist.enabled else model
+        self.model = (
+            DDP(
+                model,
+                device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                bucket_cap_mb=speed.ddp_bucket_cap_mb,
+                static_graph=speed.ddp_static_graph,
+                gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view,
+            )
+            if dist.enabled
+            else model
+        )
         self.optimizer = build_optimizer(self.raw, cfg.optimizer, dist.device, fused=speed.fused_adamw)
         self.autocast = autocast_factory(cfg.dtype, dist.device, speed.attention)
-        self.validator = Validator(self.domains, context=self.plan.context, max_tokens=cfg.eval.tokens_per_source,
-                                   micro_batch_size=self.plan.micro_batch_size, dist=dist)
-        self.hellaswag = training_hook(cfg.eval, model_cfg.block_size, dist, self.fingerprint["tokenizer"],
-                                       self.plan.micro_batch_size)
+        self.validator = Validator(
+            self.domains,
+            context=self.plan.context,
+            max_tokens=cfg.eval.tokens_per_source,
+            micro_batch_size=self.plan.micro_batch_size,
+            dist=dist,
+        )
+        self.hellaswag = training_hook(
+            cfg.eval, model_cfg.block_size, dist, self.fingerprint["tokenizer"], self.plan.micro_batch_size
+        )
         self.log = MetricsLog(self.run_dir, dist.is_main, wandb=wandb)
         if micro is not None:
             self.log.say(f"micro_batch_size auto -> {micro} ({'; '.join(probes) or 'CPU rule'})")
@@ -129,9 +153,11 @@ class Trainer:
         if self.step < self.plan.total_steps and state.sampler["phase"] == self.plan.phase_at(self.step):
             self._enter_phase(state.sampler["phase"])
             if state.sampler["names"] != self.sampler.names:
-                raise UserError(f"was saved mid-phase with sources {state.sampler['names']}, the config now "
-                                f"has {self.sampler.names}: resume from a phase's final checkpoint instead",
-                                path=path)
+                raise UserError(
+                    f"was saved mid-phase with sources {state.sampler['names']}, the config now "
+                    f"has {self.sampler.names}: resume from a phase's final checkpoint instead",
+                    path=path,
+                )
             self.sampler.load_state_dict(state.sampler)
         self.log.say(f"resumed {path} at step {self.step}")
 
@@ -140,22 +166,40 @@ class Trainer:
         phase = self.cfg.phases[i]
         names = [s.name for s in phase.sources]
         self.sampler = WeightedMultiDatasetSampler(
-            names, [self.streams[n] for n in names], [s.weight for s in phase.sources],
-            context=self.plan.context, seed=self.cfg.seed, offset=[self.consumed[n] for n in names])
+            names,
+            [self.streams[n] for n in names],
+            [s.weight for s in phase.sources],
+            context=self.plan.context,
+            seed=self.cfg.seed,
+            offset=[self.consumed[n] for n in names],
+        )
         self.sampler_phase = i
 
     def train(self, end: int) -> None:
         """Train from ``self.step`` to ``end`` with evaluations, checkpoints and summaries."""
         plan, cfg = self.plan, self.cfg
-        self.log.write({"type": "start", "step": self.step, "end_step": end, "world_size": self.dist.world_size,
-                        "ddp": self.dist.enabled, "micro_batch_size": plan.micro_batch_size,
-                        "grad_accum": plan.grad_accum, "tokens_per_step": plan.tokens_per_step,
-                        "total_steps": plan.total_steps, "phase_steps": [list(p) for p in plan.phase_steps],
-                        "num_params": self.model_cfg.num_params(), "time": time.time()})
-        self.log.say(f"{self.model_cfg.name}: {self.model_cfg.num_params():,} parameters; "
-                     f"{plan.tokens_per_step:,} tokens/step = {plan.micro_batch_size} seq x {plan.context} tokens"
-                     f" x {plan.grad_accum} accum x {self.dist.world_size} ranks; steps {self.step}..{end} "
-                     f"of {plan.total_steps}")
+        self.log.write(
+            {
+                "type": "start",
+                "step": self.step,
+                "end_step": end,
+                "world_size": self.dist.world_size,
+                "ddp": self.dist.enabled,
+                "micro_batch_size": plan.micro_batch_size,
+                "grad_accum": plan.grad_accum,
+                "tokens_per_step": plan.tokens_per_step,
+                "total_steps": plan.total_steps,
+                "phase_steps": [list(p) for p in plan.phase_steps],
+                "num_params": self.model_cfg.num_params(),
+                "time": time.time(),
+            }
+        )
+        self.log.say(
+            f"{self.model_cfg.name}: {self.model_cfg.num_params():,} parameters; "
+            f"{plan.tokens_per_step:,} tokens/step = {plan.micro_batch_size} seq x {plan.context} tokens"
+            f" x {plan.grad_accum} accum x {self.dist.world_size} ranks; steps {self.step}..{end} "
+            f"of {plan.total_steps}"
+        )
         self._rate.reset()
         while self.step < end:
             i = plan.phase_at(self.step)
@@ -186,7 +230,7 @@ class Trainer:
         total = torch.zeros((), device=dev)
         mb = plan.micro_batch_size
         for m in range(plan.grad_accum):
-            chunk = batch[m * mb: (m + 1) * mb]
+            chunk = batch[m * mb : (m + 1) * mb]
             sync = self.model.no_sync() if self.dist.enabled and m < plan.grad_accum - 1 else contextlib.nullcontext()
             with sync:
                 with self.autocast():
@@ -207,30 +251,36 @@ class Trainer:
             return
         losses = all_reduce_sum(torch.stack([p[2] for p in self._pending]).float(), self.dist) / self.dist.world_size
         values = torch.stack([losses, torch.stack([p[3].float() for p in self._pending])]).tolist()
-        for (step, lr, _, _), loss, norm in zip(self._pending, *values):
+        for (step, _, _, _), loss, norm in zip(self._pending, *values):
             if loss != loss or abs(loss) == float("inf"):
                 raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without writing a checkpoint")
             if norm != norm or abs(norm) == float("inf"):  # the update already spread it to the weights
-                raise NonFiniteLoss(f"gradient norm is {norm} at step {step}; stopping without writing a "
-                                    "checkpoint")
+                raise NonFiniteLoss(f"gradient norm is {norm} at step {step}; stopping without writing a checkpoint")
         sec = self._rate.seconds_per_step()
         tok_s = self.plan.tokens_per_step / sec
         last = len(self._pending) - 1
         for k, ((step, lr, _, _), loss, norm) in enumerate(zip(self._pending, *values)):
             rec = {"type": "train", "step": step, "loss": loss, "lr": lr, "grad_norm": norm}
             if k == last:
-                rec.update(tokens_per_s=tok_s, mfu=mfu(self.flops_per_token, tok_s, self.peak),
-                           tokens_seen=self.tokens_seen(), phase=self.cfg.phases[self.sampler_phase].name)
+                rec.update(
+                    tokens_per_s=tok_s,
+                    mfu=mfu(self.flops_per_token, tok_s, self.peak),
+                    tokens_seen=self.tokens_seen(),
+                    phase=self.cfg.phases[self.sampler_phase].name,
+                )
             self.log.write(rec)
         for ev in self.sampler.epoch_events:
             self.log.write({"type": "epoch", "step": self.step, **ev})
             self.log.say(f"source '{ev['source']}' exhausted: starting epoch {ev['epoch']} (reshuffled)")
         self.sampler.epoch_events.clear()
         m = mfu(self.flops_per_token, tok_s, self.peak)
-        self.log.say(f"[{self.cfg.phases[self.sampler_phase].name}] step {self.step}/{self.plan.total_steps} "
-                     f"loss {values[0][last]:.4f} lr {self._pending[last][1]:.2e} gnorm {values[1][last]:.3f} "
-                     f"{tok_s:,.0f} tok/s" + (f" mfu {100 * m:.1f}%" if m is not None else "")
-                     + f" eta {format_duration(sec * (end - self.step))}")
+        self.log.say(
+            f"[{self.cfg.phases[self.sampler_phase].name}] step {self.step}/{self.plan.total_steps} "
+            f"loss {values[0][last]:.4f} lr {self._pending[last][1]:.2e} gnorm {values[1][last]:.3f} "
+            f"{tok_s:,.0f} tok/s"
+            + (f" mfu {100 * m:.1f}%" if m is not None else "")
+            + f" eta {format_duration(sec * (end - self.step))}"
+        )
         self._pending.clear()
         self._rate.reset()
 
@@ -250,8 +300,10 @@ class Trainer:
         if self.hellaswag is not None:
             hs = self.hellaswag.evaluate(self.raw, self.autocast)
             self.log.write({"type": "hellaswag", "step": self.step, **hs})
-            self.log.say(f"hellaswag at step {self.step}: acc_norm {hs['acc_norm']:.4f} acc {hs['acc']:.4f} "
-                         f"({hs['num_items']} items)")
+            self.log.say(
+                f"hellaswag at step {self.step}: acc_norm {hs['acc_norm']:.4f} acc {hs['acc']:.4f} "
+                f"({hs['num_items']} items)"
+            )
         self._rate.reset()
         return losses
 
@@ -259,21 +311,38 @@ class Trainer:
         """Record the boundary's validation losses, write the phase's final checkpoint and its summary."""
         name = self.cfg.phases[i].name
         self.boundary_evals[name] = dict(self.last_eval)
-        record: dict[str, Any] = {"type": "transition", "step": self.step, "phase": name,
-                                  "validation_loss": self.boundary_evals[name]}
+        record: dict[str, Any] = {
+            "type": "transition",
+            "step": self.step,
+            "phase": name,
+            "validation_loss": self.boundary_evals[name],
+        }
         if i > 0 and self.cfg.phases[i - 1].name in self.boundary_evals:
             prev = self.cfg.phases[i - 1].name
             earlier = [s.name for p in self.cfg.phases[:i] for s in p.sources]
-            record.update(after_phase=prev, **transition_summary(
-                self.boundary_evals[prev], self.boundary_evals[name], earlier,
-                [s.name for s in self.cfg.phases[i].sources]))
+            record.update(
+                after_phase=prev,
+                **transition_summary(
+                    self.boundary_evals[prev],
+                    self.boundary_evals[name],
+                    earlier,
+                    [s.name for s in self.cfg.phases[i].sources],
+                ),
+            )
         self.log.write(record)
-        self.log.say(f"phase '{name}' done at step {self.step}" + (
-            f"; validation loss after phase '{record['after_phase']}' -> after '{name}': " + ", ".join(
-                f"{d} {record['before'][d]:.4f} -> {v:.4f}" for d, v in record["after"].items())
-            + "; forgetting " + ", ".join(f"{d} {v:+.4f}" for d, v in record["forgetting"].items())
-            + "; gain " + ", ".join(f"{d} {v:+.4f}" for d, v in record["gain"].items())
-            if "after_phase" in record else ""))
+        self.log.say(
+            f"phase '{name}' done at step {self.step}"
+            + (
+                f"; validation loss after phase '{record['after_phase']}' -> after '{name}': "
+                + ", ".join(f"{d} {record['before'][d]:.4f} -> {v:.4f}" for d, v in record["after"].items())
+                + "; forgetting "
+                + ", ".join(f"{d} {v:+.4f}" for d, v in record["forgetting"].items())
+                + "; gain "
+                + ", ".join(f"{d} {v:+.4f}" for d, v in record["gain"].items())
+                if "after_phase" in record
+                else ""
+            )
+        )
         self.consumed.update(self.sampler.consumed())
         self.save(final_of=name)
 
@@ -284,12 +353,19 @@ class Trainer:
             rng = {"torch": torch.get_rng_state()}
             if self.dist.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
-            state = TrainState(step=self.step, model=self.raw.state_dict(), optimizer=self.optimizer.state_dict(),
-                               sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
-                               consumed={**self.consumed, **self.sampler.consumed()},
-                               tokens_seen=self.tokens_seen(), boundary_evals=self.boundary_evals,
-                               rng=rng, fingerprint=self.fingerprint, world_size=self.dist.world_size,
-                               model_config=self.model_cfg.model_dump())
+            state = TrainState(
+                step=self.step,
+                model=self.raw.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
+                consumed={**self.consumed, **self.sampler.consumed()},
+                tokens_seen=self.tokens_seen(),
+                boundary_evals=self.boundary_evals,
+                rng=rng,
+                fingerprint=self.fingerprint,
+                world_size=self.dist.world_size,
+                model_config=self.model_cfg.model_dump(),
+            )
             path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
             self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
         barrier(self.dist)

@@ -27,8 +27,11 @@ def require_wandb():
     try:
         import wandb
     except ImportError:
-        raise UserError("wandb is not installed: pip install 'chinchilla-pipeline[wandb]' (or pip install wandb), "
-                        "or leave out --wandb_project", field="--wandb_project") from None
+        raise UserError(
+            "wandb is not installed: pip install 'chinchilla-pipeline[wandb]' (or pip install wandb), "
+            "or leave out --wandb_project",
+            field="--wandb_project",
+        ) from None
     return wandb
 
 
@@ -45,11 +48,20 @@ class WandbLogger:
         invocation = base / f"{sum(1 for _ in base.iterdir()) if base.is_dir() else 0:04d}"
         invocation.mkdir(parents=True, exist_ok=True)
         try:
-            self.run = wandb.init(project=project, entity=entity, name=name or run_dir.resolve().name, id=run_id,
-                                  resume="allow", dir=str(invocation), settings=wandb.Settings(console="off"))
+            self.run = wandb.init(
+                project=project,
+                entity=entity,
+                name=name or run_dir.resolve().name,
+                id=run_id,
+                resume="allow",
+                dir=str(invocation),
+                settings=wandb.Settings(console="off"),
+            )
         except wandb.errors.Error as err:
-            raise UserError(f"wandb could not start ({str(err).splitlines()[0]}): run `wandb login`, or set "
-                            "WANDB_MODE=offline", field="--wandb_project") from None
+            raise UserError(
+                f"wandb could not start ({str(err).splitlines()[0]}): run `wandb login`, or set WANDB_MODE=offline",
+                field="--wandb_project",
+            ) from None
         if not id_file.is_file():
             write_text(id_file, run_id + "\n")
         self.run.define_metric("step")
@@ -57,8 +69,9 @@ class WandbLogger:
 
     def log(self, record: dict[str, Any], scalars: dict[str, float]) -> None:
         if record.get("type") == "start":  # the plan of this invocation: tokens per step, phases, parameters
-            self.run.config.update({k: v for k, v in record.items() if k not in ("type", "time")},
-                                   allow_val_change=True)
+            self.run.config.update(
+                {k: v for k, v in record.items() if k not in ("type", "time")}, allow_val_change=True
+            )
         if scalars and record.get("step") is not None:
             self.run.log({"step": record["step"], **scalars})
 
