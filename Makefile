@@ -183,7 +183,7 @@ isoflop-plan: ## print the isoflop runs (N, D = C/6N, D/N, steps) without traini
 DEMO_CURRICULUM := $(DEMO_CONF)/curriculum.json
 
 .PHONY: demo demo-train demo-evaluate
-demo: install-cpu ## everything, on the embedded real corpus: ~10 minutes on 2 CPU cores (README's first command)
+demo: install-cpu ## everything, on the embedded real corpus: ~4 minutes on 2 CPU cores after the install (README's first command)
 	$(MAKE) demo-data demo-size demo-train demo-evaluate report export generate
 
 demo-train: ## phase a then phase b of config/demo/curriculum.json (the model comes from demo-size)
