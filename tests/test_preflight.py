@@ -138,3 +138,18 @@ def test_unprepared_or_corrupt_source_is_a_blocker(run_setup, tokenizer_dir, tmp
         assert code == 2 and rows["data wiki"][0] == "BLOCKER" and "sha256 differs" in rows["data wiki"][1]
     finally:
         shard.write_bytes(original)
+
+
+def test_wall_clock_from_gpu_check_results(run_setup, tokenizer_dir, capsys, tmp_path):
+    """gpu-check's fastest trainer rate x the ranks sets the time; a CPU-mode result does not."""
+    results = tmp_path / "gpu_check.json"
+    fields = {"started": "2026-11-28 12:00:00 UTC", "environment": {"card": "NVIDIA H200"}}
+    fields["fastest"] = {"setting": "baseline", "trainer_tokens_per_s": 1024.0}
+    results.write_text(json.dumps({"mode": "gpu", **fields}))
+    _, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify", "--gpu_check", str(results))
+    assert rows["wall-clock"][0] == "ok"
+    assert "5,120 tokens at 1,024 tokens/s (measured by gpu-check on NVIDIA H200" in rows["wall-clock"][1]
+    assert "1,024 x 1 ranks, linear scaling assumed" in rows["wall-clock"][1]
+    results.write_text(json.dumps({"mode": "cpu", **fields}))
+    _, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify", "--gpu_check", str(results))
+    assert rows["wall-clock"][0] == "warn" and "make gpu-check" in rows["wall-clock"][1]

@@ -143,19 +143,46 @@ def check_gpu(cfg, device: str) -> Row:
     )
 
 
-def check_time(plan, tokens_per_second: float | None) -> Row:
+def measured_tokens_per_second(gpu_check_json: str | Path, world_size: int) -> tuple[float, str] | None:
+    """The job's tokens/s from ``chinchilla gpu-check``'s results: the fastest trainer setting on one GPU
+    times the ranks (linear scaling assumed: DDP's all-reduce overlaps the backward pass), and where it came
+    from; None when the file is absent or holds no GPU measurement."""
+    import json
+
+    path = Path(gpu_check_json)
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise UserError("is not valid JSON (rerun `make gpu-check`)", path=path) from None
+    fastest = res.get("fastest") if res.get("mode") == "gpu" else None
+    if not fastest or not fastest.get("trainer_tokens_per_s"):
+        return None
+    card = res.get("environment", {}).get("card", "a GPU")
+    rate = fastest["trainer_tokens_per_s"]
+    return rate * world_size, (
+        f"measured by gpu-check on {card} ({res.get('started', '?')}, setting {fastest['setting']}): "
+        f"{rate:,.0f} x {world_size} ranks, linear scaling assumed"
+    )
+
+
+def check_time(plan, tokens_per_second: float | None, measured: tuple[float, str] | None = None) -> Row:
     tokens = plan.total_steps * plan.tokens_per_step
-    if not tokens_per_second:
+    if tokens_per_second:
+        source = "given"
+    elif measured is not None:
+        tokens_per_second, source = measured
+    else:
         return Row(
             "wall-clock",
             "warn",
-            f"{tokens:,} tokens; pass --tokens_per_second (measure it with "
-            "`make bench-train-gpu`, x the number of GPUs) for the time",
+            f"{tokens:,} tokens; pass --tokens_per_second, or run `make gpu-check` on the card first",
         )
     return Row(
         "wall-clock",
         "ok",
-        f"{tokens:,} tokens at {tokens_per_second:,.0f} tokens/s (given): "
+        f"{tokens:,} tokens at {tokens_per_second:,.0f} tokens/s ({source}): "
         f"{_duration(tokens / tokens_per_second)} of training, evaluation and checkpoints not included",
     )
 
@@ -186,6 +213,7 @@ def preflight(
     tokens_per_second: float | None = None,
     world_size: int | None = None,
     verify: bool = True,
+    gpu_check_json: str | Path = "runs/gpu_check/gpu_check.json",
 ) -> list[Row]:
     """Every check's row, in table order."""
     from .train.config import load_curriculum, make_plan
@@ -199,7 +227,7 @@ def preflight(
         check_tokenizer(opened, model, tokenizer_dir),
         check_disk(cfg, model, run_dir),
         check_gpu(cfg, device),
-        check_time(plan, tokens_per_second),
+        check_time(plan, tokens_per_second, measured_tokens_per_second(gpu_check_json, world)),
         check_run_dir(cfg, plan, run_dir),
     ]
 

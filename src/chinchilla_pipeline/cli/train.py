@@ -78,7 +78,14 @@ def _add_preflight(sub) -> None:
     p.add_argument("--tokenizer", default="data/tokenizer", help="the tokenizer the sources were prepared with")
     p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="cuda: no GPU is a blocker")
-    p.add_argument("--tokens_per_second", type=float, help="training throughput of the whole job (measured)")
+    p.add_argument(
+        "--tokens_per_second",
+        type=float,
+        help="training throughput of the whole job (default: gpu-check's fastest setting x the ranks)",
+    )
+    p.add_argument(
+        "--gpu_check", default="runs/gpu_check/gpu_check.json", help="gpu-check's results, for the throughput"
+    )
     p.add_argument("--world_size", type=int, help="ranks of the training job (default $WORLD_SIZE or 1)")
     p.add_argument("--no_verify", action="store_true", help="skip re-reading the shards' checksums")
 
@@ -94,6 +101,7 @@ def _add_preflight(sub) -> None:
             tokens_per_second=a.tokens_per_second,
             world_size=a.world_size,
             verify=not a.no_verify,
+            gpu_check_json=a.gpu_check,
         )
         print(format_table(rows))
         return EXIT_USER_ERROR if any(r.status == "BLOCKER" for r in rows) else 0
