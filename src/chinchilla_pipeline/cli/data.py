@@ -20,10 +20,7 @@ def _add_tokenizer_train(sub) -> None:
         from ..tokenizer.train import train_tokenizer
 
         positive(a, "max_samples")
-        from ..lock import output_lock
-
-        with output_lock(a.out_dir, "tokenizer-train"):  # one writer per output directory
-            report = train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite)
+        report = train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite)
         print(format_report(report))
         return 0
 
@@ -50,8 +47,7 @@ def _add_prepare(sub) -> None:
 
         from ..data.config import DatasetConfig
         from ..data.manifest import ManifestSummary, input_summary
-        from ..data.prepare import part_dir, prepare_dataset, resolve_rank
-        from ..lock import output_lock
+        from ..data.prepare import prepare_dataset, resolve_rank
         from ..schema import load_config
 
         positive(a, "max_samples", "max_tokens", "workers")
@@ -63,18 +59,17 @@ def _add_prepare(sub) -> None:
 
             open_sources(configs)
         for cfg, path in configs:
-            with output_lock(part_dir(a.out_dir, cfg.name, rank, world), "prepare"):  # one writer per part
-                m = prepare_dataset(
-                    cfg,
-                    path,
-                    a.tokenizer,
-                    a.out_dir,
-                    overwrite=a.overwrite,
-                    rank=rank,
-                    world_size=world,
-                    workers=a.workers,
-                    progress=not a.quiet,
-                )
+            m = prepare_dataset(
+                cfg,
+                path,
+                a.tokenizer,
+                a.out_dir,
+                overwrite=a.overwrite,
+                rank=rank,
+                world_size=world,
+                workers=a.workers,
+                progress=not a.quiet,
+            )
             info = ManifestSummary.of(m)
             part = f" part {rank}/{world}" if world > 1 else ""
             print(f"{info.name}{part}: {info.describe()}")

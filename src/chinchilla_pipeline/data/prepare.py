@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
+from ..lock import output_lock
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from . import hub
 from .caps import SOURCE_EXHAUSTED, Caps
@@ -137,21 +138,22 @@ def prepare_dataset(
     else:  # the commit read and the datasets version: a resume must read the same stream
         source = hub.pin(cfg.source, config_path, cfg.name)
     out = part_dir(out_dir, cfg.name, rank, world_size)
-    fp = fingerprint(cfg, tok.sha256, rank, world_size, files, source)
-    if source is not None and not overwrite:
-        hub.check_resume(out, source, config_path)
-    done = _finished(out, fp, overwrite, config_path)
-    if done is not None:
-        return hub.record_source(out / MANIFEST_NAME, done, source)
-    # Workers start first: they load the tokenizer while this process opens the source.
-    with EncoderPool(
-        tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
-    ) as pool:
-        documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
-        if source is not None:  # what this directory's shards are read from, checked by any resume
-            hub.save_source(out, source)
-        manifest = _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
-    return hub.record_source(out / MANIFEST_NAME, manifest, source)
+    with output_lock(out, "prepare"):  # one writer per part: a second run into it exits at once
+        fp = fingerprint(cfg, tok.sha256, rank, world_size, files, source)
+        if source is not None and not overwrite:
+            hub.check_resume(out, source, config_path)
+        done = _finished(out, fp, overwrite, config_path)
+        if done is not None:
+            return hub.record_source(out / MANIFEST_NAME, done, source)
+        # Workers start first: they load the tokenizer while this process opens the source.
+        with EncoderPool(
+            tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
+        ) as pool:
+            documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
+            if source is not None:  # what this directory's shards are read from, checked by any resume
+                hub.save_source(out, source)
+            manifest = _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
+        return hub.record_source(out / MANIFEST_NAME, manifest, source)
 
 
 def _write(

@@ -34,6 +34,7 @@ from ..data.config import DatasetConfig, HubSource, TokenizerMixConfig
 from ..data.hygiene import HYGIENE_VERSION, ValidationFilter
 from ..data.sources import iter_batches, open_sources
 from ..errors import UserError
+from ..lock import output_lock
 from ..schema import load_config
 from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
@@ -116,85 +117,88 @@ def train_tokenizer(
     from transformers import PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
-    mix, configs = load_mix(mix_path, max_samples)
-    fp = mix_fingerprint(mix, configs)
-    if (out_dir / REPORT_FILE).is_file() and not overwrite:
-        report = tokenizer_report_cached(out_dir)
-        if report.get("mix_fingerprint") != fp:
+    with output_lock(out_dir, "tokenizer-train"):  # one writer per output directory
+        mix, configs = load_mix(mix_path, max_samples)
+        fp = mix_fingerprint(mix, configs)
+        if (out_dir / REPORT_FILE).is_file() and not overwrite:
+            report = tokenizer_report_cached(out_dir)
+            if report.get("mix_fingerprint") != fp:
+                raise UserError(
+                    f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or another --out_dir",
+                    path=mix_path,
+                )
+            log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
+            return report
+        # The finished tokenizer replaces the whole directory: refuse one holding anything else.
+        others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
+        if others:
             raise UserError(
-                f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or another --out_dir",
-                path=mix_path,
+                f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
+                "whole directory: choose an empty or tokenizer directory",
+                field="--out_dir",
             )
-        log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
-        return report
-    # The finished tokenizer replaces the whole directory: refuse one holding anything else.
-    others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
-    if others:
-        raise UserError(
-            f"{out_dir} holds other files ({', '.join(others[:3])}); the tokenizer replaces the "
-            "whole directory: choose an empty or tokenizer directory",
-            field="--out_dir",
+        open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
+        pins = {
+            cfg.name: pin
+            for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
+            if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))
+        }
+        # Per source: the mix's share, at most the training documents prepare keeps.
+        counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
+        seen = {cfg.name: _SourceText() for cfg in configs}
+
+        def corpus() -> Iterator[str]:
+            for src, cfg, n in zip(mix.sources, configs, counts):
+                yield from _train_documents(cfg, src.config, n, mix.max_chars_per_doc, mix.report_docs, seen[cfg.name])
+                if seen[cfg.name].trained < n:
+                    log.warning(
+                        "%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n
+                    )
+                if not seen[cfg.name].held:
+                    log.warning("%s: no validation documents: nothing held out to report", cfg.name)
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=mix.vocab_size,
+            min_frequency=mix.min_frequency,
+            special_tokens=[mix.eot_token],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
-    open_sources([(cfg, src.config) for src, cfg in zip(mix.sources, configs)])  # a broken source fails now
-    pins = {
-        cfg.name: pin
-        for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
-        if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))
-    }
-    # Per source: the mix's share, at most the training documents prepare keeps.
-    counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
-    seen = {cfg.name: _SourceText() for cfg in configs}
+        bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
+        tok.train_from_iterator(bar, trainer=trainer, length=sum(counts))
+        bar.close()
 
-    def corpus() -> Iterator[str]:
-        for src, cfg, n in zip(mix.sources, configs, counts):
-            yield from _train_documents(cfg, src.config, n, mix.max_chars_per_doc, mix.report_docs, seen[cfg.name])
-            if seen[cfg.name].trained < n:
-                log.warning("%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n)
-            if not seen[cfg.name].held:
-                log.warning("%s: no validation documents: nothing held out to report", cfg.name)
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=mix.vocab_size,
-        min_frequency=mix.min_frequency,
-        special_tokens=[mix.eot_token],
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
-    tok.train_from_iterator(bar, trainer=trainer, length=sum(counts))
-    bar.close()
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp_dirs(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=mix.eot_token, eos_token=mix.eot_token, unk_token=mix.eot_token
-    )
-    fast.save_pretrained(str(tmp))
-    loaded = load_tokenizer(tmp, mix.eot_token)
-    report = tokenizer_report(
-        loaded,
-        {name: s.held for name, s in seen.items()},
-        {name: s.trained for name, s in seen.items()},
-        {cfg.name: seen[cfg.name].info(cfg) for cfg in configs},
-        mix_config=mix.model_dump(by_alias=True),
-        mix_path=str(mix_path),
-        mix_fingerprint=fp,
-    )
-    report["hub_sources"] = pins
-    write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
-    for name in os.listdir(tmp):
-        with open(tmp / name, "rb") as f:
-            os.fsync(f.fileno())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    fsync_dir(out_dir.parent)
-    report["sha256"] = load_tokenizer(out_dir, mix.eot_token).sha256
-    return report
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp_dirs(out_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token=mix.eot_token, eos_token=mix.eot_token, unk_token=mix.eot_token
+        )
+        fast.save_pretrained(str(tmp))
+        loaded = load_tokenizer(tmp, mix.eot_token)
+        report = tokenizer_report(
+            loaded,
+            {name: s.held for name, s in seen.items()},
+            {name: s.trained for name, s in seen.items()},
+            {cfg.name: seen[cfg.name].info(cfg) for cfg in configs},
+            mix_config=mix.model_dump(by_alias=True),
+            mix_path=str(mix_path),
+            mix_fingerprint=fp,
+        )
+        report["hub_sources"] = pins
+        write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
+        for name in os.listdir(tmp):
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+        fsync_dir(out_dir.parent)
+        report["sha256"] = load_tokenizer(out_dir, mix.eot_token).sha256
+        return report
 
 
 def _remove_stale_tmp_dirs(out_dir: Path) -> None:
