@@ -62,3 +62,30 @@ def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum):
     fa = load_checkpoint(list_checkpoints(tmp_path / "one/run")[-1][1])
     fb = load_checkpoint(list_checkpoints(tmp_path / "two/run")[-1][1])
     assert fa["tokens_seen"] == fb["tokens_seen"] and fb["world_size"] == 2
+
+
+@pytest.mark.skipif(not TORCHRUN.exists() and not shutil.which("torchrun"), reason="torchrun not installed")
+def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_at_once(tmp_path):
+    """Rank 0's failed write reaches rank 1 through the all-reduce: both exit, none waits for the timeout."""
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, checkpoint={"interval_steps": 10, "keep_last": 1})
+    (tmp_path / "two" / "run").mkdir(parents=True)
+    (tmp_path / "two" / "run" / "checkpoints").write_text("a file where the checkpoint directory goes\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    two = subprocess.run(
+        [
+            str(TORCHRUN if TORCHRUN.exists() else "torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            *["-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg), "--device", "cpu"],
+            *["--out_dir", str(tmp_path / "two")],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,  # the process group's own timeout is 30 minutes: waiting for it would fail here
+    )
+    assert two.returncode != 0
+    errors = [line for line in two.stderr.splitlines() if line.startswith("error: ")]
+    assert any("checkpoints" in line for line in errors), two.stderr[-3000:]  # rank 0: the path, what to do
+    assert any("rank 0 could not write the checkpoint of step 10" in line for line in errors)  # rank 1
+    assert "chinchilla_pipeline/" not in two.stderr  # no traceback from our ranks (torchrun prints its own)

@@ -23,7 +23,7 @@ from ..model.config import ModelConfig
 from ..model.gpt import GPT
 from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
-from .distributed import Dist, all_reduce_sum, barrier
+from .distributed import Dist, all_reduce_sum
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .microbatch import resolve_micro_batch
 from .sampler import TokenStream, WeightedMultiDatasetSampler
@@ -347,26 +347,44 @@ class Trainer:
         self.save(final_of=name)
 
     def save(self, final_of: str | None = None) -> None:
-        """Checkpoint (rank 0 writes, others wait); pending losses are checked first."""
+        """Checkpoint (rank 0 writes, others wait); pending losses are checked first.
+
+        A write that fails on rank 0 (disk full, read-only) stops every rank at once: the ranks
+        agree on the outcome with one all-reduce instead of a barrier the others would wait at
+        until the process group's timeout (30 minutes).
+        """
         self.flush(self.plan.total_steps)
+        failure: Exception | None = None
         if self.dist.is_main:
-            rng = {"torch": torch.get_rng_state()}
-            if self.dist.device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
-            state = TrainState(
-                step=self.step,
-                model=self.raw.state_dict(),
-                optimizer=self.optimizer.state_dict(),
-                sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
-                consumed={**self.consumed, **self.sampler.consumed()},
-                tokens_seen=self.tokens_seen(),
-                boundary_evals=self.boundary_evals,
-                rng=rng,
-                fingerprint=self.fingerprint,
-                world_size=self.dist.world_size,
-                model_config=self.model_cfg.model_dump(),
-            )
-            path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
-            self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
-        barrier(self.dist)
+            try:
+                self._write_checkpoint(final_of)
+            except Exception as err:  # noqa: BLE001 - raised again below, after the other ranks know
+                failure = err
+        failed = all_reduce_sum(torch.tensor([float(failure is not None)], device=self.dist.device), self.dist)
+        if failure is not None:
+            raise failure
+        if failed.item():
+            raise UserError(f"rank 0 could not write the checkpoint of step {self.step} (its error says why); "
+                            "this rank stops too")
         self._rate.reset()
+
+    def _write_checkpoint(self, final_of: str | None) -> None:
+        """Rank 0: this step's ``TrainState``, written atomically, and its ``checkpoint`` record."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.dist.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.dist.device)
+        state = TrainState(
+            step=self.step,
+            model=self.raw.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
+            consumed={**self.consumed, **self.sampler.consumed()},
+            tokens_seen=self.tokens_seen(),
+            boundary_evals=self.boundary_evals,
+            rng=rng,
+            fingerprint=self.fingerprint,
+            world_size=self.dist.world_size,
+            model_config=self.model_cfg.model_dump(),
+        )
+        path = save_checkpoint(self.run_dir, state, keep_last=self.cfg.checkpoint.keep_last, final_of=final_of)
+        self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
