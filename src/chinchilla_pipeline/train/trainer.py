@@ -364,8 +364,9 @@ class Trainer:
         if failure is not None:
             raise failure
         if failed.item():
-            raise UserError(f"rank 0 could not write the checkpoint of step {self.step} (its error says why); "
-                            "this rank stops too")
+            raise UserError(
+                f"rank 0 could not write the checkpoint of step {self.step} (its error says why); this rank stops too"
+            )
         self._rate.reset()
 
     def _write_checkpoint(self, final_of: str | None) -> None:
