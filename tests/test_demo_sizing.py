@@ -9,10 +9,9 @@ from chinchilla_pipeline.model.config import load_model_config
 from chinchilla_pipeline.model.family import family_config
 
 
-def test_demo_size_writes_a_family_model_sized_by_measured_throughput(tmp_path, capsys):
+def test_demo_size_writes_a_family_model_sized_by_measured_throughput(tmp_path, tokenizer_dir, capsys):
     out = tmp_path / "model.json"
-    tok = tmp_path / "tok"
-    assert main(["tokenizer-train", "--config_path", "config/tokenizer_mix_test.json", "--out_dir", str(tok)]) == 0
+    tok = tokenizer_dir
     assert (
         main(
             [

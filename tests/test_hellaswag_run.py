@@ -143,7 +143,6 @@ def wandb_records(path):
 
 
 def test_wandb_offline_run_holds_the_logged_history(run):
-    pytest.importorskip("wandb")
     run_id = (run["run_dir"] / ID_FILE).read_text().strip()
     dirs = sorted((run["run_dir"] / "wandb").glob(f"*/wandb/offline-run-*-{run_id}"))
     assert len(dirs) == 2  # phase a and phase b: two invocations, one wandb run id
