@@ -44,7 +44,6 @@ class Resolved:
     path: str  # Hub id, or the mirror directory
     revision: str | None  # passed to load_dataset: the commit when known
     commit: str | None  # 40-hex commit, None when it could not be resolved (offline with a branch name)
-    mirror: bool = False
 
 
 def is_commit(revision: str | None) -> bool:
@@ -84,7 +83,7 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
         return _resolved[key]
     mirror = mirror_dir(src.path)
     if mirror is not None:  # the mirror stands for the pinned commit
-        res = Resolved(str(mirror), src.revision, src.revision if is_commit(src.revision) else None, True)
+        res = Resolved(str(mirror), src.revision, src.revision if is_commit(src.revision) else None)
     elif offline():  # a 40-hex pin is still exact; a branch name cannot be resolved
         res = Resolved(src.path, src.revision, src.revision if is_commit(src.revision) else None)
     else:
@@ -259,6 +258,17 @@ def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserErr
     return err
 
 
+def _env_number(name: str, default: float, kind: type) -> float:
+    """``$name`` as ``kind`` (``default`` when unset); anything else is one ``UserError`` naming it."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise UserError(f"expected a number, got {value!r}", field=f"${name}") from None
+
+
 def retrying(
     open_stream: Callable[[], Iterable[T]],
     name: str,
@@ -274,8 +284,8 @@ def retrying(
     Gives up after ``retries`` failures without progress in between (``$CHINCHILLA_HUB_RETRIES``, default 6)
     with a ``UserError``: what was committed before stays, and rerunning the command resumes.
     """
-    retries = int(os.environ.get(RETRIES_ENV, DEFAULT_RETRIES)) if retries is None else retries
-    backoff_s = float(os.environ.get(BACKOFF_ENV, DEFAULT_BACKOFF_S)) if backoff_s is None else backoff_s
+    retries = _env_number(RETRIES_ENV, DEFAULT_RETRIES, int) if retries is None else retries
+    backoff_s = _env_number(BACKOFF_ENV, DEFAULT_BACKOFF_S, float) if backoff_s is None else backoff_s
     delivered, failures = 0, 0
     stream = open_stream() if first is None else first
     while True:

@@ -38,7 +38,13 @@ def merge_parts(
         mpath = part_dir(out_dir, name, rank, world_size) / MANIFEST_NAME
         if not mpath.is_file():
             raise UserError(f"part {rank} of {world_size} is not finished (no {mpath})", path=base)
-        parts.append((mpath.parent.name, json.loads(mpath.read_text())))
+        part = json.loads(mpath.read_text())
+        if "hygiene" not in part:
+            raise UserError(
+                f"part {rank} was prepared before validation deduplication; prepare it again with --overwrite",
+                path=mpath,
+            )
+        parts.append((mpath.parent.name, part))
     first = parts[0][1]
     if config is not None and _without_caps(first["config"]) != _without_caps(config):
         raise UserError(f"part {parts[0][0]} was prepared with another config", path=config_path)

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,8 @@ from typing import Any, Iterator
 
 from ..errors import UserError
 from .files import resolve_data_files
+
+csv.field_size_limit(sys.maxsize)  # pandas (which datasets reads CSV with) has no field length limit
 
 MAX_BAD_FRACTION = 0.01  # more than 1% of a source's lines bad: refuse the source
 FIRST_BAD = 5  # bad records listed (file, line, reason) in the manifest
@@ -187,7 +190,7 @@ def scan_csv_file(path: str) -> FileScan:
         return _CACHE[key]
     scan = FileScan(path, read_path=path)
     with fsspec.open(path, "rt", compression="infer", encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f)  # fields as long as pandas allows (book text runs past csv's 128 KB default)
         width = len(next(reader, []))
         for row in reader:
             if not row:
@@ -204,6 +207,24 @@ def scan_csv_file(path: str) -> FileScan:
     return scan
 
 
+def _readable(scanner, path: str) -> FileScan:
+    """``scanner(path)``; a file that cannot be decoded at all (a truncated ``.gz``, a broken ``.zst``)
+    is one ``UserError`` naming it, not a traceback."""
+    try:
+        return scanner(path)
+    except (EOFError, ValueError, csv.Error) as err:  # gzip/zstd/lzma raise these, or an OSError subclass
+        raise UserError(_unreadable(err), path=path) from None
+    except OSError as err:
+        if err.errno is not None:
+            raise  # the environment (permissions, a vanished disk): the CLI's one line for it
+        raise UserError(_unreadable(err), path=path) from None
+
+
+def _unreadable(err: Exception) -> str:
+    what = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}" if str(err) else type(err).__name__
+    return f"cannot be read ({what}): truncated or corrupt; replace or remove the file"
+
+
 def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
     """The paths ``datasets`` should read for ``files`` of format ``fmt`` (JSON: copies without bad
     lines where needed; empty when the source has no row at all) and the manifest's ``bad_records``
@@ -217,7 +238,7 @@ def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tu
         return files, {"skipped": 0, "first": []}
     kind = {"json": "JSON lines", "csv": "CSV records"}[fmt]
     with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1) or 1) as pool:  # decompression and pyarrow
-        scans = list(pool.map(scanner, files))  # release the GIL: files scan in parallel
+        scans = list(pool.map(lambda path: _readable(scanner, path), files))  # release the GIL: in parallel
     for s in scans:
         if s.bad and not s.rows:
             ex = s.first_bad[0]
