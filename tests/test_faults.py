@@ -118,6 +118,20 @@ def test_bad_json_line_is_skipped_and_counted(tmp_path, tokenizer_dir, bad):
     ]
 
 
+def test_truncated_gzip_file_is_one_line(tmp_path, tokenizer_dir, capsys):
+    """A half-copied .jsonl.gz (no end-of-stream marker) names the file instead of an EOFError traceback."""
+    whole = gzip.compress("".join(corpus_lines()[:200]).encode())
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    cfg = write_dataset_config(
+        tmp_path, "cut", source={"type": "local", "format": "json", "data_files": [str(path)]}, shuffle_buffer=0
+    )
+    rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
+    line = one_error_line(capsys, rc, "truncated or corrupt")
+    assert "cut.jsonl.gz" in line
+    assert finished_files(tmp_path / "out") == set()
+
+
 def test_more_than_one_percent_bad_is_one_error(tmp_path, tokenizer_dir, capsys):
     lines = corpus_lines()[:300]
     dirty = [line if i % 50 else "{broken\n" for i, line in enumerate(lines)]  # 6 of 300 = 2%
