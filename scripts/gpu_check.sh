@@ -11,6 +11,10 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import pydantic, datasets" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
+elif ! "$PY" -c "import pydantic, datasets" 2> /dev/null; then
+  echo "error: $PY lacks pydantic/datasets and there is no .whl/: run 'make gpu-wheels' where PyPI is reachable" \
+    "and bring .whl/ along" >&2
+  exit 2
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" -m chinchilla_pipeline.cli gpu-check "$@"

@@ -10,7 +10,6 @@ the classes lm-evaluation-harness's ``hf`` model uses.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ import torch
 from ..atomic import write_json
 from ..errors import UserError
 from ..report.build import HELLASWAG_FILE
+from ..schema import read_json
 from .data import DEFAULT_PATH, OFFICIAL_GIT_BLOB, OFFICIAL_URL, VALIDATION_ITEMS, ensure_data, git_blob_id, read_items
 from .score import Encode, Logits, render, score
 
@@ -88,7 +88,7 @@ def load_export_model(export_dir: Path, device: torch.device) -> Scorable:
     model = AutoModelForCausalLM.from_pretrained(export_dir, dtype=torch.float32).to(device).eval()
     tok = AutoTokenizer.from_pretrained(export_dir)
     provenance = export_dir / "export.json"
-    step = json.loads(provenance.read_text(encoding="utf-8")).get("step") if provenance.is_file() else None
+    step = read_json(provenance).get("step") if provenance.is_file() else None
     return Scorable(
         logits=lambda t: model(input_ids=t).logits,
         encode=lambda s: tok.encode(s, add_special_tokens=False),
@@ -118,8 +118,12 @@ def evaluate_hellaswag(
     default ``hellaswag.json`` in the run directory or the export directory.
     """
     path = Path(model)
+    if not is_export(path):
+        from ..export.trained import resolve_checkpoint
+
+        resolve_checkpoint(path)  # a wrong path fails at once, before any download
     dev = pick_device(device)
-    data_path = ensure_data(data, url)  # data first: no model loaded for nothing when offline
+    data_path = ensure_data(data, url)  # data before the model: no model loaded for nothing when offline
     items = read_items(data_path, max_items)
     m = load_export_model(path, dev) if is_export(path) else load_checkpoint_model(path, tokenizer, dev)
     tally = score(
@@ -182,11 +186,7 @@ class TrainingHellaSwag:
         items_per_batch: int,
     ):
         from ..tokenizer.load import load_tokenizer
-        from ..train.distributed import barrier
 
-        if dist.is_main:
-            ensure_data(path)
-        barrier(dist)
         tok = load_tokenizer(tokenizer_dir)
         if tok.sha256 != tokenizer_sha256:
             raise UserError(

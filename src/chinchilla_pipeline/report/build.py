@@ -6,7 +6,6 @@ them with the planner, ``chinchilla_pipeline.plan``); nothing is typed in.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, chinchilla_plan, training_flops
+from ..schema import read_json
 from .plots import compact, write_plots
 from .runlog import RunLog, read_run
 
@@ -125,7 +125,7 @@ def evaluation_section(run_dir: Path) -> list[str]:
     path = run_dir / EVALUATION_FILE
     if not path.is_file():
         return []
-    ev = json.loads(path.read_text(encoding="utf-8"))
+    ev = read_json(path)
     rows = [[d, f"{r['num_tokens']:,}", f"{r['loss']:.4f}", f"{r['perplexity']:.2f}"] for d, r in ev["domains"].items()]
     rows.append(["**mean**", "", f"{ev['mean_loss']:.4f}", f"{math.exp(ev['mean_loss']):.2f}"])
     return (
@@ -142,7 +142,7 @@ def _pct(r: dict[str, Any], key: str) -> str:
 def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list[str]:
     """HellaSwag over training, at each phase's end, and on the whole set (``chinchilla hellaswag``), when run."""
     path = run_dir / HELLASWAG_FILE
-    whole = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    whole = read_json(path) if path.is_file() else None
     if not run.hellaswag and whole is None:
         return []
     lines = [

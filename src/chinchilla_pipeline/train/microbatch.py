@@ -42,6 +42,10 @@ def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.devi
         return torch.cuda.max_memory_allocated(device)
     except torch.cuda.OutOfMemoryError:
         return None
+    except RuntimeError as err:  # cuBLAS/cuDNN workspace allocations fail as plain RuntimeErrors
+        if "out of memory" in str(err) or "ALLOC_FAILED" in str(err):
+            return None
+        raise
     finally:
         del model, opt
         torch.cuda.empty_cache()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..hellaswag.data import ensure_data
 from ..lock import output_lock, rank_zero
 from .checkpoint import list_checkpoints
 from .config import CurriculumConfig, EvalConfig, RunPlan, load_curriculum, make_plan
@@ -77,6 +78,8 @@ def run_pretrain(
     lock = contextlib.ExitStack()  # one writer per run directory: rank 0 writes, rank 0 holds the lock
     if rank_zero():
         lock.enter_context(output_lock(run_dir, "pretrain"))
+        if cfg.eval.hellaswag_path:  # downloaded once, before any rank waits on another
+            ensure_data(cfg.eval.hellaswag_path)
     dist = setup_distributed(device)
     trainer, together = None, False
     try:

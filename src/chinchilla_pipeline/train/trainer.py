@@ -69,12 +69,12 @@ class Trainer:
         wandb: dict[str, Any] | None = None,
     ):
         self.cfg, self.model_cfg, self.dist, self.run_dir = cfg, model_cfg, dist, Path(run_dir)
+        self.domains = open_domains(cfg, model_cfg, config_path)  # bad data fails before any GPU work
+        self.streams = {name: TokenStream(ds.shards("train")) for name, ds in self.domains.items()}
         probes: list[str] = []
         # "auto" resolved before the seed is set (the probe draws random tokens)
         micro = resolve_micro_batch(cfg, model_cfg, dist, path=config_path, log=probes.append)
         self.plan = make_plan(cfg, model_cfg, dist.world_size, path=config_path, micro_batch_size=micro)
-        self.domains = open_domains(cfg, model_cfg, config_path)
-        self.streams = {name: TokenStream(ds.shards("train")) for name, ds in self.domains.items()}
         self.fingerprint = fingerprint(cfg, model_cfg, self.domains)
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         speed = cfg.speed
