@@ -106,6 +106,19 @@ def test_chunked_cross_entropy_equals_the_sliced_loss_and_gradients(dtype, chunk
     torch.testing.assert_close(chunked(x, y), sliced(x, y), rtol=1e-5, atol=1e-6)  # GPT.forward's chunked path
 
 
+def test_chunked_cross_entropy_without_gradients_is_the_same_loss():
+    """Under no_grad (validation) the chunked path skips its gradient work and returns the same loss."""
+    cfg = ModelConfig(name="t", n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=300)
+    torch.manual_seed(0)
+    model = GPT(cfg, cross_entropy="chunked")
+    x, y = torch.randint(0, cfg.vocab_size, (3, 16)), torch.randint(0, cfg.vocab_size, (3, 16))
+    with_grad = model(x, y)
+    with torch.no_grad():
+        without = model(x, y)
+    assert with_grad.requires_grad and not without.requires_grad
+    torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=0)
+
+
 def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     """The blocks' output, before the final LayerNorm (GPT.forward's first half)."""
     x = model.wte(idx) + model.wpe(torch.arange(idx.size(1)))

@@ -22,31 +22,40 @@ CHUNK_ROWS = 4_096  # rows (tokens) per chunk: 4,096 x 50,257 float32 logits = 0
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int, chunk: int
+        ctx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        vocab: int,
+        chunk: int,
+        need_grad: bool,
     ) -> torch.Tensor:
         n = hidden.size(0)
         w = weight[:vocab]
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_hidden = torch.empty_like(hidden) if need_grad else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, n, chunk):
             h, t = hidden[start : start + chunk], targets[start : start + chunk]
             logits = (h @ w.t()).float()  # bf16 matmul under autocast, as the plain path's head
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not need_grad:  # evaluation: one matmul per chunk, no gradient buffers
+                continue
             grad = torch.softmax(logits, dim=-1)  # d loss / d logits = (softmax - one-hot) / n
             grad.scatter_add_(1, t[:, None], torch.full_like(t[:, None], -1, dtype=grad.dtype))
             grad /= n
             # Under autocast both matmuls run in bf16, as the plain path's backward through the head.
             grad_hidden[start : start + chunk] = (grad @ w).to(hidden.dtype)
             grad_weight[:vocab] += (grad.t() @ h).float()
-        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        if need_grad:
+            ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total / n
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_out, grad_weight * grad_out, None, None, None
+        return grad_hidden * grad_out, grad_weight * grad_out, None, None, None, None
 
 
 def chunked_cross_entropy(
@@ -57,4 +66,5 @@ def chunked_cross_entropy(
     ``hidden``: (N, C), the final LayerNorm's output; ``weight``: (padded V, C), the tied head;
     ``targets``: (N,) int64 below ``vocab``. Padding rows of ``weight`` get zero gradient.
     """
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, vocab, chunk)
+    need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, vocab, chunk, need_grad)
