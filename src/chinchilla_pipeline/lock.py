@@ -5,7 +5,8 @@ too), so a lock left by a killed run never blocks its resume. The lock file hold
 the holder's PID for the message a second writer prints, and is removed on
 release. It lives beside the output, not in it, because outputs are replaced
 whole (``--overwrite``, the tokenizer's and the export's directory renames).
-Under torchrun only rank 0 writes and only rank 0 takes the lock.
+Under torchrun ``pretrain`` writes on rank 0 only, and only rank 0 takes its lock; ``prepare`` locks each
+rank's own part.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ scores every ending token given everything before it; per row:
 ``acc`` those whose lowest-``sum`` ending is. The published GPT-2 124M figures
 (29.4% acc_norm; llm.c's 124M at 10B tokens ~29.9%; GPT-3 124M 33.7%) are
 this ``acc_norm``. lm-evaluation-harness's ``hellaswag`` task differs: it
-prefixes the activity label, normalises by the ending's length in bytes, and
+prefixes the activity label, normalises by the ending's length in characters, and
 reports GPT-2 124M at 31.1% acc_norm.
 
 No end-of-text token is put before the context (as the references). A row longer
