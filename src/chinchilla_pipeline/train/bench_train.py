@@ -21,10 +21,10 @@ import torch
 from ..data.manifest import write_token_dataset
 from ..model.config import ModelConfig, load_model_config
 from ..model.gpt import GPT
-from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig, SpeedConfig
+from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig, OptimizerConfig, SpeedConfig
 from .distributed import setup_distributed
 from .metrics import mfu, peak_flops
-from .setup import apply_speed, autocast_factory, compile_model
+from .setup import apply_speed, autocast_factory, build_optimizer, compile_model
 from .trainer import Trainer
 
 DEFAULT_SPEED = SpeedConfig()  # the trainer's defaults (a frozen config: safe to share)
@@ -59,9 +59,7 @@ def bare_loop(
     torch.manual_seed(seed)
     raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(device)
     model = compile_model(raw, compile_, speed, device)
-    opt = torch.optim.AdamW(
-        raw.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=speed.fused_adamw and device.type == "cuda"
-    )
+    opt = build_optimizer(raw, OptimizerConfig(), device, fused=speed.fused_adamw)  # the trainer's AdamW
     autocast = autocast_factory(dtype, device, speed.attention)
     batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
     x, y = batch[:, :-1], batch[:, 1:]
