@@ -20,7 +20,7 @@ from conftest import ROOT
 from hub_replicas import build_mirror, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
-UNPINNED = {"phase_a_bookcorpus_500m", "phase_b_forums_500m"}  # no commit verifiable here: said in _comment
+UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _comment
 
 
 @pytest.fixture(autouse=True)

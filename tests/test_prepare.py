@@ -251,6 +251,11 @@ def test_verify_finds_corruption_and_wrong_tokenizer(tmp_path, tokenizer_dir):
     data[300] ^= 0xFF
     (d / "train_00000.bin").write_bytes(bytes(data))
     assert any("sha256" in p for p in verify_dataset(d))
+    data[300:302] = b"\xff\xff"  # token id 65535, outside the 300-token vocabulary
+    (d / "train_00000.bin").write_bytes(bytes(data))
+    problems = verify_dataset(d)
+    assert any("token id 65535 >= vocabulary size" in p for p in problems)
+    assert any("largest token id is 65535, manifest says" in p for p in problems)
 
 
 def test_local_formats_and_joined_rows(tmp_path, tokenizer_dir):

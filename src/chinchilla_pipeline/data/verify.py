@@ -11,9 +11,7 @@ from ..atomic import sha256_file
 from ..errors import UserError
 from .manifest import SPLITS
 from .reader import open_prepared
-from .shards import index_path, open_shard
-
-SCAN_TOKENS = 1 << 24  # tokens per chunk when scanning ids (32 MB of uint16)
+from .shards import digest_shard, index_path, open_shard
 
 
 def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) -> list[str]:
@@ -33,7 +31,8 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
             if not bin_path.is_file() or not index_path(bin_path).is_file():
                 problems.append(f"{where}: missing .bin or .idx file")
                 continue
-            if sha256_file(bin_path) != entry["sha256"]:
+            sha, top = digest_shard(bin_path)  # sha256 and largest id in one read
+            if sha != entry["sha256"]:
                 problems.append(f"{where}: sha256 differs from the manifest")
             if sha256_file(index_path(bin_path)) != entry["index_sha256"]:
                 problems.append(f"{where}: index sha256 differs from the manifest")
@@ -49,11 +48,10 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
                 )
             if (shard.vocab_size, shard.eot_id) != (ds.vocab_size, ds.eot_id):
                 problems.append(f"{where}: vocabulary or end-of-text id differs from the manifest")
-            for lo in range(0, shard.num_tokens, SCAN_TOKENS):
-                top = int(shard.tokens[lo : lo + SCAN_TOKENS].max())
-                if top >= ds.vocab_size:
-                    problems.append(f"{where}: token id {top} >= vocabulary size {ds.vocab_size}")
-                    break
+            if top >= ds.vocab_size:
+                problems.append(f"{where}: token id {top} >= vocabulary size {ds.vocab_size}")
+            if entry.get("max_token_id") not in (None, top):
+                problems.append(f"{where}: largest token id is {top}, manifest says {entry['max_token_id']}")
             if shard.num_docs and not np.all(shard.tokens[shard.doc_starts[:-1]] == ds.eot_id):
                 problems.append(f"{where}: a document does not start with end-of-text")
             tot_tokens += entry["num_tokens"]
