@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -49,7 +50,7 @@ def test_curriculum_trains_and_records_the_transition(tmp_path):
     assert names == ["step_0000020_final-a.pt", "step_0000030.pt", "step_0000035.pt", "step_0000040_final-b.pt"]
     state = load_checkpoint(tmp_path / "runs/run/checkpoints/step_0000040_final-b.pt")
     assert state["step"] == 40 and state["tokens_seen"] == seen
-    assert set(state["fingerprint"]) == {"model_config", "curriculum_config", "tokenizer", "data"}
+    assert set(state["fingerprint"]) == {"model", "recipe", "tokenizer", "data"}
 
 
 def test_phase_b_alone_refuses_then_phases_in_turn_equal_one_run(tmp_path):
@@ -95,6 +96,26 @@ def test_resume_with_other_data_refused_unless_allowed(tmp_path):
     with pytest.raises(UserError, match=r"data\.c4 .*--allow_changes"):
         _run(cfg, tmp_path, phase="b")
     assert _run(cfg, tmp_path, phase="b", allow_changes=True) == 0
+
+
+def test_resume_after_moving_the_data_continues_and_a_changed_recipe_is_named(tmp_path):
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20)
+    assert _run(cfg, tmp_path, phase="a") == 0
+    shutil.move(tmp_path / "data", tmp_path / "nvme")  # the same datasets, elsewhere
+    moved = json.loads(cfg.read_text())
+    for phase in moved["phases"]:
+        for source in phase["sources"]:
+            source["path"] = source["path"].replace(str(tmp_path / "data"), str(tmp_path / "nvme"))
+    faster = dict(moved, optimizer={"lr": 1e-2})
+    cfg.write_text(json.dumps(faster))
+    with pytest.raises(UserError, match=r"different recipe\.optimizer\.lr \(0\.003 -> 0\.01\) than this run"):
+        _run(cfg, tmp_path, phase="b")
+    cfg.write_text(json.dumps(moved))
+    assert _run(cfg, tmp_path, phase="b") == 0  # no --allow_changes: only the paths changed
+    split = {s: r["loss"] for s, r in _metrics(tmp_path, "train").items()}
+    whole = write_curriculum(tmp_path, SEED_ORDER, steps=20, name="whole")  # rebuilds data/ identically
+    assert _run(whole, tmp_path) == 0
+    assert {s: r["loss"] for s, r in _metrics(tmp_path, "train", "whole").items()} == split  # bitwise
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):

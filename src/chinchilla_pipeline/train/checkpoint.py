@@ -214,6 +214,17 @@ def latest_intact(candidates: list[Path]) -> tuple[Path, TrainState]:
     )
 
 
+def _short(value: Any) -> str:
+    """A fingerprint value for a message: sha256 digests cut to 12 characters, anything longer than 40 cut
+    with "...", absent values as ``none``."""
+    if value is None:
+        return "none"
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12]
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path, allow_changes: bool) -> list[str]:
     """Differences between the checkpoint's fingerprint and the current one.
 
@@ -224,9 +235,13 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            diffs += [
+                f"{key}.{k} ({_short(a.get(k))} -> {_short(b.get(k))})"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
         elif a != b:
-            diffs.append(key)
+            diffs.append(f"{key} ({_short(a)} -> {_short(b)})")
     if diffs and not allow_changes:
         raise UserError(
             f"was made with a different {', '.join(diffs)} than this run; resuming would mix "

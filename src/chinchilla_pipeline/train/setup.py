@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -48,16 +48,35 @@ def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | P
 def fingerprint(cfg: CurriculumConfig, model: ModelConfig, domains: dict[str, PreparedDataset]) -> dict:
     """What a checkpoint must agree with to be resumed: model, training recipe, tokenizer, data.
 
-    Eval, checkpoint and logging intervals are left out: changing them does not
-    change the trajectory.
+    ``model`` and ``recipe`` are flat ``{"optimizer.lr": 0.0006, ...}`` maps, so a refused resume names the
+    field that changed. Left out: eval, checkpoint and logging intervals, ``compile`` and ``speed`` (they do
+    not change the trajectory) and where each dataset lies (``phases.*.sources.*.path``: what it holds is
+    ``data``, a sha256 of its manifest, which names every shard's sha256), so data moved to local disk resumes.
     """
     recipe = cfg.model_dump(exclude={"eval", "checkpoint", "log_interval_steps", "model", "compile", "speed"})
+    for phase in recipe["phases"]:
+        for source in phase["sources"]:
+            del source["path"]
     return {
-        "model_config": config_hash(model.model_dump()),
-        "curriculum_config": config_hash(recipe),
+        "model": _flat(model.model_dump()),
+        "recipe": _flat(recipe),
         "tokenizer": next(iter(domains.values())).tokenizer_sha256,
         "data": {name: config_hash(ds.manifest) for name, ds in domains.items()},
     }
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists as one level: ``{"phases.0.sources.1.weight": 1.0, ...}``."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in items:
+        out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def build_optimizer(
