@@ -11,7 +11,8 @@
   config and what to do (script-only repository, gated 401/403, 404, 429, 5xx, no network).
 - Retries: ``retrying`` re-opens a stream that dropped (connection errors, 5xx, 429) with bounded exponential
   backoff and skips the items already delivered, so the retried stream is the unbroken one. The re-opening
-  itself is ``reopening``.
+  itself (``reopening``) also serves local parquet sources, re-opened without their undecodable row groups
+  (``records.skip_undecodable``).
 """
 
 from __future__ import annotations
