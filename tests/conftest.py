@@ -1,4 +1,4 @@
-"""Shared fixtures: the real test corpus, a tokenizer trained on it, dataset configs in tmp dirs."""
+"""Shared fixtures: the real test corpus, a tokenizer trained on it, dataset configs in tmp dirs, corrupt parquet."""
 
 from __future__ import annotations
 
@@ -25,6 +25,27 @@ def write_dataset_config(directory: Path, name: str = "topics", **fields) -> Pat
     path = directory / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+def corrupt_row_group(path: Path, group: int, column: str = "text") -> None:
+    """Flip up to 2 KB of the compressed pages of ``column`` in row group ``group``: snappy cannot decode them."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    chunk = meta.row_group(group).column(meta.schema.to_arrow_schema().get_field_index(column))
+    first = chunk.dictionary_page_offset or chunk.data_page_offset  # a dictionary page (the texts) comes first
+    start, end = first + 64, min(first + 64 + 2048, first + chunk.total_compressed_size - 16)
+    data = bytearray(path.read_bytes())
+    data[start:end] = bytes(b ^ 0xFF for b in data[start:end])
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def short_parquet_shutdown(monkeypatch):
+    """datasets sleeps 5 s when a parquet stream closes (apache/arrow#45214); 0.1 s is enough for tiny files."""
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.1)
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import filecmp
 import gzip
 import io
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +38,7 @@ from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.lock import lock_path, output_lock
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.train.checkpoint import checksum_path, list_checkpoints, verify_checkpoint
-from conftest import CORPUS, ROOT, write_dataset_config
+from conftest import CORPUS, ROOT, corrupt_row_group, write_dataset_config
 from textrun import make_text_run
 from trainkit import SEED_ORDER, write_curriculum
 
@@ -198,26 +201,169 @@ def test_csv_record_with_too_many_fields_is_skipped_and_an_empty_csv_has_no_rows
     }
 
 
-def test_undecodable_parquet_row_group_is_one_line_naming_the_file(tmp_path, tokenizer_dir, capsys):
+# --- parquet: a row group that cannot be decoded --------------------------------------------------------
+def write_parquet(path: Path, rows: list[dict], group_rows: int, leave_out: tuple[int, ...] = ()) -> Path:
+    """``rows`` (title, text) in row groups of ``group_rows``, without the groups ``leave_out``: the file
+    a writer would have left without them (the other groups as they are)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [json.loads(line) for line in corpus_lines()[:400]]
-    path = tmp_path / "x.parquet"
-    pq.write_table(
-        pa.table({"title": [r["title"] for r in rows], "text": [r["text"] for r in rows]}), path, row_group_size=50
-    )
-    data = bytearray(path.read_bytes())
-    meta = pq.ParquetFile(path).metadata.row_group(4).column(1)  # the text of rows 200-249
-    start = meta.data_page_offset + 64
-    data[start : start + 2048] = bytes(b ^ 0xFF for b in data[start : start + 2048])
-    path.write_bytes(bytes(data))
-    cfg = write_dataset_config(
-        tmp_path, "pq", source={"type": "local", "format": "parquet", "data_files": [str(path)]}, shuffle_buffer=0
-    )
-    rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
-    one_error_line(capsys, rc, "x.parquet: is corrupt: row group 4 of 8")
+    schema = pa.schema([("title", pa.string()), ("text", pa.string())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for i, start in enumerate(range(0, len(rows), group_rows)):
+            if i not in leave_out:
+                group = rows[start : start + group_rows]
+                table = pa.table({k: [r[k] for r in group] for k in ("title", "text")}, schema=schema)
+                writer.write_table(table, row_group_size=group_rows)
+    return path
+
+
+def parquet_config(directory: Path, files: list[Path], **fields) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    source = {"type": "local", "format": "parquet", "data_files": [str(f) for f in files]}
+    return write_dataset_config(directory, "pq", source=source, **fields)
+
+
+def corpus_rows(copies: int = 1) -> list[dict]:
+    return [json.loads(line) for line in corpus_lines()] * copies
+
+
+def shard_files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if p.suffix in (".bin", ".idx"))
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_undecodable_parquet_row_group_is_skipped_and_counted(tmp_path, tokenizer_dir, caplog):
+    """The stream is re-opened on a copy without the row group: the shards are those of the file written
+    without it, and the manifest counts its rows."""
+    rows = corpus_rows(3)  # 2,367 rows in groups of 20: one group is 0.84%, under the 1% threshold
+    bad = write_parquet(tmp_path / "x.parquet", rows, 20)
+    corrupt_row_group(bad, 80)
+    ref = write_parquet(tmp_path / "ref.parquet", rows, 20, leave_out=(80,))
+    for run, path in (("out", bad), ("ref", ref)):
+        assert prepare(parquet_config(tmp_path / run, [path], batch_docs=64), tokenizer_dir, tmp_path / run) == 0
+    out, expected = tmp_path / "out/pq", tmp_path / "ref/pq"
+    names = shard_files(out)
+    assert names == shard_files(expected) and len(names) > 2
+    assert all(filecmp.cmp(out / n, expected / n, shallow=False) for n in names)
+    m, r = (json.loads((d / "manifest.json").read_text()) for d in (out, expected))
+    assert m["input"] == r["input"] and m["input"]["rows_read"] == len(rows) - 20
+    assert m["bad_records"]["skipped"] == 20 and r["bad_records"] == {"skipped": 0, "first": []}
+    [first] = m["bad_records"]["first"]
+    assert first["file"] == str(bad) and first["row_group"] == 80 and first["rows"] == 20
+    assert first["reason"].startswith("cannot be decoded (")
+    assert "skipped 20 bad record(s) of 2367 parquet rows" in caplog.text
+    assert f"{bad} row group 80: cannot be decoded" in caplog.text
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_resumed_prepare_counts_the_skipped_row_group_as_an_unbroken_run(tmp_path, tokenizer_dir, monkeypatch):
+    """A resume replays the stream from its start in a new process: it meets the row group again and
+    counts it the same, and the shards end identical."""
+    from chinchilla_pipeline.data import records
+    from chinchilla_pipeline.data.split_writer import SplitWriter
+
+    path = write_parquet(tmp_path / "x.parquet", corpus_rows(2), 10)  # 1,578 rows: 10 are 0.63%
+    corrupt_row_group(path, 6)  # met before the first shard is complete
+    cfg = parquet_config(tmp_path, [path], batch_docs=64, shard_tokens=20_000)
+    assert prepare(cfg, tokenizer_dir, tmp_path / "unbroken") == 0
+    commit, calls = SplitWriter.commit, []
+
+    def stop_after_two(self):  # Ctrl-C once two shards are committed: what a kill leaves
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        commit(self)
+
+    monkeypatch.setattr(SplitWriter, "commit", stop_after_two)
+    monkeypatch.setattr(records, "_PARQUET", {})  # each run is a new process: nothing decoded yet
+    assert prepare(cfg, tokenizer_dir, tmp_path / "resumed") == 130
+    assert (tmp_path / "resumed/pq/.progress.json").is_file() and len(calls) == 2
+    monkeypatch.setattr(SplitWriter, "commit", commit)
+    monkeypatch.setattr(records, "_PARQUET", {})
+    assert prepare(cfg, tokenizer_dir, tmp_path / "resumed") == 0
+    m, u = (json.loads((tmp_path / d / "pq/manifest.json").read_text()) for d in ("resumed", "unbroken"))
+    assert m["bad_records"] == u["bad_records"] and m["bad_records"]["skipped"] == 10
+    assert m["input"] == u["input"] and m["splits"] == u["splits"]
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_parquet_stream_without_undecodable_row_groups_is_the_stream_of_the_cleaned_files(
+    tmp_path, monkeypatch, caplog
+):
+    """Shuffled or not, joined rows or not, whole or one rank's part: re-opening the stream after the
+    failure, without the row groups, gives the stream of files written without them (datasets shuffles
+    files by index, interleaves them and draws its shuffle buffer from the rows read so far)."""
+    from chinchilla_pipeline.data import records
+    from chinchilla_pipeline.data.config import DatasetConfig
+    from chinchilla_pipeline.data.sources import iter_batches
+    from chinchilla_pipeline.schema import load_config
+
+    caplog.set_level(logging.INFO, logger="chinchilla_pipeline.data.sources")
+    # 3,945 rows in groups of 25; the last file's group 60 (rows 1,500-1,524 of 1,578) cannot be decoded. Late in
+    # a file longer than a batch of rows mapped together (999 with join_rows 3): the failure comes mid-stream.
+    files = [write_parquet(tmp_path / f"f{i}.parquet", corpus_rows(1 + i // 3), 25) for i in range(4)]
+    corrupt_row_group(files[3], 60)
+    cleaned = files[:3] + [write_parquet(tmp_path / "f3_cleaned.parquet", corpus_rows(2), 25, leave_out=(60,))]
+    # shuffle_buffer, join_rows, world_size, rank (4 files: 2 ranks split them, 3 ranks each read all)
+    cases = [(0, 1, 1, 0), (0, 3, 2, 1), (64, 1, 1, 0), (64, 1, 2, 0), (64, 3, 3, 2), (300, 1, 3, 0)]
+    for i, (buffer, join, world_size, rank) in enumerate(cases):
+        streams = []
+        for name, fl in (("corrupt", files), ("cleaned", cleaned)):
+            path = parquet_config(tmp_path / f"{name}{i}", fl, shuffle_buffer=buffer, join_rows=join)
+            monkeypatch.setattr(records, "_PARQUET", {})  # each rank is a process of its own
+            cfg = load_config(DatasetConfig, path)
+            streams.append(
+                [(b.texts, b.counts.tolist(), b.tail.tolist()) for b in iter_batches(cfg, path, rank, world_size, 16)]
+            )
+        assert streams[0] == streams[1], (buffer, join, world_size, rank)
+        assert sum(len(texts) for texts, _, _ in streams[0]) > 300
+        # the failure came mid-stream: batches delivered before it were skipped on the re-opened stream
+        [delivered] = re.findall(r"re-opened without the undecodable row groups, after (\d+) batches", caplog.text)
+        assert int(delivered) > 0
+        caplog.clear()
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_more_than_one_percent_of_parquet_rows_undecodable_is_one_error(tmp_path, tokenizer_dir, capsys):
+    path = write_parquet(tmp_path / "x.parquet", corpus_rows()[:400], 50)
+    corrupt_row_group(path, 4)  # 50 of 400 rows
+    rc = prepare(parquet_config(tmp_path, [path], shuffle_buffer=0), tokenizer_dir, tmp_path / "out")
+    line = one_error_line(capsys, rc, "50 of 400 parquet rows are bad records, more than 1%")
+    assert f"(first: {path} row group 4: cannot be decoded (" in line
     assert finished_files(tmp_path / "out") == set()
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_parquet_file_without_a_decodable_row_group_is_one_error(tmp_path, tokenizer_dir, capsys):
+    good = write_parquet(tmp_path / "good.parquet", corpus_rows(2), 100)
+    broken = write_parquet(tmp_path / "broken.parquet", corpus_rows()[:5], 5)  # 5 of 1,583 rows: 0.3%
+    corrupt_row_group(broken, 0)
+    rc = prepare(parquet_config(tmp_path, [good, broken]), tokenizer_dir, tmp_path / "out")
+    one_error_line(capsys, rc, "broken.parquet: no valid record in 5 parquet rows (row group 0: cannot be decoded")
+    assert finished_files(tmp_path / "out") == set()
+
+
+@pytest.mark.usefixtures("short_parquet_shutdown")
+def test_tokenizer_train_skips_an_undecodable_parquet_row_group(tmp_path, capsys, caplog):
+    """Its first row group: the first row read (``open_sources``) fails too."""
+    path = write_parquet(tmp_path / "x.parquet", corpus_rows(2), 10)
+    corrupt_row_group(path, 0)  # 10 of 1,578 rows
+    mix = tmp_path / "mix.json"
+    mix.write_text(
+        json.dumps(
+            {
+                "vocab_size": 300,
+                "max_samples": 100,
+                "report_docs": 5,
+                "sources": [{"config": str(parquet_config(tmp_path, [path]))}],
+            }
+        )
+    )
+    rc = main(["tokenizer-train", "--config_path", str(mix), "--out_dir", str(tmp_path / "tok")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err and "skipped 10 bad record(s) of 1578 parquet rows" in caplog.text
+    assert (tmp_path / "tok/tokenizer.json").is_file()
 
 
 def test_tokenizer_train_skips_a_bad_line(tmp_path, capsys, caplog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import shlex
+import shutil
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,19 +17,14 @@ from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data import hub, sources
 from chinchilla_pipeline.data.config import DatasetConfig, HubSource
 from chinchilla_pipeline.schema import load_config
-from conftest import ROOT
+from conftest import ROOT, corrupt_row_group
 from hub_replicas import build_mirror, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
 UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _comment
 
 
-@pytest.fixture(autouse=True)
-def short_parquet_shutdown(monkeypatch):
-    """datasets sleeps 5 s when a parquet stream closes (apache/arrow#45214); 0.1 s is enough for these tiny files."""
-    import datasets.config
-
-    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.1)
+pytestmark = pytest.mark.usefixtures("short_parquet_shutdown")  # conftest: tiny files, no 5 s wait per stream
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +263,25 @@ def test_script_only_repository_is_one_line(tmp_path, tokenizer_dir, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "phase_a_bookcorpus_500m: the repository is a loading script" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_undecodable_parquet_row_group_of_a_hub_source_is_one_line(
+    mirror, tmp_path, tokenizer_dir, monkeypatch, capsys
+):
+    """Hub sources (a mirror directory too) do not skip row groups: a corrupt page stops the run, one line."""
+    shutil.copytree(mirror / "wikimedia", tmp_path / "hub/wikimedia")
+    corrupt_row_group(tmp_path / "hub/wikimedia/wikipedia/20231101.en/train-00002-of-00041.parquet", 1)
+    monkeypatch.setenv(hub.MIRROR_ENV, str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "_resolved", {})
+    data = json.loads((ROOT / "config/datasets/phase_a_wikipedia_1b.json").read_text())
+    data.update(validation_docs=20, shuffle_buffer=100, batch_docs=50)
+    cfg = tmp_path / "wiki.json"
+    cfg.write_text(json.dumps(data))
+    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "field 'source': a source file cannot be decoded (OSError: " in err[0], err
+    assert not list((tmp_path / "out").rglob("manifest.json"))
 
 
 class _Hub(BaseHTTPRequestHandler):

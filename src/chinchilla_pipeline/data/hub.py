@@ -10,7 +10,9 @@
 - Failures: ``hub_error`` turns what the Hub or ``datasets`` raised into one ``UserError`` line naming the
   config and what to do (script-only repository, gated 401/403, 404, 429, 5xx, no network).
 - Retries: ``retrying`` re-opens a stream that dropped (connection errors, 5xx, 429) with bounded exponential
-  backoff and skips the items already delivered, so the retried stream is the unbroken one.
+  backoff and skips the items already delivered, so the retried stream is the unbroken one. The re-opening
+  itself (``reopening``) also serves local parquet sources, re-opened without their undecodable row groups
+  (``records.skip_undecodable``).
 """
 
 from __future__ import annotations
@@ -269,6 +271,34 @@ def _env_number(name: str, default: float, kind: type) -> float:
         raise UserError(f"expected a number, got {value!r}", field=f"${name}") from None
 
 
+def reopening(
+    open_stream: Callable[[], Iterable[T]],
+    recover: Callable[[Exception, int], None],
+    *,
+    first: Iterable[T] | None = None,
+) -> Iterator[T]:
+    """Items of ``first`` (default ``open_stream()``); when the stream fails, ``recover(err, delivered)``
+    either raises (give up) or returns, and then the stream is re-opened with ``open_stream`` and the
+    ``delivered`` items already given are skipped (the stream is deterministic: the re-opened one replays them).
+    """
+    delivered = 0
+    stream = open_stream() if first is None else first
+    while True:
+        seen = 0
+        try:
+            for item in stream:
+                if seen < delivered:  # already delivered before the failure: the stream replays it
+                    seen += 1
+                    continue
+                seen += 1
+                delivered += 1
+                yield item
+            return
+        except Exception as err:  # noqa: BLE001 - recover decides: it raises what is not recoverable
+            recover(err, delivered)
+        stream = open_stream()
+
+
 def retrying(
     open_stream: Callable[[], Iterable[T]],
     name: str,
@@ -279,47 +309,38 @@ def retrying(
     backoff_s: float | None = None,
 ) -> Iterator[T]:
     """Items of ``first`` (default ``open_stream()``); a transient failure re-opens the stream with
-    ``open_stream`` and skips the items already delivered (the stream is deterministic).
+    ``open_stream`` and skips the items already delivered (``reopening``).
 
     Gives up after ``retries`` failures without progress in between (``$CHINCHILLA_HUB_RETRIES``, default 6)
     with a ``UserError``: what was committed before stays, and rerunning the command resumes.
     """
     retries = _env_number(RETRIES_ENV, DEFAULT_RETRIES, int) if retries is None else retries
     backoff_s = _env_number(BACKOFF_ENV, DEFAULT_BACKOFF_S, float) if backoff_s is None else backoff_s
-    delivered, failures = 0, 0
-    stream = open_stream() if first is None else first
-    while True:
-        seen = 0
-        try:
-            for item in stream:
-                if seen < delivered:  # already delivered before the drop: the stream replays it
-                    seen += 1
-                    continue
-                seen += 1
-                delivered, failures = delivered + 1, 0
-                yield item
-            return
-        except Exception as err:  # noqa: BLE001 - only transient errors are retried
-            if not is_transient(err):
-                raise
-            failures += 1
-            if failures > retries:
-                raise UserError(
-                    f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
-                    "rerun the same command to resume from the last complete shard",
-                    path=config_path,
-                    field="source",
-                ) from None
-            wait = min(BACKOFF_CAP_S, backoff_s * 2 ** (failures - 1))
-            log.warning(
-                "%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s",
-                name,
-                delivered,
-                type(err).__name__,
-                failures,
-                retries,
-                wait,
-            )
-            time.sleep(wait)
-            stream = open_stream()
+    last = {"delivered": -1, "failures": 0}  # at the previous failure
+
+    def recover(err: Exception, delivered: int) -> None:
+        if not is_transient(err):
+            raise err
+        failures = last["failures"] + 1 if delivered == last["delivered"] else 1  # progress resets the count
+        last.update(delivered=delivered, failures=failures)
+        if failures > retries:
+            raise UserError(
+                f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+                "rerun the same command to resume from the last complete shard",
+                path=config_path,
+                field="source",
+            ) from None
+        wait = min(BACKOFF_CAP_S, backoff_s * 2 ** (failures - 1))
+        log.warning(
+            "%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s",
+            name,
+            delivered,
+            type(err).__name__,
+            failures,
+            retries,
+            wait,
+        )
+        time.sleep(wait)
+
+    return reopening(open_stream, recover, first=first)

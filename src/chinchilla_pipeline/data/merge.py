@@ -75,7 +75,9 @@ def merge_parts(
         },
         num_docs_read=sum(m["num_docs_read"] for _, m in parts),
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
-        bad_records=first.get("bad_records"),  # every part scans the same source files
+        # JSON/CSV: every part scans the same source files; parquet: a part whose stream met an undecodable row
+        # group decoded them all, the others none.
+        bad_records=max((m.get("bad_records") for _, m in parts), key=lambda b: (b or {}).get("skipped", 0)),
         hygiene={
             "validation": "each part's own validation split (its stream's first unique documents)",
             "train": "each part's documents after them, less exact duplicates of that part's validation",

@@ -1,4 +1,4 @@
-"""Bad records in local JSON-lines and CSV files: found, counted and left out before ``datasets`` reads them.
+"""Bad records in local JSON-lines, CSV and parquet files: found, counted and left out of what ``datasets`` reads.
 
 ``datasets``' JSON builder parses blocks of ~10 MB with pyarrow, and one line
 that is not JSON, or not an object, fails its whole file with a traceback. So
@@ -23,8 +23,22 @@ stream opens:
 CSV: a record with more fields than the header is a bad record (pandas' C parser,
 which ``datasets`` uses, fails the file on it); the scan counts them with Python's
 ``csv`` module and ``datasets`` reads the file with ``on_bad_lines="skip"``, which
-leaves the same records out. Parquet files are not scanned: a corrupt page is
-a broken file (its error names it), not a record.
+leaves the same records out.
+
+Parquet: a row group that cannot be decoded (a corrupt page: pyarrow raises an
+``OSError`` without errno, or an ``ArrowException``) is a bad record of as many
+rows as it holds. Parquet files are not scanned up front (that would decode them
+twice: clean sources pay nothing). When a stream of a local parquet source fails
+to decode, ``skip_undecodable`` decodes every row group of every file of the
+source once (in parallel threads, one row group per thread in memory), writes
+each file with undecodable row groups again without them (schema and the good
+row groups as they were) into the same temporary directory, and the stream is
+re-opened on those copies, skipping what it had delivered (``hub.reopening``):
+``datasets`` never gives a row of a row group it could not decode, and what it
+gave before the failure depends only on the rows before it, so the stream is the
+one the copies give from the start. The same thresholds apply, over the rows the
+footers count; the counts are those of the whole source, found when (and only
+if) the stream meets an undecodable row group.
 
 A file that starts with ``[`` is one JSON document (a list), which ``datasets``
 reads whole; it is passed through unscanned. Scans are cached per (path, size,
@@ -36,6 +50,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -72,6 +87,7 @@ class FileScan:
 
 
 _CACHE: dict[tuple[str, int, int], FileScan] = {}
+_PARQUET: dict[tuple[str, int, int], FileScan] = {}  # decoded only after a stream failed (skip_undecodable)
 _TMP: list[str] = []
 _TMP_LOCK = threading.Lock()
 _WARNED: set[tuple[str, tuple[str, ...]]] = set()
@@ -92,6 +108,12 @@ def _make_clean_dir() -> str:
 def _remove_clean_dir(path: str, owner: int) -> None:
     if os.getpid() == owner:  # not from a forked child that inherited the handler
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _key(path: str) -> tuple[str, int, int]:
+    """What a scan is cached by: the file's absolute path, size and mtime (ns)."""
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
 
 
 def _bad_reason(line: bytes) -> str | None:
@@ -150,8 +172,7 @@ def scan_json_file(path: str) -> FileScan:
     """Scan one JSON-lines file (cached); when it has bad lines, write its copy without them (a second read)."""
     import fsspec
 
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    key = _key(path)
     if key in _CACHE:
         return _CACHE[key]
     scan = FileScan(path, read_path=path)
@@ -184,8 +205,7 @@ def scan_csv_file(path: str) -> FileScan:
     which ``datasets`` uses, fails on those; ``on_bad_lines="skip"`` then leaves the same ones out)."""
     import fsspec
 
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    key = _key(path)
     if key in _CACHE:
         return _CACHE[key]
     scan = FileScan(path, read_path=path)
@@ -207,6 +227,65 @@ def scan_csv_file(path: str) -> FileScan:
     return scan
 
 
+def scan_parquet_file(path: str) -> FileScan:
+    """Decode each row group of one parquet file (cached): one that cannot be decoded is a bad record of its
+    rows (counted from the footer); when there are such, write the file's copy without them."""
+    import pyarrow.parquet as pq
+
+    key = _key(path)
+    if key in _PARQUET:
+        return _PARQUET[key]
+    scan = FileScan(path, read_path=path)
+    bad: list[int] = []
+    with pq.ParquetFile(path) as pf:
+        for i in range(pf.num_row_groups):
+            rows = pf.metadata.row_group(i).num_rows
+            try:
+                pf.read_row_group(i)  # decoded and dropped: one row group in memory at a time
+            except Exception as err:  # noqa: BLE001 - only a decoding failure is a bad record
+                if not _decoding_failure(err):
+                    raise
+                bad.append(i)
+                scan.bad += rows
+                if len(scan.first_bad) < FIRST_BAD:
+                    scan.first_bad.append(
+                        {"file": path, "row_group": i, "rows": rows, "reason": f"cannot be decoded ({_what(err)})"}
+                    )
+                continue
+            scan.rows += rows
+        if bad and scan.rows:
+            scan.read_path = _write_without(pf, path, bad)
+    _PARQUET[key] = scan
+    return scan
+
+
+def _write_without(pf, path: str, bad: list[int]) -> str:
+    """The copy of parquet file ``path`` without row groups ``bad``, written atomically into the clean
+    directory: the same schema, each good row group one row group of the copy (``datasets`` reads a parquet
+    file in batches of its first row group's rows: the copy gives the batches the file gave)."""
+    import pyarrow.parquet as pq
+
+    from ..atomic import atomic_open
+
+    out = Path(_clean_dir()) / f"{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]}_{Path(path).name}"
+    with atomic_open(out) as f, pq.ParquetWriter(f, pf.schema_arrow) as writer:
+        for i in range(pf.num_row_groups):
+            if i not in bad:
+                table = pf.read_row_group(i)
+                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+    return str(out)
+
+
+def _decoding_failure(err: BaseException) -> bool:
+    """pyarrow could not decode data (an ``OSError`` without errno, an ``ArrowException``); not the
+    environment (an ``OSError`` with errno: disk, permissions; memory), which gets the CLI's own line."""
+    import pyarrow as pa
+
+    if isinstance(err, MemoryError) or isinstance(err, OSError) and err.errno is not None:
+        return False
+    return isinstance(err, (OSError, pa.ArrowException))
+
+
 def _readable(scanner, path: str) -> FileScan:
     """``scanner(path)``; a file that cannot be decoded at all (a truncated ``.gz``, a broken ``.zst``)
     is one ``UserError`` naming it, not a traceback."""
@@ -221,38 +300,64 @@ def _readable(scanner, path: str) -> FileScan:
 
 
 def _unreadable(err: Exception) -> str:
-    what = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}" if str(err) else type(err).__name__
-    return f"cannot be read ({what}): truncated or corrupt; replace or remove the file"
+    return f"cannot be read ({_what(err)}): truncated or corrupt; replace or remove the file"
+
+
+def _what(err: BaseException, chars: int = 120) -> str:
+    """``Type: first line of the message`` (at most ``chars`` characters of it)."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:chars]}" if str(err) else type(err).__name__
+
+
+def _at(example: dict[str, Any]) -> str:
+    """Where a bad record is: ``line 12`` (JSON lines, CSV) or ``row group 4`` (parquet)."""
+    return f"line {example['line']}" if "line" in example else f"row group {example['row_group']}"
+
+
+SCANNERS = {"json": scan_json_file, "csv": scan_csv_file, "parquet": scan_parquet_file}
+KINDS = {"json": "JSON lines", "csv": "CSV records", "parquet": "parquet rows"}
+EXPECTED = {
+    "json": "expected one JSON object per line",
+    "csv": "expected as many fields as the header",
+    "parquet": "replace or remove the file",
+}
+
+
+def _all_scanned(files: list[str]) -> bool:
+    """Every file of a parquet source decoded already (by ``skip_undecodable``, in this process)."""
+    return all(_key(path) in _PARQUET for path in files)
 
 
 def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
-    """The paths ``datasets`` should read for ``files`` of format ``fmt`` (JSON: copies without bad
-    lines where needed; empty when the source has no row at all) and the manifest's ``bad_records``
-    section (``source_bad_records``).
+    """The paths ``datasets`` should read for ``files`` of format ``fmt`` (copies without bad records where
+    needed; empty when the source has no row at all) and the manifest's ``bad_records`` section
+    (``source_bad_records``).
 
     More than ``MAX_BAD_FRACTION`` of the records bad, or a non-empty file without one good record,
-    is a ``UserError``. Parquet and text files are passed through (a text line is always a record).
+    is a ``UserError``. Text files are passed through (a text line is always a record), and parquet files
+    until ``skip_undecodable`` has decoded them.
     """
-    scanner = {"json": scan_json_file, "csv": scan_csv_file}.get(fmt)
-    if scanner is None:
+    if fmt not in SCANNERS or fmt == "parquet" and not _all_scanned(files):
         return files, {"skipped": 0, "first": []}
-    kind = {"json": "JSON lines", "csv": "CSV records"}[fmt]
+    return _checked(fmt, files, config_path)
+
+
+def _checked(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """``check_local_files``, scanning the files not scanned yet."""
+    scanner, kind = SCANNERS[fmt], KINDS[fmt]
     with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1) or 1) as pool:  # decompression and pyarrow
         scans = list(pool.map(lambda path: _readable(scanner, path), files))  # release the GIL: in parallel
     for s in scans:
         if s.bad and not s.rows:
             ex = s.first_bad[0]
             raise UserError(
-                f"no valid record in {s.bad:,} {kind} (line {ex['line']}: {ex['reason']}); expected "
-                + ("one JSON object per line" if fmt == "json" else "as many fields as the header"),
-                path=s.path,
+                f"no valid record in {s.bad:,} {kind} ({_at(ex)}: {ex['reason']}); {EXPECTED[fmt]}", path=s.path
             )
     rows, bad = sum(s.rows for s in scans), sum(s.bad for s in scans)
     if bad > MAX_BAD_FRACTION * (rows + bad):
         ex = next(s.first_bad[0] for s in scans if s.bad)
         raise UserError(
             f"{bad:,} of {rows + bad:,} {kind} are bad records, more than "
-            f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} line {ex['line']}: {ex['reason']}): "
+            f"{MAX_BAD_FRACTION:.0%} (first: {ex['file']} {_at(ex)}: {ex['reason']}): "
             "fix or remove the broken file(s)",
             path=config_path,
             field="source.data_files",
@@ -261,60 +366,54 @@ def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tu
         _WARNED.add((str(config_path), tuple(files)))
         ex = next(s.first_bad[0] for s in scans if s.bad)
         log.warning(
-            "%s: skipped %d bad record(s) of %d %s (first: %s line %d: %s)",
+            "%s: skipped %d bad record(s) of %d %s (first: %s %s: %s)",
             config_path,
             bad,
             rows + bad,
             kind,
             ex["file"],
-            ex["line"],
+            _at(ex),
             ex["reason"],
         )
     examples = [e for s in scans for e in s.first_bad][:FIRST_BAD]
     # pandas refuses a 0-byte CSV ("No columns to parse"): such a file holds no rows, leave it out.
-    paths = [s.read_path for s in scans if fmt == "json" or os.path.getsize(s.path)] if rows else []
+    paths = [s.read_path for s in scans if fmt != "csv" or os.path.getsize(s.path)] if rows else []
     return paths, {"skipped": bad, "first": examples}
 
 
 def source_bad_records(cfg, config_path: str | Path) -> dict[str, Any]:
     """The manifest's ``bad_records`` section of a dataset config: ``skipped`` (bad records left out of
-    the whole source files) and ``first`` (file, line, reason of the first ``FIRST_BAD``)."""
+    the whole source files: for parquet, those this process's stream found) and ``first`` (file, line or
+    row group, reason of the first ``FIRST_BAD``)."""
     fmt = getattr(cfg.source, "format", None)
-    if fmt not in ("json", "csv"):
+    if fmt not in SCANNERS:
         return {"skipped": 0, "first": []}
     return check_local_files(fmt, resolve_data_files(cfg, config_path), config_path)[1]
 
 
-def guard_stream(tables: Iterator[Any], cfg, config_path: str | Path) -> Iterator[Any]:
-    """``tables`` as they come; a file that fails to decode mid-stream (a corrupt parquet page: pyarrow's
-    ``OSError``/``ArrowInvalid``) becomes one ``UserError`` naming the file and row group where found."""
-    import pyarrow as pa
+def skip_undecodable(err: Exception, cfg, config_path: str | Path) -> None:
+    """After ``err`` stopped a stream of a local parquet source: decode its files' row groups (only now) and
+    return when some cannot be decoded, so that the stream can be re-opened on the files' copies without
+    them (``check_local_files`` gives those); a ``UserError`` past the thresholds. ``err`` is raised again
+    when it is not a decoding failure, when the files were decoded already (the copies fail too: another
+    cause), or when every row group decodes."""
+    files = resolve_data_files(cfg, config_path)
+    if not _decoding_failure(err) or _all_scanned(files):
+        raise err  # the environment, or the copies fail too
+    if not _checked("parquet", files, config_path)[1]["skipped"]:
+        raise err  # every row group decodes: something else failed
 
+
+def guard_stream(tables: Iterator[Any], config_path: str | Path) -> Iterator[Any]:
+    """``tables`` as they come; a file that fails to decode mid-stream (a corrupt parquet page of a Hub
+    source, or of a local one that ``skip_undecodable`` could not skip) becomes one ``UserError``."""
     try:
         yield from tables
-    except (OSError, pa.ArrowException) as err:
-        if isinstance(err, OSError) and err.errno is not None:
-            raise  # the environment (disk, permissions): the CLI's one line for it
-        raise _undecodable(err, cfg, config_path) from None
-
-
-def _undecodable(err: Exception, cfg, config_path: str | Path) -> UserError:
-    """Find the local parquet file and row group that fail (read only now, after the failure)."""
-    import pyarrow.parquet as pq
-
-    what = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}" if str(err) else type(err).__name__
-    if getattr(cfg.source, "format", None) == "parquet":
-        for path in resolve_data_files(cfg, config_path):
-            pf = pq.ParquetFile(path)
-            for i in range(pf.num_row_groups):
-                try:
-                    pf.read_row_group(i)
-                except Exception as found:  # noqa: BLE001 - any decoding failure names the file
-                    return UserError(
-                        f"is corrupt: row group {i} of {pf.num_row_groups} cannot be decoded "
-                        f"({type(found).__name__}: {str(found)[:120]}); replace or remove the file",
-                        path=path,
-                    )
-    return UserError(
-        f"a source file cannot be decoded ({what}); replace or remove it", path=config_path, field="source"
-    )
+    except Exception as err:
+        if not _decoding_failure(err):
+            raise  # the environment (disk, permissions, memory): the CLI's one line for it; or a bug
+        raise UserError(
+            f"a source file cannot be decoded ({_what(err, 160)}); replace or remove it",
+            path=config_path,
+            field="source",
+        ) from None

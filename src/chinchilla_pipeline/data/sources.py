@@ -32,7 +32,7 @@ from ..errors import UserError
 from . import hub
 from .config import DatasetConfig, HubSource
 from .files import resolve_data_files
-from .records import check_local_files, guard_stream
+from .records import check_local_files, guard_stream, skip_undecodable
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -70,7 +70,7 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
         files = resolve_data_files(cfg, config_path)
-        if src.format in ("json", "csv"):  # bad records skipped and counted, empty files allowed (records.py)
+        if src.format in ("json", "csv", "parquet"):  # bad records skipped and counted (records.py)
             files = check_local_files(src.format, files, config_path)[0]
             if not files:
                 return datasets.IterableDataset.from_generator(_no_rows)
@@ -230,19 +230,19 @@ def iter_batches(
     rows are read as the iterator is consumed.
     """
     size = batch_docs or cfg.batch_docs
-    ds = document_dataset(cfg, config_path, rank, world_size)
-    tables = ds.iter(batch_size=size)
+
+    def open_tables():
+        return document_dataset(cfg, config_path, rank, world_size).iter(batch_size=size)
+
+    tables = open_tables()
     if isinstance(cfg.source, HubSource):  # a dropped connection re-opens the stream where it was
-        tables = hub.retrying(
-            lambda: document_dataset(cfg, config_path, rank, world_size).iter(batch_size=size),
-            cfg.name,
-            config_path,
-            first=tables,
-        )
+        tables = hub.retrying(open_tables, cfg.name, config_path, first=tables)
+    elif cfg.source.format == "parquet":  # re-opened where it was, without the row groups it could not decode
+        tables = hub.reopening(open_tables, _skipping(cfg, config_path), first=tables)
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
-        for table in guard_stream(tables, cfg, config_path):
+        for table in guard_stream(tables, config_path):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
             cum = (
@@ -260,6 +260,23 @@ def iter_batches(
     return batches()
 
 
+def _skipping(cfg: DatasetConfig, config_path: str | Path):
+    """``hub.reopening``'s ``recover`` for a local parquet source: leave undecodable row groups out."""
+
+    def recover(err: Exception, delivered: int) -> None:
+        skip_undecodable(err, cfg, config_path)  # raises unless the copies without them are written
+        log.info("%s: stream re-opened without the undecodable row groups, after %d batches", cfg.name, delivered)
+
+    return recover
+
+
+def _first_row(cfg: DatasetConfig, config_path: str | Path, ds):
+    """``ds``'s first row, skipping the undecodable row groups of a local parquet source as ``iter_batches`` does."""
+    if isinstance(cfg.source, HubSource) or cfg.source.format != "parquet":
+        return ds.take(1)
+    return hub.reopening(lambda: _load_rows(cfg, config_path).take(1), _skipping(cfg, config_path), first=ds.take(1))
+
+
 def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
     """Open every source and read its first row, before any long work: a broken source fails in seconds.
 
@@ -269,7 +286,7 @@ def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
     for cfg, path in configs:
         ds = _load_rows(cfg, path)
         try:
-            first = next(iter(ds.take(1)), {})
+            first = next(iter(_first_row(cfg, path, ds)), {})
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - a failure on the first row is a source failure
