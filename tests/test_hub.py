@@ -16,6 +16,7 @@ import pytest
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data import hub, sources
 from chinchilla_pipeline.data.config import DatasetConfig, HubSource
+from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from conftest import ROOT, corrupt_row_group
 from hub_replicas import build_mirror, script_only_repo
@@ -282,6 +283,18 @@ def test_undecodable_parquet_row_group_of_a_hub_source_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "field 'source': a source file cannot be decoded (OSError: " in err[0], err
     assert not list((tmp_path / "out").rglob("manifest.json"))
+
+
+def test_undecodable_first_row_group_of_a_hub_source_is_one_line(mirror, tmp_path, monkeypatch):
+    """The first-row check of tokenizer-train, estimate and prepare: a corrupt first page is one UserError."""
+    shutil.copytree(mirror / "wikimedia", tmp_path / "hub/wikimedia")
+    for path in (tmp_path / "hub/wikimedia/wikipedia/20231101.en").glob("*.parquet"):
+        corrupt_row_group(path, 0)
+    monkeypatch.setenv(hub.MIRROR_ENV, str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "_resolved", {})
+    with pytest.raises(UserError, match=r"cannot read the source's first row \((OSError|ArrowInvalid)"):
+        sources.open_sources([shipped("phase_a_wikipedia_1b")])
 
 
 class _Hub(BaseHTTPRequestHandler):
