@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real documents
+CLI_MODULE = ["-m", "chinchilla_pipeline.cli"]  # what python (or torchrun) runs as the `chinchilla` command
+CLI = [sys.executable, *CLI_MODULE]  # the `chinchilla` command, in a fresh process
+CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}  # one torch thread per process
+
+
+def prepare_args(cfg: Path, tok: Path, out: Path, *extra: str) -> list[str]:
+    """``chinchilla prepare`` arguments, quiet: ``cfg`` tokenized with ``tok`` into ``out``."""
+    return ["prepare", "--quiet", "--config_path", str(cfg), "--tokenizer", str(tok), "--out_dir", str(out), *extra]
 
 
 def write_dataset_config(directory: Path, name: str = "topics", **fields) -> Path:

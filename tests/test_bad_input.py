@@ -5,9 +5,7 @@ Expected counts come from ``reference_input``, a plain-Python reading of the rec
 
 import gzip
 import json
-import os
 import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +18,7 @@ from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.data.sources import COUNTERS
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
-from conftest import CORPUS, ROOT, write_dataset_config
+from conftest import CLI, CLI_ENV, CORPUS, prepare_args, write_dataset_config
 
 GOOD = [
     "The first good document.",
@@ -199,21 +197,9 @@ def test_template_row_is_without_text_only_when_every_field_is_missing(tmp_path,
 def test_cli_prints_the_input_counts(tmp_path, tokenizer_dir):
     records = [{"text": g} for g in GOOD] + BAD
     cfg = local_config(tmp_path, "cli", write_jsonl(tmp_path / "cli.jsonl", records))
-    cmd = [
-        sys.executable,
-        "-m",
-        "chinchilla_pipeline.cli",
-        "prepare",
-        "--quiet",
-        "--config_path",
-        str(cfg),
-        "--tokenizer",
-        str(tokenizer_dir),
-        "--out_dir",
-        str(tmp_path / "out"),
-    ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, *prepare_args(cfg, tokenizer_dir, tmp_path / "out")], env=CLI_ENV, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     counts = reference_input([text_of(r) for r in records])

@@ -37,12 +37,10 @@ from chinchilla_pipeline.data.manifest import write_token_dataset
 from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.lock import lock_path, output_lock
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
-from chinchilla_pipeline.train.checkpoint import checksum_path, list_checkpoints, verify_checkpoint
-from conftest import CORPUS, ROOT, corrupt_row_group, write_dataset_config
+from chinchilla_pipeline.train.checkpoint import checksum_path, list_checkpoints, load_checkpoint, verify_checkpoint
+from conftest import CLI, CLI_ENV, CORPUS, corrupt_row_group, prepare_args, write_dataset_config
 from textrun import make_text_run
 from trainkit import SEED_ORDER, write_curriculum
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
 def one_error_line(capsys, rc: int, match: str, expected_rc: int = 2) -> str:
@@ -66,20 +64,7 @@ def finished_files(d: Path) -> set[str]:
 
 
 def prepare(cfg: Path, tok: Path, out: Path) -> int:
-    return main(
-        [
-            "prepare",
-            "--quiet",
-            "--workers",
-            "1",
-            "--config_path",
-            str(cfg),
-            "--tokenizer",
-            str(tok),
-            "--out_dir",
-            str(out),
-        ]
-    )
+    return main(prepare_args(cfg, tok, out, "--workers", "1"))
 
 
 def corpus_lines() -> list[str]:
@@ -515,10 +500,13 @@ def test_nan_stops_the_run_and_the_last_checkpoint_stays_intact(tmp_path, capsys
         checkpoint={"interval_steps": 1},
     )
     rc = main(["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"])
-    one_error_line(capsys, rc, "loss is nan", expected_rc=1)
+    line = one_error_line(capsys, rc, "loss is nan", expected_rc=1)
+    assert "at step 1;" in line and "step_0000001.pt" in line  # the step, and the checkpoint to resume from
     ckpts = list_checkpoints(tmp_path / "runs/run")
     assert [s for s, _ in ckpts] == [1]
     verify_checkpoint(ckpts[0][1])
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(ckpts[0][1])["model"].values())
+    assert json.loads((tmp_path / "runs/run/metrics.jsonl").read_text().splitlines()[-1])["type"] == "checkpoint"
 
 
 # --- the environment ---------------------------------------------------------------------------------
@@ -707,7 +695,7 @@ def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
             " time.sleep(60)",
             str(tmp_path / "out" / "topics"),
         ],
-        env=ENV,
+        env=CLI_ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -721,29 +709,15 @@ def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
 @pytest.mark.faults
 def test_two_prepare_processes_one_refused(tmp_path, tokenizer_dir):
     cfg = write_dataset_config(tmp_path, shard_tokens=2_000)
-    cmd = [
-        sys.executable,
-        "-m",
-        "chinchilla_pipeline.cli",
-        "prepare",
-        "--quiet",
-        "--workers",
-        "1",
-        "--config_path",
-        str(cfg),
-        "--tokenizer",
-        str(tokenizer_dir),
-        "--out_dir",
-        str(tmp_path / "out"),
-    ]
-    first = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    cmd = [*CLI, *prepare_args(cfg, tokenizer_dir, tmp_path / "out", "--workers", "1")]
+    first = subprocess.Popen(cmd, env=CLI_ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not lock_path(tmp_path / "out/topics").is_file():
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     first.send_signal(signal.SIGSTOP)  # hold the lock however fast the first run would finish
     try:
-        second = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+        second = subprocess.run(cmd, env=CLI_ENV, capture_output=True, text=True)
     finally:
         first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and "Traceback" not in second.stderr
@@ -759,20 +733,11 @@ def test_cli_in_a_fresh_process_prints_one_line(case, tmp_path, tokenizer_dir):
     if case == "bad_line":
         lines = corpus_lines()[:300]
         cfg = jsonl_config(tmp_path, [line if i % 20 else "{broken\n" for i, line in enumerate(lines)])
-        cmd = [
-            "prepare",
-            "--quiet",
-            "--config_path",
-            str(cfg),
-            "--tokenizer",
-            str(tokenizer_dir),
-            "--out_dir",
-            str(tmp_path / "out"),
-        ]
+        cmd = prepare_args(cfg, tokenizer_dir, tmp_path / "out")
     else:
         cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
         flip_bit(tmp_path / "data/wiki/train_00000.bin", 0.9)
         cmd = ["pretrain", "--config", str(cfg), "--out_dir", str(tmp_path / "runs"), "--device", "cpu"]
-    p = subprocess.run([sys.executable, "-m", "chinchilla_pipeline.cli", *cmd], env=ENV, capture_output=True, text=True)
+    p = subprocess.run([*CLI, *cmd], env=CLI_ENV, capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len([line for line in p.stderr.splitlines() if line.startswith("error:")]) == 1

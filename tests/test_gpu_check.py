@@ -5,10 +5,7 @@ one rank under torchrun running DDP."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -17,8 +14,8 @@ from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.train.config import CurriculumConfig, make_plan, micro_batch_candidates
 from chinchilla_pipeline.train.distributed import under_torchrun
 from chinchilla_pipeline.train.setup import fingerprint
+from conftest import CLI, CLI_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = ModelConfig(name="t", n_layer=1, n_head=1, n_embd=8, block_size=32, vocab_size=64)
 
 
@@ -33,11 +30,10 @@ def _cfg(global_batch_tokens: int, micro, **fields) -> CurriculumConfig:
 
 
 def test_gpu_check_cpu_mode_runs_every_part(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     out = tmp_path / "check"
     r = subprocess.run(
-        [sys.executable, "-m", "chinchilla_pipeline.cli", "gpu-check", "--mode", "cpu", "--out_dir", str(out)],
-        env=env,
+        [*CLI, "gpu-check", "--mode", "cpu", "--out_dir", str(out)],
+        env=CLI_ENV,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -59,12 +55,9 @@ def test_gpu_check_cpu_mode_runs_every_part(tmp_path):
 
 
 def test_gpu_check_refuses_an_unknown_setting(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "chinchilla_pipeline.cli",
+            *CLI,
             "gpu-check",
             "--mode",
             "cpu",
@@ -73,7 +66,7 @@ def test_gpu_check_refuses_an_unknown_setting(tmp_path):
             "--out_dir",
             str(tmp_path),
         ],
-        env=env,
+        env=CLI_ENV,
         capture_output=True,
         text=True,
     )

@@ -18,7 +18,7 @@ from chinchilla_pipeline.data import hub, sources
 from chinchilla_pipeline.data.config import DatasetConfig, HubSource
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
-from conftest import ROOT, corrupt_row_group
+from conftest import ROOT, corrupt_row_group, prepare_args
 from hub_replicas import build_mirror, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
@@ -135,21 +135,7 @@ def forums_config(tmp_path: Path, **fields) -> Path:
 
 
 def prepare(cfg: Path, tokenizer_dir, out: Path, *extra) -> int:
-    return main(
-        [
-            "prepare",
-            "--config_path",
-            str(cfg),
-            "--tokenizer",
-            str(tokenizer_dir),
-            "--out_dir",
-            str(out),
-            "--workers",
-            "1",
-            "--quiet",
-            *extra,
-        ]
-    )
+    return main(prepare_args(cfg, tokenizer_dir, out, "--workers", "1", *extra))
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

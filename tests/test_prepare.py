@@ -2,10 +2,8 @@
 
 import gzip
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from chinchilla_pipeline.data.sources import iter_documents
 from chinchilla_pipeline.data.verify import verify_dataset
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
-from conftest import CORPUS, ROOT, write_dataset_config
+from conftest import CLI, CLI_ENV, CORPUS, prepare_args, write_dataset_config
 
 
 def run_prepare(cfg_path, tok, out, **kw):
@@ -86,32 +84,12 @@ def test_target_and_caps_in_manifest(tmp_path, tokenizer_dir):
     assert m["caps"]["max_samples"] == 50 and m["config"]["max_samples"] == 50
 
 
-def _prepare_cmd(cfg, tok, out, workers):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "chinchilla_pipeline.cli",
-        "prepare",
-        "--quiet",
-        "--config_path",
-        str(cfg),
-        "--tokenizer",
-        str(tok),
-        "--out_dir",
-        str(out),
-        "--workers",
-        str(workers),
-    ]
-    return cmd, env
-
-
 def test_identical_bytes_whatever_the_worker_count(tmp_path, tokenizer_dir):
     # Batches of 16 documents: 3 workers hold many batches in flight, finishing out of order.
     cfg = write_dataset_config(tmp_path, max_samples=300, batch_docs=16, shard_tokens=5_000)
     for workers in (1, 3):
-        cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / f"w{workers}", workers)
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        args = prepare_args(cfg, tokenizer_dir, tmp_path / f"w{workers}", "--workers", str(workers))
+        subprocess.run([*CLI, *args], env=CLI_ENV, check=True, capture_output=True)
     assert tree_bytes(tmp_path / "w1") == tree_bytes(tmp_path / "w3")
 
 
@@ -139,12 +117,16 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
         shard_tokens=20_000,
         batch_docs=64,
     )
-    cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "ref", 2)
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    cmd, env = _prepare_cmd(cfg, tokenizer_dir, tmp_path / "killed", 2)
+    subprocess.run(
+        [*CLI, *prepare_args(cfg, tokenizer_dir, tmp_path / "ref", "--workers", "2")],
+        env=CLI_ENV,
+        check=True,
+        capture_output=True,
+    )
+    cmd = [*CLI, *prepare_args(cfg, tokenizer_dir, tmp_path / "killed", "--workers", "2")]
     out = tmp_path / "killed" / "topics"
     for target in ("train_00003.bin", "train_00020.bin"):  # kill twice, mid-run
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(cmd, env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not (out / target).exists() and p.poll() is None:
             time.sleep(0.01)
         workers = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
@@ -152,7 +134,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tokenizer_dir):
         p.wait()
         assert not (out / "manifest.json").exists()
         assert workers and _gone(workers, within_s=5), "tokenizer workers outlived their killed parent"
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    subprocess.run(cmd, env=CLI_ENV, check=True, capture_output=True)
     assert tree_bytes(tmp_path / "ref") == tree_bytes(tmp_path / "killed")
     # 12 copies: the 11 other copies of each of the 20 validation documents are dropped (later in the validation
     # window or in train), also after the resumes, which rebuilt the validation hashes by re-reading the stream.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -12,9 +11,9 @@ import pytest
 
 from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
+from conftest import CLI_ENV, CLI_MODULE
 from trainkit import SEED_ORDER, write_curriculum
 
-ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
@@ -28,10 +27,9 @@ def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum):
         checkpoint={"interval_steps": 10, "keep_last": 1},
         batch={"global_batch_tokens": 256, "micro_batch_size": micro_batch_size},
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    args = ["-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg), "--device", "cpu"]
+    args = [*CLI_MODULE, "pretrain", "--config", str(cfg), "--device", "cpu"]
     one = subprocess.run(
-        [sys.executable, *args, "--out_dir", str(tmp_path / "one")], env=env, capture_output=True, text=True
+        [sys.executable, *args, "--out_dir", str(tmp_path / "one")], env=CLI_ENV, capture_output=True, text=True
     )
     assert one.returncode == 0, one.stderr[-4000:]
     two = subprocess.run(
@@ -43,7 +41,7 @@ def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum):
             "--out_dir",
             str(tmp_path / "two"),
         ],
-        env=env,
+        env=CLI_ENV,
         capture_output=True,
         text=True,
     )
@@ -70,16 +68,16 @@ def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_at_once(tmp_path):
     cfg = write_curriculum(tmp_path, SEED_ORDER, steps=20, checkpoint={"interval_steps": 10, "keep_last": 1})
     (tmp_path / "two" / "run").mkdir(parents=True)
     (tmp_path / "two" / "run" / "checkpoints").write_text("a file where the checkpoint directory goes\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     two = subprocess.run(
         [
             str(TORCHRUN if TORCHRUN.exists() else "torchrun"),
             "--standalone",
             "--nproc_per_node=2",
-            *["-m", "chinchilla_pipeline.cli", "pretrain", "--config", str(cfg), "--device", "cpu"],
+            *CLI_MODULE,
+            *["pretrain", "--config", str(cfg), "--device", "cpu"],
             *["--out_dir", str(tmp_path / "two")],
         ],
-        env=env,
+        env=CLI_ENV,
         capture_output=True,
         text=True,
         timeout=180,  # the process group's own timeout is 30 minutes: waiting for it would fail here

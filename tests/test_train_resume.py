@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,29 +12,14 @@ import torch
 
 from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
+from conftest import CLI, CLI_ENV
 from trainkit import SEED_ORDER, write_curriculum
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 300
 
 
 def _cmd(cfg: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "chinchilla_pipeline.cli",
-        "pretrain",
-        "--config",
-        str(cfg),
-        "--out_dir",
-        str(out),
-        "--device",
-        "cpu",
-    ]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    return [*CLI, "pretrain", "--config", str(cfg), "--out_dir", str(out), "--device", "cpu"]
 
 
 def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
@@ -47,12 +31,12 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
         eval={"interval_steps": 100, "tokens_per_source": 256},
         log_interval_steps=10,
     )
-    unbroken = subprocess.run(_cmd(cfg, tmp_path / "unbroken"), env=_env(), capture_output=True, text=True)
+    unbroken = subprocess.run(_cmd(cfg, tmp_path / "unbroken"), env=CLI_ENV, capture_output=True, text=True)
     assert unbroken.returncode == 0, unbroken.stderr
 
     run_dir = tmp_path / "killed" / "run"
     proc = subprocess.Popen(
-        _cmd(cfg, tmp_path / "killed"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cmd(cfg, tmp_path / "killed"), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
     while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < 40:  # mid phase a
@@ -63,7 +47,7 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
     killed_at = list_checkpoints(run_dir)[-1][0]
     assert killed_at < STEPS // 2
 
-    resumed = subprocess.run(_cmd(cfg, tmp_path / "killed"), env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(_cmd(cfg, tmp_path / "killed"), env=CLI_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {killed_at}" in resumed.stderr
 
