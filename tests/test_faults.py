@@ -606,36 +606,23 @@ def test_disk_full_while_checkpointing_is_one_line(tmp_path, monkeypatch, capsys
             verify_checkpoint(p)  # whatever is there under a final name is whole
 
 
+def write_into(command: str, out: Path, run, tmp_path: Path, tokenizer_dir: Path) -> int:
+    """``command`` (prepare, pretrain or export) with its output at ``out``: the exit code."""
+    if command == "prepare":
+        return prepare(write_dataset_config(tmp_path), tokenizer_dir, out)
+    if command == "pretrain":
+        cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
+        return main(["pretrain", "--config", str(cfg), "--out_dir", str(out), "--device", "cpu"])
+    return main(
+        ["export", "--checkpoint", str(run["run_dir"]), "--tokenizer", str(run["tokenizer"]), "--out_dir", str(out)]
+    )
+
+
 @pytest.mark.parametrize("command", ["prepare", "pretrain", "export"])
 def test_read_only_output_is_one_line(command, run, tmp_path, tokenizer_dir, capsys):
     ro = tmp_path / "ro"
     with read_only(ro) as expected:
-        if command == "prepare":
-            rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, ro)
-        elif command == "pretrain":
-            rc = main(
-                [
-                    "pretrain",
-                    "--config",
-                    str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
-                    "--out_dir",
-                    str(ro),
-                    "--device",
-                    "cpu",
-                ]
-            )
-        else:
-            rc = main(
-                [
-                    "export",
-                    "--checkpoint",
-                    str(run["run_dir"]),
-                    "--tokenizer",
-                    str(run["tokenizer"]),
-                    "--out_dir",
-                    str(ro / "hf"),
-                ]
-            )
+        rc = write_into(command, ro / "hf" if command == "export" else ro, run, tmp_path, tokenizer_dir)
         one_error_line(capsys, rc, expected)
         assert not list(ro.iterdir())
 
@@ -644,33 +631,7 @@ def test_read_only_output_is_one_line(command, run, tmp_path, tokenizer_dir, cap
 def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenizer_dir, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    if command == "prepare":
-        rc = prepare(write_dataset_config(tmp_path), tokenizer_dir, blocker)
-    elif command == "pretrain":
-        rc = main(
-            [
-                "pretrain",
-                "--config",
-                str(write_curriculum(tmp_path, SEED_ORDER, steps=4)),
-                "--out_dir",
-                str(blocker),
-                "--device",
-                "cpu",
-            ]
-        )
-    else:
-        rc = main(
-            [
-                "export",
-                "--checkpoint",
-                str(run["run_dir"]),
-                "--tokenizer",
-                str(run["tokenizer"]),
-                "--out_dir",
-                str(blocker),
-            ]
-        )
-    one_error_line(capsys, rc, "a_file")
+    one_error_line(capsys, write_into(command, blocker, run, tmp_path, tokenizer_dir), "a_file")
     assert blocker.read_text() == "in the way"
 
 
