@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.errors import UserError
@@ -115,3 +116,18 @@ def test_resume_after_moving_the_data_continues_and_a_changed_recipe_is_named(tm
     whole = write_curriculum(tmp_path, SEED_ORDER, steps=20, name="whole")  # rebuilds data/ identically
     assert _run(whole, tmp_path) == 0
     assert {s: r["loss"] for s, r in _metrics(tmp_path, "train", "whole").items()} == split  # bitwise
+
+
+@pytest.mark.parametrize("enabled, precision, allow", [(True, "high", True), (False, "highest", False)])
+def test_tf32_switch_leaves_every_precision_reader_working(enabled, precision, allow):
+    """Inductor reads torch.get_float32_matmul_precision() when it compiles for CUDA; after torch 2.9+'s
+    per-backend fp32_precision setters that read raises (pytorch#166387). set_tf32 must not cause it."""
+    from chinchilla_pipeline.train.setup import set_tf32
+
+    try:
+        set_tf32(enabled)
+        assert torch.get_float32_matmul_precision() == precision
+        assert torch.backends.cuda.matmul.allow_tf32 is allow
+        assert torch.backends.cuda.matmul.fp32_precision == ("tf32" if enabled else "ieee")
+    finally:
+        torch.set_float32_matmul_precision("highest")  # torch's default

@@ -127,13 +127,13 @@ def want_compile(setting: str, device: torch.device) -> bool:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 for float32 CUDA matmuls and cuDNN convolutions, process-wide: the ``fp32_precision`` API
-    where torch has it (2.9+, where ``allow_tf32`` is deprecated), else ``allow_tf32``."""
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):
-        matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "tf32" if enabled else "ieee"
-    else:
-        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    """TF32 for float32 matmuls, process-wide, as nanoGPT sets it: ``set_float32_matmul_precision``, "high"
+    (TF32) or "highest" (IEEE float32). Not torch 2.9+'s per-backend ``fp32_precision`` setters: after them
+    ``torch.get_float32_matmul_precision()``, which Inductor reads when it compiles for CUDA, and
+    ``torch.backends.cuda.matmul.allow_tf32`` raise "mix of the legacy and new APIs" (pytorch#166387);
+    after this call every reader agrees (tested; checked on torch 2.11 and 2.13). The model has no
+    convolutions, so cuDNN's flag is left as it is."""
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
 
 
 def apply_speed(speed: SpeedConfig, device: torch.device) -> None:
