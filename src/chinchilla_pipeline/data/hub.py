@@ -163,16 +163,6 @@ def save_source(out: Path, source: dict) -> None:
     write_json(out / SOURCE_NAME, source)
 
 
-def record_source(manifest_path: Path, manifest: dict, source: dict | None) -> dict:
-    """The manifest with its ``source`` pin (rewritten atomically when it lacks it)."""
-    if source is not None and manifest.get("source") != source:
-        from ..atomic import write_json
-
-        manifest = {**manifest, "source": source}
-        write_json(manifest_path, manifest)
-    return manifest
-
-
 def status_code(err: BaseException) -> int | None:
     """The HTTP status of a ``huggingface_hub``/``requests``/``httpx``/``aiohttp`` error, or of its cause."""
     seen = 0

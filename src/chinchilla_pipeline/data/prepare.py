@@ -144,7 +144,7 @@ def prepare_dataset(
             hub.check_resume(out, source, config_path)
         done = _finished(out, fp, overwrite, config_path)
         if done is not None:
-            return hub.record_source(out / MANIFEST_NAME, done, source)
+            return done
         # Workers start first: they load the tokenizer while this process opens the source.
         with EncoderPool(
             tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
@@ -152,8 +152,7 @@ def prepare_dataset(
             documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
             if source is not None:  # what this directory's shards are read from, checked by any resume
                 hub.save_source(out, source)
-            manifest = _write(cfg, config_path, tok, out, fp, documents, pool, rank, world_size, progress)
-        return hub.record_source(out / MANIFEST_NAME, manifest, source)
+            return _write(cfg, config_path, tok, out, fp, source, documents, pool, rank, world_size, progress)
 
 
 def _write(
@@ -162,6 +161,7 @@ def _write(
     tok: LoadedTokenizer,
     out: Path,
     fp: str,
+    source: dict[str, Any] | None,
     documents: Iterator[DocumentBatch],
     pool: EncoderPool,
     rank: int,
@@ -248,6 +248,7 @@ def _write(
             **dict(zip(HYGIENE_COUNTERS, counts[len(COUNTERS) :])),
         },
         **target_fields(cfg.target_tokens, splits.num_tokens, world_size),
+        **({"source": source} if source is not None else {}),  # the Hub commit read (hub.pin)
     )
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
