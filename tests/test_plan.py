@@ -79,7 +79,7 @@ def test_closed_form_is_the_minimum_along_the_isoflop(fit):
 
 
 def test_compute_optimal_exponent_matches_the_fit():
-    # N_opt ∝ C^(beta/(alpha+beta)); Hoffmann's approach 3 reports a = 0.46 (FACTS.md), which the
+    # N_opt ∝ C^(beta/(alpha+beta)); Hoffmann's approach 3 reports a = 0.46 (Hoffmann et al. 2022, Table 2), which the
     # rounded exponents give as 0.28 / 0.62 = 0.452 (the unrounded ones as 0.457).
     n1, _ = HOFFMANN_2022.compute_optimal(1e20)
     n2, _ = HOFFMANN_2022.compute_optimal(1e22)

@@ -45,6 +45,14 @@ def human(x: Optional[float], unit: str = "") -> str:
     return f"{x:.4g}{unit}"
 
 
+def compact(x: float) -> str:
+    """Three significant digits, for axis labels and prose: 0, 950, 100K, 1.5M, 2.48B."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
 def human_seconds(s: float) -> str:
     """Seconds as '3.2 s', '12.5 min', '4.1 h' or '2.3 days'."""
     if s < 60:

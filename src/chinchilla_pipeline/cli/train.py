@@ -14,7 +14,13 @@ def _add_plan(sub) -> None:
     from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM
 
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--curriculum", help="curriculum config (config/curriculum/*.json): its model, phases and batch")
+    src.add_argument(
+        "--curriculum",
+        "--config_path",
+        "--config",
+        dest="curriculum",
+        help="curriculum config (config/curriculum/*.json): its model, phases and batch (as pretrain --config_path)",
+    )
     src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
     src.add_argument("--num_params", type=parse_count, help="parameters, all included (e.g. 124M)")
     p.add_argument("--non_embedding_params", type=parse_count, help="non-embedding parameters, with --num_params")

@@ -1,1 +1,1 @@
-"""A trained checkpoint out of the trainer: Hugging Face export and text generation."""
+"""A trained checkpoint out of the trainer: Hugging Face export, text generation, validation loss per domain."""

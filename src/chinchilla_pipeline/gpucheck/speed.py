@@ -21,7 +21,7 @@ import torch
 
 from ..model.config import ModelConfig
 from ..train.bench_train import bare_loop, make_trainer
-from ..train.config import BatchConfig, CurriculumConfig, SpeedConfig
+from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, BatchConfig, CurriculumConfig, SpeedConfig
 from ..train.distributed import Dist
 from ..train.metrics import mfu
 from ..train.microbatch import resolve_micro_batch
@@ -77,7 +77,11 @@ def _free(device: torch.device) -> None:
 
 
 def auto_micro(
-    model_cfg: ModelConfig, speed: SpeedConfig, dtype: str, device: torch.device, global_batch_tokens: int = 524_288
+    model_cfg: ModelConfig,
+    speed: SpeedConfig,
+    dtype: str,
+    device: torch.device,
+    global_batch_tokens: int = DEFAULT_GLOBAL_BATCH_TOKENS,
 ) -> tuple[int, list[str]]:
     """What ``"micro_batch_size": "auto"`` resolves to for llm.c's 2^19-token global batch, and the probe log."""
     cfg = CurriculumConfig(

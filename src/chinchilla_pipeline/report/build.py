@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from ..counts import compact
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, chinchilla_plan, training_flops
 from ..schema import read_json
-from .plots import compact, write_plots
+from .plots import write_plots
 from .runlog import RunLog, read_run
 
 EVALUATION_FILE = "evaluation.json"  # written by `chinchilla evaluate` into the run directory

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open
+from ..counts import compact
 from .runlog import RunLog
 
 FIGSIZE = (8.0, 4.5)  # inches
@@ -24,14 +25,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def compact(x: float) -> str:
-    """An axis label: 0, 950, 100K, 1.5M, 2.48B."""
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.3g}"
 
 
 def _tokens_axis(ax, xlabel: str = "tokens trained") -> None:
