@@ -133,18 +133,36 @@ def test_file_without_a_good_line_is_one_error(tmp_path, tokenizer_dir, capsys):
     one_error_line(capsys, rc, "dirty.jsonl: no valid record in 2 JSON lines")
 
 
-def test_empty_file_is_a_source_with_zero_rows(tmp_path, tokenizer_dir):
-    empty = tmp_path / "empty.jsonl"
+@pytest.mark.parametrize("fmt", ["json", "parquet", "text"])
+def test_empty_file_is_a_source_with_zero_rows(fmt, tmp_path, tokenizer_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in corpus_lines()]
+    (tmp_path / "files").mkdir()
+    good = tmp_path / "files" / f"good.{fmt}"
+    if fmt == "json":
+        good.write_bytes(gzip.decompress(CORPUS.read_bytes()))
+        template = {"text_template": "{title}\n\n{text}"}
+    elif fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), good)
+        template = {"text_template": "{title}\n\n{text}"}
+    else:
+        good.write_text("".join(r["text"].replace("\n", " ") + "\n" for r in rows))
+        template = {"text_template": None, "text_field": "text"}
+    empty = tmp_path / "files" / f"empty.{fmt}"
     empty.write_bytes(b"")
-    cfg = write_dataset_config(
-        tmp_path, "empty", source={"type": "local", "format": "json", "data_files": [str(empty)]}, validation_docs=0
-    )
+    source = {
+        "type": "local",
+        "format": fmt,
+        "data_files": [str(empty)],
+        **({"sample_by": "line"} if fmt == "text" else {}),
+    }
+    cfg = write_dataset_config(tmp_path, "empty", source=source, validation_docs=0, **template)
     assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0
     m = json.loads((tmp_path / "out/empty/manifest.json").read_text())
     assert m["input"]["rows_read"] == 0 and m["splits"]["train"]["num_tokens"] == 0
-    both = write_dataset_config(
-        tmp_path, "both", source={"type": "local", "format": "json", "data_files": [str(empty), str(CORPUS)]}
-    )
+    both = write_dataset_config(tmp_path, "both", source={**source, "data_files": [str(empty), str(good)]}, **template)
     assert prepare(both, tokenizer_dir, tmp_path / "out") == 0
     assert json.loads((tmp_path / "out/both/manifest.json").read_text())["input"]["rows_read"] == 789
 

@@ -327,6 +327,12 @@ def _all_scanned(files: list[str]) -> bool:
     return all(_key(path) in _PARQUET for path in files)
 
 
+def _with_rows(fmt: str, files: list[str]) -> list[str]:
+    """``files`` without the 0-byte parquet and text files: they hold no rows (pyarrow refuses a 0-byte
+    parquet file; ``datasets`` reads a 0-byte text file as one empty line)."""
+    return [f for f in files if os.path.getsize(f)] if fmt in ("parquet", "text") else files
+
+
 def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tuple[list[str], dict[str, Any]]:
     """The paths ``datasets`` should read for ``files`` of format ``fmt`` (copies without bad records where
     needed; empty when the source has no row at all) and the manifest's ``bad_records`` section
@@ -334,8 +340,9 @@ def check_local_files(fmt: str, files: list[str], config_path: str | Path) -> tu
 
     More than ``MAX_BAD_FRACTION`` of the records bad, or a non-empty file without one good record,
     is a ``UserError``. Text files are passed through (a text line is always a record), and parquet files
-    until ``skip_undecodable`` has decoded them.
+    until ``skip_undecodable`` has decoded them; 0-byte parquet and text files are left out (no rows).
     """
+    files = _with_rows(fmt, files)
     if fmt not in SCANNERS or fmt == "parquet" and not _all_scanned(files):
         return files, {"skipped": 0, "first": []}
     return _checked(fmt, files, config_path)
@@ -397,7 +404,7 @@ def skip_undecodable(err: Exception, cfg, config_path: str | Path) -> None:
     them (``check_local_files`` gives those); a ``UserError`` past the thresholds. ``err`` is raised again
     when it is not a decoding failure, when the files were decoded already (the copies fail too: another
     cause), or when every row group decodes."""
-    files = resolve_data_files(cfg, config_path)
+    files = _with_rows("parquet", resolve_data_files(cfg, config_path))
     if not _decoding_failure(err) or _all_scanned(files):
         raise err  # the environment, or the copies fail too
     if not _checked("parquet", files, config_path)[1]["skipped"]:

@@ -70,7 +70,7 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
         files = resolve_data_files(cfg, config_path)
-        if src.format in ("json", "csv", "parquet"):  # bad records skipped and counted (records.py)
+        if src.format in ("json", "csv", "parquet", "text"):  # bad records skipped and counted (records.py)
             files = check_local_files(src.format, files, config_path)[0]
             if not files:
                 return datasets.IterableDataset.from_generator(_no_rows)
