@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import shlex
 import shutil
@@ -18,7 +19,7 @@ from chinchilla_pipeline.data import hub, sources
 from chinchilla_pipeline.data.config import DatasetConfig, HubSource
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
-from conftest import ROOT, corrupt_row_group, prepare_args
+from conftest import CLI, CLI_ENV, ROOT, corrupt_row_group, prepare_args
 from hub_replicas import build_mirror, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
@@ -268,6 +269,23 @@ def test_undecodable_parquet_row_group_of_a_hub_source_is_one_line(
     assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "field 'source': a source file cannot be decoded (OSError: " in err[0], err
+    assert "leave it out with source.data_files" in err[0]
+    assert not list((tmp_path / "out").rglob("manifest.json"))
+
+
+def test_malformed_line_of_a_hub_json_file_is_one_line_naming_the_file(mirror, tmp_path, tokenizer_dir):
+    """Hub files are read as published (only local files are scanned for bad records): a malformed line stops
+    the run with one line on stderr, nothing else (datasets' and huggingface_hub's own log lines included)."""
+    shutil.copytree(mirror / "sentence-transformers", tmp_path / "hub/sentence-transformers")
+    path = tmp_path / "hub/sentence-transformers/reddit-title-body/reddit_title_text_2010.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
+    path.write_bytes(gzip.compress("".join(lines[:5] + ['{"title": "cut off", "bo\n'] + lines[5:]).encode()))
+    env = {**CLI_ENV, hub.MIRROR_ENV: str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    args = prepare_args(forums_config(tmp_path), tokenizer_dir, tmp_path / "out", "--workers", "1")
+    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert "reddit_title_text_2010.jsonl.gz: cannot be decoded (ArrowInvalid: JSON parse error" in err[0]
     assert not list((tmp_path / "out").rglob("manifest.json"))
 
 

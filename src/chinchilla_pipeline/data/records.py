@@ -55,6 +55,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -243,7 +244,7 @@ def scan_parquet_file(path: str) -> FileScan:
             try:
                 pf.read_row_group(i)  # decoded and dropped: one row group in memory at a time
             except Exception as err:  # noqa: BLE001 - only a decoding failure is a bad record
-                if not _decoding_failure(err):
+                if not decoding_failure(err):
                     raise
                 bad.append(i)
                 scan.bad += rows
@@ -276,7 +277,7 @@ def _write_without(pf, path: str, bad: list[int]) -> str:
     return str(out)
 
 
-def _decoding_failure(err: BaseException) -> bool:
+def decoding_failure(err: BaseException) -> bool:
     """pyarrow could not decode data (an ``OSError`` without errno, an ``ArrowException``); not the
     environment (an ``OSError`` with errno: disk, permissions; memory), which gets the CLI's own line."""
     import pyarrow as pa
@@ -405,22 +406,69 @@ def skip_undecodable(err: Exception, cfg, config_path: str | Path) -> None:
     when it is not a decoding failure, when the files were decoded already (the copies fail too: another
     cause), or when every row group decodes."""
     files = _with_rows("parquet", resolve_data_files(cfg, config_path))
-    if not _decoding_failure(err) or _all_scanned(files):
+    if not decoding_failure(err) or _all_scanned(files):
         raise err  # the environment, or the copies fail too
     if not _checked("parquet", files, config_path)[1]["skipped"]:
         raise err  # every row group decodes: something else failed
 
 
-def guard_stream(tables: Iterator[Any], config_path: str | Path) -> Iterator[Any]:
-    """``tables`` as they come; a file that fails to decode mid-stream (a corrupt parquet page of a Hub
-    source, or of a local one that ``skip_undecodable`` could not skip) becomes one ``UserError``."""
+def guard_stream(tables: Iterator[Any], config_path: str | Path, hub: bool) -> Iterator[Any]:
+    """``tables`` as they come; a file that fails to decode mid-stream (a malformed record of a Hub source,
+    or a corrupt parquet page that ``skip_undecodable`` could not skip) becomes one ``UserError``."""
     try:
         yield from tables
     except Exception as err:
-        if not _decoding_failure(err):
+        if not decoding_failure(err):
             raise  # the environment (disk, permissions, memory): the CLI's one line for it; or a bug
-        raise UserError(
-            f"a source file cannot be decoded ({_what(err, 160)}); replace or remove it",
-            path=config_path,
-            field="source",
-        ) from None
+        raise undecodable(err, config_path, hub) from None
+
+
+def undecodable(err: BaseException, config_path: str | Path, hub: bool) -> UserError:
+    """The one line for a source file that cannot be decoded, naming the file when ``datasets`` did."""
+    name = READER_ERRORS.failed_file()
+    where = f"{name}: " if name else "a source file "
+    todo = (
+        "a file of the repository is malformed: leave it out with source.data_files, or pin a revision where "
+        "it is fixed"
+        if hub
+        else "replace or remove it"
+    )
+    return UserError(f"{where}cannot be decoded ({_what(err, 160)}); {todo}", path=config_path, field="source")
+
+
+class _ReaderErrors(logging.Handler):
+    """Keeps the last error ``datasets``' file readers log ("Failed to load JSON from file '...' with error
+    ...") instead of printing it: the failure reaches the user as one error line (``undecodable``), which
+    names the file from it."""
+
+    FILE = re.compile(r"file '(?:[a-z]+://)?(?:[^':]*::)?([^']+)'")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+    def failed_file(self) -> str | None:
+        match = self.FILE.search(self.message or "")
+        return match.group(1) if match else None
+
+
+READER_ERRORS = _ReaderErrors()
+
+
+def one_line_per_message() -> None:
+    """``datasets`` and ``huggingface_hub`` print each log record through a stderr handler of their own and
+    again through the root logger's (the CLI's): keep the root's only; keep ``datasets``' file-reader errors
+    for the error line (``READER_ERRORS``); drop ``huggingface_hub``'s note on a README without metadata
+    (the mirrors' and some Hub repositories': ``datasets`` then infers the layout, as documented)."""
+    for name in ("datasets", "huggingface_hub"):
+        lib = logging.getLogger(name)
+        for handler in [h for h in lib.handlers if type(h) is logging.StreamHandler]:
+            lib.removeHandler(handler)
+    readers = logging.getLogger("datasets.packaged_modules")
+    if READER_ERRORS not in readers.handlers:
+        readers.addHandler(READER_ERRORS)
+        readers.propagate = False
+    logging.getLogger("huggingface_hub.repocard").setLevel(logging.ERROR)

@@ -32,7 +32,14 @@ from ..errors import UserError
 from . import hub
 from .config import DatasetConfig, HubSource
 from .files import resolve_data_files
-from .records import check_local_files, guard_stream, skip_undecodable
+from .records import (
+    check_local_files,
+    decoding_failure,
+    guard_stream,
+    one_line_per_message,
+    skip_undecodable,
+    undecodable,
+)
 
 DOC_COLUMN = "__document__"
 # Which documents a config yields, and in what order. Part of a prepared dataset's fingerprint, so that a
@@ -58,6 +65,7 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
     import datasets
 
     datasets.disable_progress_bars()
+    one_line_per_message()
     src = cfg.source
     try:
         if isinstance(src, HubSource):  # a mirror directory or the Hub, at the resolved commit (data/hub.py)
@@ -142,7 +150,12 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
 
     ds = _load_rows(cfg, config_path)
     # Some builders (text, some Hub sets) resolve their columns only when read: peek one row.
-    columns = ds.column_names or list(next(iter(ds.take(1)), {}).keys())
+    try:
+        columns = ds.column_names or list(next(iter(ds.take(1)), {}).keys())
+    except Exception as err:
+        if not decoding_failure(err):
+            raise
+        raise undecodable(err, config_path, isinstance(cfg.source, HubSource)) from None
     _check_columns(cfg, columns, config_path)
     ds = ds.with_format("arrow")
     template, field, sep, join = cfg.text_template, cfg.text_field, cfg.join_separator, cfg.join_rows
@@ -242,7 +255,7 @@ def iter_batches(
 
     def batches() -> Iterator[DocumentBatch]:
         carry = np.zeros(len(COUNTERS), dtype=np.int64)  # candidates since the last document kept
-        for table in guard_stream(tables, config_path):
+        for table in guard_stream(tables, config_path, isinstance(cfg.source, HubSource)):
             docs = table.column(DOC_COLUMN)
             kept = np.flatnonzero(docs.is_valid().to_numpy(zero_copy_only=False))
             cum = (
