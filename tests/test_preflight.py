@@ -113,6 +113,50 @@ def test_no_gpu_is_a_blocker_only_when_cuda_is_asked_for(run_setup, tokenizer_di
     assert code == 2 and rows["gpu"][0] == "BLOCKER"
 
 
+def fake_gpus(monkeypatch, n: int, name: str, bf16: bool) -> None:
+    """``n`` CUDA devices called ``name`` as torch.cuda reports them."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+
+
+def test_gpu_without_bf16_blocks_the_default_dtype_and_ranks_are_counted(run_setup, tokenizer_dir, capsys, monkeypatch):
+    fake_gpus(monkeypatch, 8, "Tesla V100-SXM2-32GB", bf16=False)
+    code, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify")
+    assert code == 2 and rows["gpu"][0] == "BLOCKER"  # the config's dtype is "auto": bf16 autocast on CUDA
+    assert 'dtype "auto" trains in bf16 here: set "dtype": "float32"' in rows["gpu"][1]
+    fake_gpus(monkeypatch, 8, "NVIDIA H100 80GB HBM3", bf16=True)
+    cfg = json.loads((run_setup / "run.json").read_text())
+    for world, status, says in [
+        (8, "ok", "8 x NVIDIA H100 80GB HBM3; bf16 supported; 8 rank(s)"),
+        (16, "ok", "(2 node(s) of 8)"),
+        (4, "warn", "4 GPU(s) of this machine idle"),
+        (12, "warn", "not a multiple of this machine's 8 GPUs"),
+    ]:
+        row = pf.check_gpu(namedtuple("Cfg", "dtype")(cfg.get("dtype", "auto")), "auto", world)
+        assert row.status == status and says in row.detail, row
+
+
+def test_out_dir_that_is_a_file_blocks(run_setup, tokenizer_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    code = main(
+        [
+            "preflight",
+            "--config",
+            str(run_setup / "run.json"),
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--out_dir",
+            str(blocker),
+            "--no_verify",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 2 and re.search(r"run dir\s+BLOCKER\s+.*a_file is a file, not a directory", out), out
+
+
 def test_blockers_exit_2(run_setup, tokenizer_dir, tmp_path, capsys, monkeypatch):
     code, rows = table(capsys, run_setup, tmp_path / "other_tokenizer", "--no_verify")
     assert code == 2 and rows["tokenizer"][0] == "BLOCKER" and "no tokenizer at" in rows["tokenizer"][1]

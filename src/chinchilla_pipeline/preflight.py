@@ -120,8 +120,9 @@ def check_disk(cfg, model, run_dir: Path) -> Row:
     return Row("disk", "ok" if free >= count * per else "BLOCKER", detail)
 
 
-def check_gpu(cfg, device: str) -> Row:
-    """CUDA devices, their type and bf16 support; no GPU blocks only a run asked to use one."""
+def check_gpu(cfg, device: str, world: int) -> Row:
+    """CUDA devices, their type, bf16 support and how many the ranks use; no GPU blocks only a run asked
+    to use one. ``dtype`` "auto" is bf16 autocast on CUDA, so a card without bf16 blocks it too."""
     import torch
 
     wants_cuda = device == "cuda"
@@ -134,13 +135,14 @@ def check_gpu(cfg, device: str) -> Row:
     n = torch.cuda.device_count()
     names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
     bf16 = torch.cuda.is_bf16_supported()
-    status = "BLOCKER" if cfg.dtype == "bfloat16" and not bf16 else "ok"
-    return Row(
-        "gpu",
-        status,
-        f"{n} x {', '.join(names)}; bf16 {'supported' if bf16 else 'NOT supported'}"
-        + (" (the config asks for bfloat16)" if status == "BLOCKER" else ""),
-    )
+    detail = f"{n} x {', '.join(names)}; bf16 {'supported' if bf16 else 'NOT supported'}; {world} rank(s)"
+    if cfg.dtype in ("bfloat16", "auto") and not bf16:
+        return Row("gpu", "BLOCKER", detail + f' (dtype "{cfg.dtype}" trains in bf16 here: set "dtype": "float32")')
+    if world < n:
+        return Row("gpu", "warn", detail + f": {n - world} GPU(s) of this machine idle (torchrun --nproc_per_node={n})")
+    if world % n:
+        return Row("gpu", "warn", detail + f": not a multiple of this machine's {n} GPUs (nodes of equal size?)")
+    return Row("gpu", "ok", detail + (f" ({world // n} node(s) of {n})" if world > n else ""))
 
 
 def measured_tokens_per_second(gpu_check_json: str | Path, world_size: int) -> tuple[float, str] | None:
@@ -188,8 +190,16 @@ def check_time(plan, tokens_per_second: float | None, measured: tuple[float, str
 
 
 def check_run_dir(cfg, plan, run_dir: Path) -> Row:
+    """Fresh, resumable at step S or finished; a run directory that cannot be created or written blocks."""
     from .train.checkpoint import list_checkpoints, list_finals
 
+    probe = run_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return Row("run dir", "BLOCKER", f"{run_dir}: {probe} is a file, not a directory: choose another --out_dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return Row("run dir", "BLOCKER", f"{run_dir}: {probe} is not writable for this user")
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         return Row("run dir", "ok", f"{run_dir}: fresh (no checkpoint)")
@@ -226,7 +236,7 @@ def preflight(
     return rows + [
         check_tokenizer(opened, model, tokenizer_dir),
         check_disk(cfg, model, run_dir),
-        check_gpu(cfg, device),
+        check_gpu(cfg, device, world),
         check_time(plan, tokens_per_second, measured_tokens_per_second(gpu_check_json, world)),
         check_run_dir(cfg, plan, run_dir),
     ]
