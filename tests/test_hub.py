@@ -410,3 +410,29 @@ def test_parts_record_the_commit_and_merge_carries_it(on_mirror, tmp_path, token
     assert main(["merge", "--config_path", str(cfg), "--world_size", "2", "--out_dir", str(tmp_path / "out")]) == 0
     merged = json.loads((tmp_path / "out" / "phase_b_forums_500m" / "manifest.json").read_text())
     assert merged["source"]["commit"] == "c" * 40 and merged["splits"]["train"]["num_docs"] == 400
+
+
+class RateLimited(Exception):
+    status = 429  # as aiohttp's ClientResponseError carries it (hub.status_code)
+
+
+def test_rate_limited_stream_waits_minutes_then_says_to_set_hf_token(monkeypatch):
+    waits = []
+    monkeypatch.setattr(hub.time, "sleep", waits.append)
+
+    def stream():
+        yield 1
+        raise RateLimited("429 Too Many Requests")
+
+    with pytest.raises(UserError, match=r"rate limited by the Hub: set HF_TOKEN .* or start fewer ranks at once"):
+        list(hub.retrying(stream, "forums", "forums.json", retries=6, backoff_s=1.0))
+    assert waits == [30, 60, 120, 240, 300, 300]  # ~17 minutes: the Hub counts requests over 5-minute windows
+    waits.clear()
+
+    def dropped():
+        yield 1
+        raise ConnectionError("reset by peer")
+
+    with pytest.raises(UserError, match="rerun the same command") as info:
+        list(hub.retrying(dropped, "forums", "forums.json", retries=6, backoff_s=1.0))
+    assert "HF_TOKEN" not in str(info.value) and waits == [1, 2, 4, 8, 16, 30]

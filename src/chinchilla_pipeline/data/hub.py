@@ -33,6 +33,9 @@ MIRROR_ENV = "CHINCHILLA_HUB_MIRROR"
 # Retries of a dropped stream, and the first wait (doubling, capped at BACKOFF_CAP_S): 1+2+4+8+16+30 s ~ 1 min.
 RETRIES_ENV, BACKOFF_ENV = "CHINCHILLA_HUB_RETRIES", "CHINCHILLA_HUB_BACKOFF_S"
 DEFAULT_RETRIES, DEFAULT_BACKOFF_S, BACKOFF_CAP_S = 6, 1.0, 30.0
+# HTTP 429: the Hub counts requests over 5-minute windows, so waits start at 30 s and reach 5 minutes:
+# 30+60+120+240+300+300 s ~ 17 min before giving up (the first wait scales with $CHINCHILLA_HUB_BACKOFF_S).
+RATE_LIMIT_FIRST_S, RATE_LIMIT_CAP_S = 30.0, 300.0
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -313,15 +316,22 @@ def retrying(
             raise err
         failures = last["failures"] + 1 if delivered == last["delivered"] else 1  # progress resets the count
         last.update(delivered=delivered, failures=failures)
+        limited = status_code(err) == 429
         if failures > retries:
             raise UserError(
                 f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
                 f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
-                "rerun the same command to resume from the last complete shard",
+                + (
+                    "rate limited by the Hub: set HF_TOKEN (higher limits) or start fewer ranks at once, then "
+                    if limited
+                    else ""
+                )
+                + "rerun the same command to resume from the last complete shard",
                 path=config_path,
                 field="source",
             ) from None
-        wait = min(BACKOFF_CAP_S, backoff_s * 2 ** (failures - 1))
+        first_wait, cap = (RATE_LIMIT_FIRST_S * backoff_s, RATE_LIMIT_CAP_S) if limited else (backoff_s, BACKOFF_CAP_S)
+        wait = min(cap, first_wait * 2 ** (failures - 1))
         log.warning(
             "%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s",
             name,
