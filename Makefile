@@ -53,9 +53,15 @@ prepare-c4-1b: ## phase B: C4, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_b_c4_1b.json
 prepare-forums-500m: ## phase B: Reddit forums, 500M tokens
 	$(PREPARE) --config_path $(DS)/phase_b_forums_500m.json
-prepare-phase-a: prepare-wikipedia-1b prepare-$(BOOKS)-500m ## phase A, 1.5B tokens (books: BOOKS=bookcorpus|pg19)
-prepare-phase-b: prepare-c4-1b prepare-forums-500m ## phase B, 1.5B tokens
-prepare-chinchilla-full: prepare-phase-a prepare-phase-b ## both phases, 3B tokens
+# A phase (or both) in one `prepare`: every source opens and reads its first row before the first long preparation.
+PHASE_A := $(DS)/phase_a_wikipedia_1b.json $(DS)/phase_a_$(BOOKS)_500m.json
+PHASE_B := $(DS)/phase_b_c4_1b.json $(DS)/phase_b_forums_500m.json
+prepare-phase-a: ## phase A, 1.5B tokens (books: BOOKS=bookcorpus|pg19)
+	$(PREPARE) --config_path $(PHASE_A)
+prepare-phase-b: ## phase B, 1.5B tokens
+	$(PREPARE) --config_path $(PHASE_B)
+prepare-chinchilla-full: ## both phases, 3B tokens
+	$(PREPARE) --config_path $(PHASE_A) $(PHASE_B)
 
 estimate-phases: ## dry run: tokens per document and the max_samples each phase config needs
 	$(CLI) estimate --tokenizer $(TOK) --config_path $(DS)/phase_a_wikipedia_1b.json $(DS)/phase_a_$(BOOKS)_500m.json \
