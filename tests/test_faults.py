@@ -625,9 +625,13 @@ def test_disk_full_while_checkpointing_is_one_line(tmp_path, monkeypatch, capsys
 
 
 def write_into(command: str, out: Path, run, tmp_path: Path, tokenizer_dir: Path) -> int:
-    """``command`` (prepare, pretrain or export) with its output at ``out``: the exit code."""
+    """``command`` (prepare, tokenizer-train, pretrain or export) with its output at ``out``: the exit code."""
     if command == "prepare":
         return prepare(write_dataset_config(tmp_path), tokenizer_dir, out)
+    if command == "tokenizer-train":
+        mix = tmp_path / "mix.json"
+        mix.write_text(json.dumps({"vocab_size": 300, "sources": [{"config": str(write_dataset_config(tmp_path))}]}))
+        return main(["tokenizer-train", "--config_path", str(mix), "--out_dir", str(out)])
     if command == "pretrain":
         cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4)
         return main(["pretrain", "--config", str(cfg), "--out_dir", str(out), "--device", "cpu"])
@@ -654,14 +658,18 @@ def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenize
 
 
 # --- one writer per output ---------------------------------------------------------------------------
-def test_second_writer_is_refused_naming_the_holder(tmp_path, tokenizer_dir, capsys):
-    cfg = write_dataset_config(tmp_path)
-    with output_lock(tmp_path / "out" / "topics", "prepare"):
-        rc = prepare(cfg, tokenizer_dir, tmp_path / "out")
-        one_error_line(capsys, rc, f"(PID {os.getpid()})")
-    assert not (tmp_path / "out/topics").exists()  # the second run wrote nothing
-    assert prepare(cfg, tokenizer_dir, tmp_path / "out") == 0  # released: the next run goes ahead
-    assert not lock_path(tmp_path / "out/topics").exists()
+@pytest.mark.parametrize(
+    "command, locked", [("prepare", "topics"), ("tokenizer-train", ""), ("pretrain", "run"), ("export", "")]
+)
+def test_second_writer_is_refused_naming_the_holder(command, locked, run, tmp_path, tokenizer_dir, capsys):
+    out = tmp_path / "out"
+    with output_lock(out / locked if locked else out, command):
+        rc = write_into(command, out, run, tmp_path, tokenizer_dir)
+        line = one_error_line(capsys, rc, f"(PID {os.getpid()})")
+        assert f"`chinchilla {command}`" in line
+        assert not finished_files(tmp_path / "out")  # the second run wrote nothing
+    assert write_into(command, out, run, tmp_path, tokenizer_dir) == 0  # released: the next run goes ahead
+    assert not lock_path(out / locked if locked else out).exists()
 
 
 def test_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, tokenizer_dir):
