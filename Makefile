@@ -34,7 +34,8 @@ else ifneq ($(BOOKS),bookcorpus)
 $(error BOOKS must be bookcorpus or pg19, got '$(BOOKS)')
 endif
 TOKENIZER_MIX ?= config/tokenizer_mix.json
-# Extra flags, e.g. a rehearsal on local replicas: TOKENIZER_FLAGS="--max_samples 300" PREPARE_FLAGS="--max_samples 50"
+# Extra flags, e.g. a rehearsal on local replicas: TOKENIZER_FLAGS="--max_samples 300" PREPARE_FLAGS="--max_samples 50";
+# a dataset to be prepared in 8 parts (--world_size 8, docs/data.md): TOKENIZER_FLAGS="--world_size 8"
 PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP) $(PREPARE_FLAGS)
 
 .PHONY: tokenizer-train-mix prepare-phase-a prepare-phase-b prepare-chinchilla-full \

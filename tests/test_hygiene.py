@@ -7,12 +7,15 @@ under different titles (98 of 789).
 
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.manifest import write_token_dataset
+from chinchilla_pipeline.data.merge import merge_parts
 from chinchilla_pipeline.data.prepare import prepare_dataset
 from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.data.sources import iter_documents
@@ -20,8 +23,9 @@ from chinchilla_pipeline.data.verify import verify_dataset
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.report import format_report
 from chinchilla_pipeline.tokenizer.train import train_tokenizer
-from conftest import CORPUS, write_dataset_config
+from conftest import CORPUS, prepare_args, write_dataset_config
 
 
 def run_prepare(cfg_path, tok, out, **kw):
@@ -156,3 +160,110 @@ def test_a_finished_dataset_is_refused_for_a_changed_config_or_tokenizer(tmp_pat
     with pytest.raises(UserError, match="another config, tokenizer or pipeline version"):
         run_prepare(cfg, other_tok, tmp_path / "out")
     assert (tmp_path / "out/topics/manifest.json").read_bytes() == manifest
+
+
+def _four_files(directory, name="split", **fields):
+    """The test corpus dealt into 4 files (2 parts get whole files, as with most Hub datasets) and its config."""
+    rows = [json.loads(line) for line in gzip.open(CORPUS, "rt")]
+    files = []
+    for i in range(4):
+        files.append(directory / f"{name}_{i}.jsonl")
+        files[-1].write_text("".join(json.dumps(r) + "\n" for r in rows[i::4]))
+    source = {"type": "local", "format": "json", "data_files": [str(f) for f in files]}
+    return write_dataset_config(directory, name, source=source, validation_docs=40, **fields)
+
+
+@pytest.fixture(scope="module")
+def held_out_for_two_parts(tmp_path_factory):
+    """A tokenizer trained with world_size 2 on the 4-file split (validation_docs 40: 20 per part), and the
+    text it trained on (recorded where the trainer reads its corpus)."""
+    from chinchilla_pipeline.tokenizer import train
+
+    d = tmp_path_factory.mktemp("two_parts")
+    cfg = _four_files(d)
+    mix = d / "mix.json"
+    mix.write_text(
+        json.dumps({"vocab_size": 400, "max_samples": 5000, "report_docs": 25, "sources": [{"config": str(cfg)}]})
+    )
+    trained: list[str] = []
+    progress = train.tqdm
+
+    def recording(docs, **kw):
+        return progress((trained.append(doc) or doc for doc in docs), **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "tqdm", recording)
+        report = train_tokenizer(mix, d / "tok", world_size=2)
+    return cfg, d / "tok", report, set(trained)
+
+
+def test_no_part_validation_document_reaches_the_tokenizer(tmp_path, held_out_for_two_parts):
+    # Before --world_size, 17 and 19 of the parts' 20 validation documents were in the tokenizer's training text.
+    cfg, tok_dir, report, trained = held_out_for_two_parts
+    src = report["sources"]["split"]
+    tok = load_tokenizer(tok_dir).tokenizer
+    assert report["held_out_world_size"] == 2 and src["part_validation_docs"] == [20, 20]
+    assert src["skipped_part_validation_docs"] > 0  # the one-part stream's training documents held some
+    assert len(trained) == src["num_train_docs"] > 600
+    assert "held out: the validation splits of 1 part and of 2 parts" in format_report(report)
+    held = []
+    for rank in range(2):
+        m = run_prepare(cfg, tok_dir, tmp_path / "two", rank=rank, world_size=2)
+        val = decoded(open_prepared(tmp_path / f"two/split/part_{rank:05d}_of_00002"), "validation", tok)
+        assert len(val) == 20 and sum(doc in trained for doc in val) == 0, f"part {rank}'s validation trained on"
+        assert m["hygiene"]["validation_sha256"] == src["part_validation_sha256"][rank]
+        held += val
+    # the report measures the parts' validation documents, part 0's first
+    assert src["num_heldout_docs"] == 25 and src["num_heldout_bytes"] == sum(len(d.encode()) for d in held[:25])
+    merge_parts(tmp_path / "two", "split", 2)
+    assert verify_dataset(tmp_path / "two/split", tok_dir) == []
+    # the one-part validation split stays held out: the same tokenizer serves the dataset prepared in one part
+    run_prepare(cfg, tok_dir, tmp_path / "one")
+    assert sum(doc in trained for doc in decoded(open_prepared(tmp_path / "one/split"), "validation", tok)) == 0
+    assert verify_dataset(tmp_path / "one/split", tok_dir) == []
+
+
+def test_prepare_refuses_a_tokenizer_held_out_for_another_number_of_parts(
+    tmp_path, tokenizer_dir, held_out_for_two_parts, capsys, monkeypatch
+):
+    cfg = write_dataset_config(tmp_path)  # "topics": the session tokenizer read it, held out for one part
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the world size prepare reads from a Slurm array
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    capsys.readouterr()
+    assert main(prepare_args(cfg, tokenizer_dir, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"error: {tokenizer_dir}: the tokenizer held out the validation split of topics for")
+    assert "--world_size 1, not for this prepare's --world_size 2" in err
+    assert "retrain it with `chinchilla tokenizer-train --world_size 2 --overwrite`" in err
+    assert not (tmp_path / "out").exists()
+    split_cfg, tok_dir = held_out_for_two_parts[:2]
+    with pytest.raises(UserError, match="for --world_size 1 and 2, not for this prepare's --world_size 4"):
+        run_prepare(split_cfg, tok_dir, tmp_path / "out", rank=0, world_size=4)
+    assert not (tmp_path / "out").exists()
+    other = write_dataset_config(tmp_path, "unread")  # a dataset the tokenizer did not read: no refusal
+    assert main(prepare_args(other, tokenizer_dir, tmp_path / "out", "--workers", "1")) == 0
+
+
+def test_verify_finds_parts_whose_validation_the_tokenizer_did_not_hold_out(tmp_path, held_out_for_two_parts):
+    cfg, tok_dir, _, _ = held_out_for_two_parts
+    data = json.loads(cfg.read_text())
+    other = tmp_path / "split.json"  # the same dataset name, shuffled with another seed: other validation splits
+    other.write_text(json.dumps({**data, "seed": 7}))
+    for rank in range(2):
+        run_prepare(other, tok_dir, tmp_path / "out", rank=rank, world_size=2)
+    merge_parts(tmp_path / "out", "split", 2)
+    problems = verify_dataset(tmp_path / "out/split", tok_dir)
+    assert len(problems) == 2 and all("it may have trained on this validation text" in p for p in problems)
+    assert problems[1].startswith("part_00001_of_00002/the tokenizer held out another validation split of part 1")
+    assert len(verify_dataset(tmp_path / "out/split/part_00000_of_00002", tok_dir)) == 1  # one part alone
+    # a tokenizer that held out the one-part split only (a report without held_out_world_size)
+    old = tmp_path / "tok_one_part"
+    shutil.copytree(tok_dir, old)
+    report = json.loads((old / "tokenizer_report.json").read_text())
+    del report["held_out_world_size"], report["sources"]["split"]["part_validation_sha256"]
+    (old / "tokenizer_report.json").write_text(json.dumps(report))
+    assert verify_dataset(tmp_path / "out/split", old) == [
+        "the tokenizer held out the validation split of split for --world_size 1, not for this dataset's 2 parts: "
+        "it may have trained on their validation text (tokenizer-train --world_size 2)"
+    ]

@@ -158,22 +158,26 @@ def test_finished_dataset_is_skipped_and_other_config_refused(tmp_path, tokenize
     assert m["splits"]["train"]["num_docs"] == 41
 
 
+# The session tokenizer read "topics" holding out its one-part validation split only: prepare refuses it for
+# "topics" in 2 parts (test_hygiene.py). The tests of parts below prepare the same corpus under another name.
+
+
 def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_dir):
-    cfg = write_dataset_config(tmp_path)
+    cfg = write_dataset_config(tmp_path, "parts")
     single = run_prepare(cfg, tokenizer_dir, tmp_path / "one")
     for rank in range(2):
         run_prepare(cfg, tokenizer_dir, tmp_path / "two", rank=rank, world_size=2)
-    merged = merge_parts(tmp_path / "two", "topics", 2)
+    merged = merge_parts(tmp_path / "two", "parts", 2)
     assert (
         merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"]
         == single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
     )
-    assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/topics") == []
+    assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/parts") == []
     assert merged["input"] == single["input"] and single["input"]["rows_read"] == 789
-    one = open_prepared(tmp_path / "one/topics")
+    one = open_prepared(tmp_path / "one/parts")
     ref = [d.tobytes() for s in ("train", "validation") for d in shard_docs(one, s)]
     assert len(set(ref)) == len(ref) == 789  # every document of the corpus, each once
-    parts = [open_prepared(tmp_path / f"two/topics/part_{r:05d}_of_00002") for r in range(2)]
+    parts = [open_prepared(tmp_path / f"two/parts/part_{r:05d}_of_00002") for r in range(2)]
     a, b = ({d.tobytes() for s in ("train", "validation") for d in shard_docs(p, s)} for p in parts)
     assert not a & b and a | b == set(ref)
 
@@ -181,15 +185,15 @@ def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_
 def test_merge_needs_two_parts_of_the_config_given(tmp_path, tokenizer_dir):
     from chinchilla_pipeline.errors import UserError
 
-    cfg = write_dataset_config(tmp_path, max_samples=40)
+    cfg = write_dataset_config(tmp_path, "parts", max_samples=40)
     for rank in range(2):
         run_prepare(cfg, tokenizer_dir, tmp_path / "two", rank=rank, world_size=2)
     with pytest.raises(UserError, match="at least 2"):
-        merge_parts(tmp_path / "two", "topics", 1)
-    other = load_config(DatasetConfig, write_dataset_config(tmp_path, "topics", min_chars=5))
+        merge_parts(tmp_path / "two", "parts", 1)
+    other = load_config(DatasetConfig, write_dataset_config(tmp_path, "parts", min_chars=5))
     with pytest.raises(UserError, match="another config"):
-        merge_parts(tmp_path / "two", "topics", 2, other.model_dump(by_alias=True))
-    assert not (tmp_path / "two/topics/manifest.json").exists()
+        merge_parts(tmp_path / "two", "parts", 2, other.model_dump(by_alias=True))
+    assert not (tmp_path / "two/parts/manifest.json").exists()
 
 
 def test_half_prepared_dataset_of_another_config_is_refused_not_discarded(tmp_path, tokenizer_dir):

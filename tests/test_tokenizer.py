@@ -1,9 +1,17 @@
+import gzip
 import json
+import shutil
+from pathlib import Path
 
 from chinchilla_pipeline.atomic import sha256_file
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
-from chinchilla_pipeline.tokenizer.train import train_tokenizer
-from conftest import write_dataset_config
+from chinchilla_pipeline.tokenizer.train import load_mix, mix_fingerprint, train_tokenizer
+from conftest import CORPUS, write_dataset_config
+
+# tokenizer.json and the mix fingerprint of the mix below, recorded with the code before tokenizer-train had
+# --world_size (and constraints/ci.txt's tokenizers): one part trains and fingerprints as it did.
+ONE_PART_TOKENIZER_SHA256 = "4497599a9119680f3e796b18632bbd2ce049a57d3da538bc87d6f3609a2448ec"
+ONE_PART_MIX_FINGERPRINT = "cdffc2046c1ff113df535fb34d6403cef466dd9829ddf16aff3710de56cb7ca9"
 
 
 def test_report_round_trip_and_compression(tokenizer_dir):
@@ -85,3 +93,49 @@ def test_a_directory_holding_other_files_is_refused_and_kept(tmp_path):
     with pytest.raises(UserError, match="other files"):
         train_tokenizer(mix, out, overwrite=True)
     assert (out / "prepared" / "manifest.json").read_text() == "{}"
+
+
+def test_one_part_tokenizer_is_the_one_trained_before_world_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths: the fingerprint holds the configs' paths
+    rows = [json.loads(line) for line in gzip.open(CORPUS, "rt")]
+    shutil.copy(CORPUS, "corpus.jsonl.gz")
+    for i in range(4):
+        Path(f"f{i}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[i::4]))
+    base = {"text_template": "{title}\n\n{text}", "shuffle_buffer": 200, "shard_tokens": 10_000}
+    local = {"type": "local", "format": "json"}
+    Path("topics.json").write_text(
+        json.dumps(
+            {"name": "topics", "source": {**local, "data_files": ["corpus.jsonl.gz"]}, "validation_docs": 20, **base}
+        )
+    )
+    files = [f"f{i}.jsonl" for i in range(4)]
+    Path("split.json").write_text(
+        json.dumps(
+            {"name": "split", "source": {**local, "data_files": files}, "validation_docs": 40, "seed": 7, **base}
+        )
+    )
+    Path("mix.json").write_text(
+        json.dumps(
+            {
+                "vocab_size": 500,
+                "max_samples": 400,
+                "report_docs": 5,
+                "sources": [{"config": "topics.json"}, {"config": "split.json"}],
+            }
+        )
+    )
+    mix, configs = load_mix("mix.json")
+    assert mix_fingerprint(mix, configs) == mix_fingerprint(mix, configs, 1) == ONE_PART_MIX_FINGERPRINT
+    assert mix_fingerprint(mix, configs, 2) != ONE_PART_MIX_FINGERPRINT
+    report = train_tokenizer("mix.json", "tok")
+    assert sha256_file(Path("tok/tokenizer.json")) == ONE_PART_TOKENIZER_SHA256
+    assert report["mix_fingerprint"] == ONE_PART_MIX_FINGERPRINT and report["held_out_world_size"] == 1
+    assert "part_validation_sha256" not in report["sources"]["split"]
+    assert train_tokenizer("mix.json", "tok1", world_size=1)["sha256"] == ONE_PART_TOKENIZER_SHA256
+    # the same mix held out for 2 parts is another tokenizer: refused in the one-part directory
+    import pytest
+
+    from chinchilla_pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="trained on this mix with --world_size 1, not 2; pass --overwrite"):
+        train_tokenizer("mix.json", "tok", world_size=2)

@@ -14,13 +14,22 @@ def _add_tokenizer_train(sub) -> None:
     p.add_argument("--out_dir", default="data/tokenizer", help="where tokenizer.json and its report go")
     p.add_argument("--max_samples", type=int, help="override the mix's total documents")
     p.add_argument("--overwrite", action="store_true", help="retrain a finished tokenizer")
+    p.add_argument(
+        "--world_size",
+        type=int,
+        default=1,
+        help="the datasets will be prepared in W parts (prepare --world_size W): also hold out each part's "
+        "validation split (reads each source W more times)",
+    )
 
     def run(a):
         from ..tokenizer.report import format_report
         from ..tokenizer.train import train_tokenizer
 
-        positive(a, "max_samples")
-        report = train_tokenizer(a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite)
+        positive(a, "max_samples", "world_size")
+        report = train_tokenizer(
+            a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite, world_size=a.world_size
+        )
         print(format_report(report))
         return 0
 
@@ -47,13 +56,15 @@ def _add_prepare(sub) -> None:
 
         from ..data.config import DatasetConfig
         from ..data.manifest import ManifestSummary, input_summary
-        from ..data.prepare import prepare_dataset, resolve_rank
+        from ..data.prepare import check_tokenizer_held_out, prepare_dataset, resolve_rank
         from ..schema import load_config
 
         positive(a, "max_samples", "max_tokens", "workers")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
+        for cfg, _ in configs:  # and the tokenizer held out each one's validation for this many parts
+            check_tokenizer_held_out(a.tokenizer, cfg, world)
         if len(configs) > 1:  # every source opens before the first long preparation
             from ..data.sources import open_sources
 

@@ -16,17 +16,21 @@ UTF-8 bytes. Near-duplicates (other whitespace, boilerplate around the same
 text) are not caught; see docs/data-hygiene.md for where fuzzy deduplication
 (MinHash, as in datatrove) would go. The filter is a pure function of the
 stream, so a resumed ``prepare`` rebuilds the same hash set by re-reading the
-stream from its start.
+stream from its start. ``validation_split`` reads one part's validation split as
+``prepare`` writes it, for the tokenizer's trainer to hold it out.
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .sources import DocumentBatch
+from .caps import Caps
+from .config import DatasetConfig
+from .sources import DocumentBatch, iter_batches
 
 # Counter columns the filter appends to each batch's counts (after ``sources.COUNTERS``).
 HYGIENE_COUNTERS = ("dropped_duplicate_in_validation", "dropped_duplicate_of_validation")
@@ -69,6 +73,10 @@ class ValidationFilter:
             return 1
         return -1
 
+    def holds(self, text: str) -> bool:
+        """Whether ``text`` is one of the validation documents seen so far."""
+        return len(text) in self._lengths and document_hash(text) in self._hashes
+
     def split(self, batches: Iterator[DocumentBatch]) -> Iterator[DocumentBatch]:
         """``batches`` without the duplicates; counts gain the ``HYGIENE_COUNTERS`` columns.
 
@@ -101,3 +109,31 @@ class ValidationFilter:
                 )
             else:
                 carry = cum[-1]
+
+
+def validation_split(
+    cfg: DatasetConfig, config_path: str | Path, rank: int, world_size: int, keep: int = 0
+) -> tuple[ValidationFilter, list[str]]:
+    """Part ``rank`` of ``world_size``'s validation split as ``prepare`` writes it: the first
+    ``Caps.for_rank(...).validation_docs`` documents of that part's stream through a ``ValidationFilter``.
+
+    Returns the filter (its ``holds``, ``num_validation`` and ``validation_sha256`` describe the split)
+    and the split's first ``keep`` documents; the stream is read no further than the batch ending the split.
+    """
+    take = Caps.for_rank(cfg, rank, world_size).validation_docs
+    hygiene = ValidationFilter(take)
+    docs: list[str] = []
+    if not take:
+        return hygiene, docs
+    batches = hygiene.split(iter_batches(cfg, config_path, rank, world_size))
+    position = 0  # documents of the filtered stream: the first ``take`` are the validation split
+    try:
+        for batch in batches:
+            n = min(len(batch.texts), take - position)
+            docs += batch.texts[: min(n, max(0, keep - len(docs)))]
+            position += n
+            if position == take:
+                break
+    finally:
+        batches.close()
+    return hygiene, docs

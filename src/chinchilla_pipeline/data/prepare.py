@@ -9,7 +9,9 @@ Guarantees (tested):
   progress is committed only after a shard is complete, and a restart skips the
   documents those shards hold;
 - held out means held out (``hygiene.py``): the validation documents are unique, and a
-  training document equal to one of them is dropped and counted in ``input``;
+  training document equal to one of them is dropped and counted in ``input``; a tokenizer
+  that read this dataset but did not hold out this rank layout's validation splits is
+  refused (``check_tokenizer_held_out``);
 - flat memory: a few batches of documents per worker plus one shard's document lengths
   (and 32 bytes per validation document for its hash).
 """
@@ -31,6 +33,7 @@ from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
 from ..lock import output_lock
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
+from ..tokenizer.report import REPORT_FILE
 from . import hub
 from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
@@ -69,6 +72,27 @@ def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) 
     if world_size < 1 or not 0 <= rank < world_size:
         raise UserError(f"rank {rank} is outside 0..{world_size - 1}", field="--rank/--world_size")
     return rank, world_size
+
+
+def check_tokenizer_held_out(tokenizer_dir: str | Path, cfg: DatasetConfig, world_size: int) -> None:
+    """Refuse a tokenizer whose mix read this dataset (its report names ``cfg.name``) but held out its
+    validation split for another number of parts: a tokenizer always holds out the one-part split, and the
+    ``world_size``-part splits only when trained with ``tokenizer-train --world_size W`` (a report without
+    ``held_out_world_size``: 1)."""
+    rpath = Path(tokenizer_dir) / REPORT_FILE
+    if world_size == 1 or not rpath.is_file():
+        return
+    report = json.loads(rpath.read_text())
+    held = report.get("held_out_world_size", 1)
+    if cfg.name not in report.get("sources", {}) or held == world_size:
+        return
+    layouts = "1" if held == 1 else f"1 and {held}"
+    raise UserError(
+        f"the tokenizer held out the validation split of {cfg.name} for --world_size {layouts}, not for this "
+        f"prepare's --world_size {world_size}: it may have trained on those parts' validation text; retrain it "
+        f"with `chinchilla tokenizer-train --world_size {world_size} --overwrite` (or into another --out_dir)",
+        path=tokenizer_dir,
+    )
 
 
 def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path:
@@ -132,6 +156,7 @@ def prepare_dataset(
     the source and writes shards.
     """
     tok = load_tokenizer(tokenizer_dir)
+    check_tokenizer_held_out(tokenizer_dir, cfg, world_size)
     files, source = None, None
     if not isinstance(cfg.source, HubSource):  # a missing file fails before anything is written
         files = [(f, os.path.getsize(f)) for f in resolve_data_files(cfg, config_path)]

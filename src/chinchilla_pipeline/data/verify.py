@@ -111,18 +111,42 @@ def _validation_overlap(ds) -> list[str]:
 
 
 def _tokenizer_held_out(tokenizer_dir: Path, m: dict) -> list[str]:
-    """When the tokenizer's mix read this dataset, it must have held out this very validation split
-    (tokenizer_report.json and the manifest name the same ``validation_sha256``; one-part datasets only)."""
+    """When the tokenizer's mix read this dataset, it must have held out this very validation split:
+    tokenizer_report.json and the manifest name the same ``validation_sha256``; for a dataset in W parts
+    (merged, or one part), the report's ``part_validation_sha256`` of ``tokenizer-train --world_size W``
+    names each part's."""
     from ..tokenizer.report import REPORT_FILE
 
     rpath = tokenizer_dir / REPORT_FILE
-    src = json.loads(rpath.read_text()).get("sources", {}).get(m["name"], {}) if rpath.is_file() else {}
-    ours = m.get("hygiene", {}).get("validation_sha256")
-    if m.get("world_size") != 1 or "validation_sha256" not in src or ours is None:
+    report = json.loads(rpath.read_text()) if rpath.is_file() else {}
+    src = report.get("sources", {}).get(m["name"], {})
+    if "validation_sha256" not in src:  # the tokenizer did not read this dataset (or predates the hygiene)
         return []
-    if src["validation_sha256"] != ours:
+    world_size = m.get("world_size") or 1
+    if world_size == 1:
+        ours = m.get("hygiene", {}).get("validation_sha256")
+        if ours is not None and src["validation_sha256"] != ours:
+            return [
+                f"the tokenizer held out another validation split of {m['name']} than this dataset's (sha256 "
+                f"{src['validation_sha256'][:12]} vs {ours[:12]}): it may have trained on this validation text"
+            ]
+        return []
+    if m.get("parts"):  # merged: each part's validation split, in rank order
+        parts = [(rank, p["path"], p.get("validation_sha256")) for rank, p in enumerate(m["parts"])]
+    else:  # one part of W
+        parts = [(m.get("rank"), "", m.get("hygiene", {}).get("validation_sha256"))]
+    held = report.get("held_out_world_size", 1)
+    theirs = src.get("part_validation_sha256")
+    if held != world_size or theirs is None or len(theirs) != world_size:
         return [
-            f"the tokenizer held out another validation split of {m['name']} than this dataset's (sha256 "
-            f"{src['validation_sha256'][:12]} vs {ours[:12]}): it may have trained on this validation text"
+            f"the tokenizer held out the validation split of {m['name']} for --world_size "
+            f"{'1' if held == 1 else f'1 and {held}'}, not for this dataset's {world_size} parts: it may have "
+            f"trained on their validation text (tokenizer-train --world_size {world_size})"
         ]
-    return []
+    return [
+        f"{where + '/' if where else ''}the tokenizer held out another validation split of part {rank} of "
+        f"{m['name']} than this part's (sha256 {theirs[rank][:12]} vs {ours[:12]}): it may have trained on this "
+        "validation text"
+        for rank, where, ours in parts
+        if ours is not None and rank is not None and theirs[rank] != ours
+    ]

@@ -54,4 +54,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"{name:<28}{s['num_train_docs']:>12,}{s['num_heldout_docs']:>10,}{s['bytes_per_token']:>13.3f}{ok:>12}"
         )
+    if (world_size := report.get("held_out_world_size", 1)) > 1:
+        skipped = sum(s.get("skipped_part_validation_docs", 0) for s in report["sources"].values())
+        lines.append(
+            f"held out: the validation splits of 1 part and of {world_size} parts ({skipped:,} documents of the "
+            "parts' splits left out of training)"
+        )
     return "\n".join(lines)

@@ -10,6 +10,16 @@ dataset's ``max_samples``. The report measures the validation split itself (its
 first ``report_docs`` documents), so its held-out bytes per token are measured
 on text the tokenizer never saw.
 
+``world_size`` W > 1 says the datasets will be prepared in W parts (``prepare
+--world_size W``), each part holding out its own validation split: the first
+documents of its own stream, generally not the one-part stream's. The trainer
+then first reads each part's validation split as ``prepare`` picks it
+(``data.hygiene.validation_split``), and also drops every training document of
+the one-part stream that is in one of them: the tokenizer then holds out the
+validation splits of both layouts, 1 part and W parts. The report measures the
+parts' validation documents (part 0 first) and records each part's
+``validation_sha256``; W == 1 reads and trains exactly as before.
+
 The directory records the fingerprint of its mix (the mix's fields and each
 source's dataset config); a finished tokenizer is reused only for the same mix.
 """
@@ -31,7 +41,7 @@ from tqdm import tqdm
 from ..atomic import fsync_dir, write_json
 from ..data import hub
 from ..data.config import DatasetConfig, HubSource, TokenizerMixConfig
-from ..data.hygiene import HYGIENE_VERSION, ValidationFilter
+from ..data.hygiene import HYGIENE_VERSION, ValidationFilter, validation_split
 from ..data.sources import iter_batches, open_sources
 from ..errors import UserError
 from ..lock import output_lock
@@ -56,13 +66,15 @@ def load_mix(mix_path: str | Path, max_samples: int | None = None) -> tuple[Toke
     return mix, configs
 
 
-def mix_fingerprint(mix: TokenizerMixConfig, configs: list[DatasetConfig]) -> str:
-    """Identity of the training text: the mix's fields, each source's dataset config, the hygiene version."""
+def mix_fingerprint(mix: TokenizerMixConfig, configs: list[DatasetConfig], world_size: int = 1) -> str:
+    """Identity of the training text: the mix's fields, each source's dataset config, the hygiene version,
+    and the parts held out when more than one (a one-part fingerprint is the one it always was)."""
     blob = json.dumps(
         {
             "mix": mix.model_dump(by_alias=True),
             "sources": [c.model_dump(by_alias=True) for c in configs],
             "hygiene": HYGIENE_VERSION,
+            **({"world_size": world_size} if world_size > 1 else {}),
         },
         sort_keys=True,
     )
@@ -76,52 +88,101 @@ class _SourceText:
     held: list[str] = field(default_factory=list)  # the first report_docs validation documents
     trained: int = 0
     hygiene: ValidationFilter | None = None
+    parts: list[ValidationFilter] = field(default_factory=list)  # each part's validation split (W > 1 only)
+    skipped: int = 0  # training documents of the one-part stream in a part's validation split
 
     def info(self, cfg: DatasetConfig) -> dict:
         h = self.hygiene
+        if not self.parts:
+            return {
+                "heldout": f"the first {len(self.held):,} of the {h.num_validation:,} validation documents of "
+                f"{cfg.name} (prepare's validation split with one part)",
+                "train": f"the {self.trained:,} training documents after them, less exact duplicates of a "
+                "validation document",
+                "validation_docs": h.num_validation,
+                "validation_sha256": h.validation_sha256,
+            }
+        w = len(self.parts)
         return {
-            "heldout": f"the first {len(self.held):,} of the {h.num_validation:,} validation documents of "
-            f"{cfg.name} (prepare's validation split with one part)",
-            "train": f"the {self.trained:,} training documents after them, less exact duplicates of a "
-            "validation document",
+            "heldout": f"the first {len(self.held):,} of the {sum(p.num_validation for p in self.parts):,} "
+            f"validation documents of the {w} parts of {cfg.name} (prepare's validation splits with --world_size "
+            f"{w}, part 0 first)",
+            "train": f"the {self.trained:,} training documents after the one-part validation split, less exact "
+            f"duplicates of a validation document and the {self.skipped:,} documents of the {w} parts' "
+            "validation splits",
             "validation_docs": h.num_validation,
             "validation_sha256": h.validation_sha256,
+            "part_validation_docs": [p.num_validation for p in self.parts],
+            "part_validation_sha256": [p.validation_sha256 for p in self.parts],
+            "skipped_part_validation_docs": self.skipped,
         }
+
+
+def _hold_out_parts(cfg: DatasetConfig, path: str, world_size: int, report_docs: int, seen: _SourceText) -> None:
+    """Read the validation split of each of ``world_size`` parts, as ``prepare --rank R --world_size W``
+    picks it (part 0's first documents first in ``seen.held``)."""
+    log.info("%s: reading the validation splits of its %d parts", cfg.name, world_size)
+    for rank in range(world_size):
+        part, docs = validation_split(cfg, path, rank, world_size, keep=report_docs - len(seen.held))
+        seen.parts.append(part)
+        seen.held += docs
 
 
 def _train_documents(
     cfg: DatasetConfig, path: str, num_train: int, max_chars: int, report_docs: int, seen: _SourceText
 ) -> Iterator[str]:
     """The first ``num_train`` documents ``prepare`` puts in train (truncated to ``max_chars``);
-    the validation documents before them are skipped, the first ``report_docs`` kept in ``seen.held``."""
+    the validation documents before them are skipped, the first ``report_docs`` kept in ``seen.held``.
+    With ``seen.parts`` (the parts' validation splits), their documents are skipped too, and ``seen.held``
+    already holds the parts' first documents."""
     seen.hygiene = ValidationFilter(cfg.validation_docs)
     position = 0  # documents of the filtered stream: the first validation_docs are the validation split
     for batch in seen.hygiene.split(iter_batches(cfg, path)):
         for doc in batch.texts:
             position += 1
             if position <= cfg.validation_docs:
-                if len(seen.held) < report_docs:
+                if len(seen.held) < report_docs and not seen.parts:
                     seen.held.append(doc)
                 continue
             if seen.trained == num_train:
                 return
+            if seen.parts and any(part.holds(doc) for part in seen.parts):
+                seen.skipped += 1
+                continue
             seen.trained += 1
             yield doc[:max_chars]
 
 
 def train_tokenizer(
-    mix_path: str | Path, out_dir: str | Path, *, max_samples: int | None = None, overwrite: bool = False
+    mix_path: str | Path,
+    out_dir: str | Path,
+    *,
+    max_samples: int | None = None,
+    overwrite: bool = False,
+    world_size: int = 1,
 ) -> dict:
-    """Train, save (``tokenizer.json`` + transformers files) atomically, return the report."""
+    """Train, save (``tokenizer.json`` + transformers files) atomically, return the report.
+
+    ``world_size`` > 1: the datasets will be prepared in that many parts; each part's validation split is
+    held out too (read first, from W more streams per source)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if world_size < 1:
+        raise UserError(f"expected a positive number of parts, got {world_size}", field="--world_size")
     out_dir = Path(out_dir)
     with output_lock(out_dir, "tokenizer-train"):  # one writer per output directory
         mix, configs = load_mix(mix_path, max_samples)
-        fp = mix_fingerprint(mix, configs)
+        fp = mix_fingerprint(mix, configs, world_size)
         if (out_dir / REPORT_FILE).is_file() and not overwrite:
             report = tokenizer_report_cached(out_dir)
+            held = report.get("held_out_world_size", 1)
+            if held != world_size and report.get("mix_fingerprint") == mix_fingerprint(mix, configs, held):
+                raise UserError(
+                    f"the tokenizer in {out_dir} was trained on this mix with --world_size {held}, not "
+                    f"{world_size}; pass --overwrite or another --out_dir",
+                    field="--world_size",
+                )
             if report.get("mix_fingerprint") != fp:
                 raise UserError(
                     f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or another --out_dir",
@@ -149,6 +210,8 @@ def train_tokenizer(
 
         def corpus() -> Iterator[str]:
             for src, cfg, n in zip(mix.sources, configs, counts):
+                if world_size > 1:
+                    _hold_out_parts(cfg, src.config, world_size, mix.report_docs, seen[cfg.name])
                 yield from _train_documents(cfg, src.config, n, mix.max_chars_per_doc, mix.report_docs, seen[cfg.name])
                 if seen[cfg.name].trained < n:
                     log.warning(
@@ -187,6 +250,7 @@ def train_tokenizer(
             mix_config=mix.model_dump(by_alias=True),
             mix_path=str(mix_path),
             mix_fingerprint=fp,
+            held_out_world_size=world_size,
         )
         report["hub_sources"] = pins
         write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
