@@ -649,10 +649,12 @@ def test_read_only_output_is_one_line(command, run, tmp_path, tokenizer_dir, cap
         assert not list(ro.iterdir())
 
 
-@pytest.mark.parametrize("command", ["prepare", "pretrain", "export"])
-def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenizer_dir, capsys):
+@pytest.mark.parametrize("command", ["prepare", "tokenizer-train", "pretrain", "export"])
+def test_output_path_that_is_a_file_is_one_line(command, run, tmp_path, tokenizer_dir, capsys, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
+    if command == "tokenizer-train":  # refused before it reads any source, not after training
+        monkeypatch.setattr("chinchilla_pipeline.tokenizer.train.open_sources", lambda *a: pytest.fail("read"))
     one_error_line(capsys, write_into(command, blocker, run, tmp_path, tokenizer_dir), "a_file")
     assert blocker.read_text() == "in the way"
 

@@ -190,6 +190,8 @@ def train_tokenizer(
                 )
             log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
             return report
+        if out_dir.exists() and not out_dir.is_dir():  # refused now, not after the whole training
+            raise UserError("exists and is not a directory: choose another --out_dir", path=out_dir)
         # The finished tokenizer replaces the whole directory: refuse one holding anything else.
         others = sorted(set(os.listdir(out_dir)) - TOKENIZER_FILES) if out_dir.is_dir() else []
         if others:
