@@ -200,9 +200,6 @@ def _write(
     splits = SplitWriter(out, load_progress(out, fp, len(COUNTS)), tok.vocab_size, tok.eot_id, cfg.shard_tokens)
     # Re-reads the stream from its start on a resume too: the validation hashes are rebuilt, not saved.
     hygiene = ValidationFilter(caps.validation_docs)
-    documents = hygiene.split(documents)
-    stop_reason = None
-    tail = np.zeros(len(COUNTS), dtype=np.int64)
     bar = tqdm(
         total=caps.max_tokens,
         initial=splits.num_tokens,
@@ -212,36 +209,8 @@ def _write(
         desc=cfg.name,
         mininterval=2,
     )
-    try:
-        for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
-            i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
-            if i:
-                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i])
-                if splits.num_val == caps.validation_docs:
-                    splits.commit()
-            fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
-            if fit:
-                start = int(lens[:i].sum())
-                splits.add(
-                    "train",
-                    tokens[start : start + lens[i : i + fit].sum()],
-                    lens[i : i + fit],
-                    batch.counts[i : i + fit],
-                )
-                bar.update(int(lens[i : i + fit].sum()))
-            if stop_reason is not None:
-                break
-        if stop_reason is None:  # the source ran out, maybe exactly at a cap
-            stop_reason = caps.reason_at_end(splits.num_train, splits.num_tokens)
-            if stop_reason == SOURCE_EXHAUSTED:
-                tail = batch.tail  # rows after the last document (never in the saved progress)
-        splits.finish()
-    except BaseException:
-        splits.abort()
-        raise
-    finally:
-        bar.close()
-
+    with bar:
+        stop_reason, tail = _fill(splits, caps, hygiene.split(documents), pool, bar)
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning(
             "%s: the source has only %d training documents after filtering (max_samples %d)",
@@ -278,6 +247,44 @@ def _write(
     write_json(out / MANIFEST_NAME, manifest)
     (out / STATE_NAME).unlink(missing_ok=True)
     return manifest
+
+
+def _fill(
+    splits: SplitWriter, caps: Caps, documents: Iterator[DocumentBatch], pool: EncoderPool, bar: tqdm
+) -> tuple[str, np.ndarray]:
+    """Shards from ``documents`` (after those a resume already wrote): the validation split first, then train
+    until a cap or the end of the source. Returns why it stopped and the counts of the rows read after the last
+    document when the source ran out (zeros otherwise). A failure removes the unfinished shard."""
+    stop_reason = None
+    tail = np.zeros(len(COUNTS), dtype=np.int64)
+    try:
+        for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
+            i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
+            if i:
+                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i])
+                if splits.num_val == caps.validation_docs:
+                    splits.commit()
+            fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
+            if fit:
+                start = int(lens[:i].sum())
+                splits.add(
+                    "train",
+                    tokens[start : start + lens[i : i + fit].sum()],
+                    lens[i : i + fit],
+                    batch.counts[i : i + fit],
+                )
+                bar.update(int(lens[i : i + fit].sum()))
+            if stop_reason is not None:
+                break
+        if stop_reason is None:  # the source ran out, maybe exactly at a cap
+            stop_reason = caps.reason_at_end(splits.num_train, splits.num_tokens)
+            if stop_reason == SOURCE_EXHAUSTED:
+                tail = batch.tail  # rows after the last document (never in the saved progress)
+        splits.finish()
+    except BaseException:
+        splits.abort()
+        raise
+    return stop_reason, tail
 
 
 def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any] | None:
