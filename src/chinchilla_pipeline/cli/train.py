@@ -236,14 +236,20 @@ def _add_gpu_check(sub) -> None:
     p.add_argument(
         "--budget_s",
         type=float,
-        help="skip throughput settings once this many seconds have passed (default: 150 on gpu, none on cpu)",
+        help="start no throughput setting that would end past this many seconds (default: 120 on gpu, none on cpu)",
+    )
+    p.add_argument(
+        "--deadline_s",
+        type=float,
+        help="the whole check's deadline in seconds: later parts are not run, smoke runs are killed "
+        "(default: 420 on gpu, 1200 on cpu)",
     )
 
     def run(a):
         from ..gpucheck.check import gpu_check
 
-        positive(a, "budget_s")
-        result = gpu_check(a.mode, Path(a.out_dir), settings=a.settings, budget_s=a.budget_s)
+        positive(a, "budget_s", "deadline_s")
+        result = gpu_check(a.mode, Path(a.out_dir), settings=a.settings, budget_s=a.budget_s, deadline_s=a.deadline_s)
         print((Path(a.out_dir) / "gpu_check.md").read_text(), end="")
         return 1 if result["failed_parts"] else 0
 

@@ -20,6 +20,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "pythonpath": os.environ.get("PYTHONPATH"),  # scripts/gpu_check.sh: src/ (and /tmp/site with .whl/)
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

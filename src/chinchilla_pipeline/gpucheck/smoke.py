@@ -6,6 +6,11 @@ pretrain`` subprocesses, exactly what a user starts: an unbroken run; the same r
 SIGKILLed after its first mid-phase checkpoint and resumed (the resume crosses the phase
 boundary); the same run under ``torchrun --nproc_per_node=1`` (a process group and DDP:
 NCCL on CUDA, gloo on CPU). Trajectories are compared step by step.
+
+Every subprocess runs in its own process group with a timeout: the time left before the
+check's deadline. On timeout the group and every descendant (torchrun starts its workers
+in sessions of their own) are SIGKILLed and the run raises, so a hang (NCCL, a compile)
+costs the smoke part, not the check.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -162,30 +167,106 @@ def pretrain_cmd(config: Path, out: Path, device: str, torchrun: bool = False) -
     ]
 
 
-def run(cmd: list[str], threads: int | None, log: Path) -> float:
-    """Run ``cmd`` to the end (its output to ``log``); the wall seconds. A failure raises with the log's tail."""
+class Timeout(RuntimeError):
+    """A subprocess ran past the check's deadline and was killed."""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, read from /proc (Linux; elsewhere none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group and all its descendants (those in other sessions too), then reap it."""
+    pids = _descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
+def _start(cmd: list[str], threads: int | None, f) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=_env(threads), stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+def _timeout_s(deadline: float | None, what: str) -> float | None:
+    """Seconds left before ``deadline`` (time.monotonic; None: no limit); raises ``Timeout`` when none are."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Timeout(f"{what}: not started, the check's deadline had passed")
+    return left
+
+
+def run(cmd: list[str], threads: int | None, log: Path, timeout_s: float | None = None) -> float:
+    """Run ``cmd`` to the end (its output to ``log``); the wall seconds. A failure raises with the log's tail;
+    past ``timeout_s`` its process tree is killed and ``Timeout`` raised."""
     t0 = time.monotonic()
     with open(log, "w") as f:
-        rc = subprocess.run(cmd, env=_env(threads), stdout=f, stderr=subprocess.STDOUT).returncode
+        proc = _start(cmd, threads, f)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc)
+            raise Timeout(
+                f"{' '.join(cmd)} killed after {time.monotonic() - t0:.0f} s (the check's deadline):\n{_tail(log)}"
+            ) from None
+        except BaseException:  # interrupted (SIGTERM, Ctrl-C, the check's hard stop): leave nothing running
+            kill_tree(proc)
+            raise
     if rc != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {rc}:\n{log.read_text()[-3000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} exited {rc}:\n{_tail(log)}")
     return time.monotonic() - t0
 
 
 def run_killed(
-    cmd: list[str], run_dir: Path, kill_after: int, threads: int | None, log: Path, timeout_s: float = 600
+    cmd: list[str], run_dir: Path, kill_after: int, threads: int | None, log: Path, timeout_s: float | None = 600
 ) -> int:
     """Start ``cmd``, SIGKILL it once a checkpoint at or past step ``kill_after`` exists; the step it resumes from."""
+    t0 = time.monotonic()
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, env=_env(threads), stdout=f, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < kill_after:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(
-                    f"the run ended (or timed out) before a checkpoint at step {kill_after}:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.005)
+        proc = _start(cmd, threads, f)
+        try:
+            while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < kill_after:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"the run ended (exit {proc.returncode}) before a checkpoint at step {kill_after}:\n"
+                        f"{_tail(log)}"
+                    )
+                if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                    kill_tree(proc)
+                    raise Timeout(
+                        f"no checkpoint at step {kill_after} after {time.monotonic() - t0:.0f} s "
+                        f"(the check's deadline): killed:\n{_tail(log)}"
+                    )
+                time.sleep(0.005)
+        except BaseException:
+            if proc.poll() is None:
+                kill_tree(proc)
+            raise
         os.kill(proc.pid, signal.SIGKILL)
         if proc.wait() != -signal.SIGKILL:
             raise RuntimeError("the run finished before SIGKILL reached it: lower kill_after or add steps")
@@ -215,38 +296,73 @@ def compare(a_dir: Path, b_dir: Path) -> dict[str, Any]:
     }
 
 
-def smoke_runs(config: Path, work: Path, shape: SmokeShape, threads: int | None, say) -> dict[str, Any]:
-    """Unbroken, killed + resumed, torchrun; comparisons; a second unbroken run when resume is not bitwise."""
-    out: dict[str, Any] = {}
+def smoke_runs(
+    config: Path,
+    work: Path,
+    shape: SmokeShape,
+    threads: int | None,
+    say,
+    deadline: float | None = None,
+    out: dict[str, Any] | None = None,
+    save: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Unbroken, killed + resumed, torchrun; comparisons; then a second unbroken run when resume is not bitwise.
+
+    Each run's results go into ``out`` as soon as it ends, and ``save`` is called, so a timeout or a kill keeps
+    the runs before it. Every subprocess must end before ``deadline`` (time.monotonic; None: no limit).
+    """
+    out = {} if out is None else out
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     dev = shape.device
-    out["unbroken_s"] = run(pretrain_cmd(config, work / "unbroken", dev), threads, logs / "unbroken.log")
+
+    def pretrain(name: str, torchrun: bool = False) -> float:
+        return run(
+            pretrain_cmd(config, work / name, dev, torchrun=torchrun),
+            threads,
+            logs / f"{name}.log",
+            _timeout_s(deadline, f"the {name} run"),
+        )
+
+    out["unbroken_s"] = pretrain("unbroken")
+    log = (logs / "unbroken.log").read_text()
+    out["micro_batch_line"] = next((line for line in log.splitlines() if "micro_batch_size auto" in line), None)
+    out["phase_boundary_logged"] = "phase 'a' done" in log
+    save()
     say(f"smoke: unbroken run {out['unbroken_s']:.0f} s")
     killed_dir = work / "killed" / "smoke"
     out["killed_at_checkpoint"] = run_killed(
-        pretrain_cmd(config, work / "killed", dev), killed_dir, shape.kill_after, threads, logs / "killed.log"
+        pretrain_cmd(config, work / "killed", dev),
+        killed_dir,
+        shape.kill_after,
+        threads,
+        logs / "killed.log",
+        _timeout_s(deadline, "the killed run"),
     )
-    out["resumed_s"] = run(pretrain_cmd(config, work / "killed", dev), threads, logs / "resumed.log")
+    save()
+    out["resumed_s"] = run(
+        pretrain_cmd(config, work / "killed", dev), threads, logs / "resumed.log", _timeout_s(deadline, "the resume")
+    )
     out["resume_line"] = next(
         (line for line in (logs / "resumed.log").read_text().splitlines() if line.startswith("resumed ")), None
     )
     out["resume_vs_unbroken"] = compare(work / "unbroken" / "smoke", killed_dir)
+    save()
     say(
         f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; "
         f"bitwise {out['resume_vs_unbroken']['bitwise']}"
     )
-    if not out["resume_vs_unbroken"]["bitwise"]:  # is it the resume, or the GPU's run-to-run nondeterminism?
-        run(pretrain_cmd(config, work / "unbroken2", dev), threads, logs / "unbroken2.log")
-        out["unbroken_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "unbroken2" / "smoke")
-    out["torchrun_s"] = run(pretrain_cmd(config, work / "torchrun", dev, torchrun=True), threads, logs / "torchrun.log")
+    # torchrun before the run-to-run comparison: NCCL DDP is a path no other part covers
+    out["torchrun_s"] = pretrain("torchrun", torchrun=True)
     starts = [r for r in read_all_metrics(work / "torchrun" / "smoke" / "metrics.jsonl").get("start", {}).values()]
     out["torchrun_process_group"] = bool(starts and starts[-1].get("ddp"))
     out["torchrun_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "torchrun" / "smoke")
+    save()
     say(f"smoke: torchrun --nproc_per_node=1 {out['torchrun_s']:.0f} s, DDP {out['torchrun_process_group']}")
-    log = (logs / "unbroken.log").read_text()
-    out["micro_batch_line"] = next((line for line in log.splitlines() if "micro_batch_size auto" in line), None)
-    out["phase_boundary_logged"] = "phase 'a' done" in log
+    if not out["resume_vs_unbroken"]["bitwise"]:  # is it the resume, or the GPU's run-to-run nondeterminism?
+        pretrain("unbroken2")
+        out["unbroken_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "unbroken2" / "smoke")
+        save()
     return out
 
 

@@ -1,4 +1,4 @@
-"""Throughput of the trainer against a bare loop of the same model, one speed setting at a time.
+"""Throughput of the trainer per speed setting, and of a bare loop of the same model for the baseline.
 
 A setting is a set of ``SpeedConfig`` fields (``train/config.py``), a compile switch and a
 micro batch ("auto": probed as ``"micro_batch_size": "auto"`` would be). Each is measured
@@ -6,6 +6,11 @@ in this process after ``torch._dynamo.reset()``, so no setting reuses another's 
 code (the on-disk Inductor cache may still shorten its compile time: ``first_step_s``
 is the first optimiser step, compilation included). MFU uses nanoGPT's formula
 (``ModelConfig.flops_per_token``: 6N + 12·L·H·Q·T per token) against the card's dense bf16 peak.
+
+The bare loop (one fixed batch on the device: no sampler, no logging) runs for ``BARE_FOR``
+only: trainer/bare there is the check of the trainer's data loading and overhead. Another
+compile per setting would cost the budget settings (on a GPU each compile of GPT-2 124M
+takes about a minute); the other settings' bare fields are None.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -56,17 +61,20 @@ SETTINGS: dict[str, Setting] = {
     "reduce_overhead": Setting("compile mode reduce-overhead (CUDA graphs)", {"compile_mode": "reduce-overhead"}),
 }
 # Measured by default on a GPU, most telling first; the budget may cut the tail. The others on request.
+# "eager" right after the baseline: the compile-vs-eager comparison, and it costs no compilation.
 GPU_SETTINGS = [
     "baseline",
+    "eager",
     "chunked_ce",
     "auto_micro_chunked",
     "auto_micro",
     "flash",
     "cudnn",
     "foreach_adamw",
-    "eager",
 ]
 CPU_SETTINGS = ["baseline", "chunked_ce"]
+BARE_FOR = "baseline"  # the one setting whose bare loop is measured too (trainer/bare: the trainer's overhead)
+BARE_FIELDS = ("bare_tokens_per_s", "bare_first_step_s", "bare_peak_gib", "ratio", "bare_mfu")
 
 
 def _free(device: torch.device) -> None:
@@ -107,8 +115,10 @@ def measure(
     warmup: int,
     peak: float | None,
     compile_: str | None = None,
+    bare: bool = True,
 ) -> dict[str, Any]:
-    """Tokens/s, MFU, peak memory and first-step (compile) time of the trainer and of the bare loop.
+    """Tokens/s, MFU, peak memory and first-step (compile) time of the trainer and, with ``bare``, of the
+    bare loop (else the bare fields are None).
 
     ``compile_`` overrides the setting's compile switch (CPU mode: "off", compiling costs a minute there).
     """
@@ -129,6 +139,7 @@ def measure(
     fpt = model_cfg.flops_per_token()
     torch._dynamo.reset()
     _free(device)
+    t_trainer = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(
             model_cfg,
@@ -153,9 +164,16 @@ def measure(
         del trainer
     out["trainer_tokens_per_s"] = rate
     out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    out["trainer_mfu"] = mfu(fpt, rate, peak)
+    out["trainer_wall_s"] = time.monotonic() - t_trainer  # the next setting's expected cost (measure_all)
+    out.update(dict.fromkeys(BARE_FIELDS))
+    out["bare_measured"] = bare
+    if not bare:
+        _free(device)
+        return out
     torch._dynamo.reset()
     _free(device)
-    bare = bare_loop(
+    bare_res = bare_loop(
         model_cfg,
         device,
         micro=micro,
@@ -168,13 +186,12 @@ def measure(
         speed=speed,
     )
     out.update(
-        bare_tokens_per_s=bare["tokens_per_s"],
-        bare_first_step_s=bare["first_step_s"],
-        bare_peak_gib=bare["peak_bytes"] / 2**30 if device.type == "cuda" else None,
+        bare_tokens_per_s=bare_res["tokens_per_s"],
+        bare_first_step_s=bare_res["first_step_s"],
+        bare_peak_gib=bare_res["peak_bytes"] / 2**30 if device.type == "cuda" else None,
+        ratio=rate / bare_res["tokens_per_s"],
+        bare_mfu=mfu(fpt, bare_res["tokens_per_s"], peak),
     )
-    out["ratio"] = rate / bare["tokens_per_s"]
-    out["trainer_mfu"] = mfu(fpt, rate, peak)
-    out["bare_mfu"] = mfu(fpt, bare["tokens_per_s"], peak)
     _free(device)
     return out
 
@@ -191,22 +208,42 @@ def measure_all(
     deadline: float | None,
     say,
     compile_: str | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    save: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """``measure`` each setting in order; those left when ``deadline`` (time.monotonic) has passed are skipped.
+    """``measure`` each setting in order (the bare loop for ``BARE_FOR`` only), appending to ``rows`` and
+    calling ``save`` after each, so a kill keeps the settings measured so far.
 
-    A setting that fails (e.g. a backend this card lacks) is reported with its error, not fatal.
+    A setting starts only if it is expected to end before ``deadline`` (time.monotonic): expected is the
+    trainer's wall time of the last setting measured with the same compile switch (unknown: 0); the others
+    are recorded as skipped. A setting that fails (e.g. a backend this card lacks) is reported with its
+    error, not fatal.
     """
-    rows = []
+    rows = [] if rows is None else rows
+    expected: dict[str, float] = {}  # compile switch -> seconds its last setting's trainer took
     for name in names:
-        if deadline is not None and time.monotonic() > deadline:
-            rows.append({"setting": name, "description": SETTINGS[name].description, "skipped": "time budget"})
-            say(f"throughput {name}: skipped (time budget)")
+        switch = compile_ or SETTINGS[name].compile
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < expected.get(switch, 0.0):
+            why = f"time budget: {left:.0f} s left, ~{expected[switch]:.0f} s expected" if left > 0 else "time budget"
+            rows.append({"setting": name, "description": SETTINGS[name].description, "skipped": why})
+            say(f"throughput {name}: skipped ({why})")
+            save()
             continue
         t0 = time.monotonic()
         try:
             row = measure(
-                name, model_cfg, device, dtype=dtype, steps=steps, warmup=warmup, peak=peak, compile_=compile_
+                name,
+                model_cfg,
+                device,
+                dtype=dtype,
+                steps=steps,
+                warmup=warmup,
+                peak=peak,
+                compile_=compile_,
+                bare=name == BARE_FOR,
             )
+            expected[switch] = row["trainer_wall_s"]
         except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others' figures
             torch._dynamo.reset()
             _free(device)
@@ -217,13 +254,15 @@ def measure_all(
             }
         row["wall_s"] = time.monotonic() - t0
         rows.append(row)
+        save()
         say(
             f"throughput {name}: "
             + (
                 row["error"]
                 if "error" in row
-                else f"trainer {row['trainer_tokens_per_s']:,.0f} tok/s, bare "
-                f"{row['bare_tokens_per_s']:,.0f} tok/s, micro {row['micro_batch_size']}"
+                else f"trainer {row['trainer_tokens_per_s']:,.0f} tok/s"
+                + (f", bare {row['bare_tokens_per_s']:,.0f} tok/s" if row["bare_measured"] else "")
+                + f", micro {row['micro_batch_size']}"
             )
             + f" ({row['wall_s']:.0f} s)"
         )
