@@ -97,7 +97,7 @@ class SpeedConfig(StrictModel):
     # SDPA backend: "auto" lets PyTorch choose (flash on Hopper for bf16); the others force one.
     attention: Literal["auto", "flash", "efficient", "cudnn", "math"] = "auto"
     fused_adamw: bool = True  # one fused CUDA kernel for AdamW (foreach otherwise)
-    ddp_bucket_cap_mb: PositiveInt = 25  # gradient all-reduce bucket, MB (PyTorch's default)
+    ddp_bucket_cap_mb: PositiveInt | None = None  # gradient all-reduce bucket, MB; None: PyTorch's (25, first 1)
     ddp_gradient_as_bucket_view: bool = True  # gradients live in the buckets: no copy, ~0.5 GB less at 124M
     ddp_static_graph: bool = False
 

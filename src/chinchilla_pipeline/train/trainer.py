@@ -85,7 +85,7 @@ class Trainer:
             DDP(
                 model,
                 device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-                bucket_cap_mb=speed.ddp_bucket_cap_mb,
+                **({} if speed.ddp_bucket_cap_mb is None else {"bucket_cap_mb": speed.ddp_bucket_cap_mb}),
                 static_graph=speed.ddp_static_graph,
                 gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view,
             )
