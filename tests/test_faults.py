@@ -603,17 +603,7 @@ def test_disk_full_in_prepare_is_one_line_and_nothing_looks_finished(tmp_path, t
 def test_disk_full_in_export_leaves_no_partial_directory(run, tmp_path, monkeypatch, capsys):
     out = tmp_path / "small"
     with full_disk(out, monkeypatch, 64):
-        rc = main(
-            [
-                "export",
-                "--checkpoint",
-                str(run["run_dir"]),
-                "--tokenizer",
-                str(run["tokenizer"]),
-                "--out_dir",
-                str(out / "hf"),
-            ]
-        )
+        rc = write_into("export", out / "hf", run, tmp_path, tmp_path)
         one_error_line(capsys, rc, "no space left on the device")
         assert not (out / "hf").exists() and not list(out.iterdir())
 

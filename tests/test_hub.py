@@ -197,46 +197,20 @@ def test_resume_from_another_commit_or_datasets_version_is_refused(
     import datasets
 
     out = tmp_path / "out"
-    assert (
-        prepare(
-            forums_config(
-                tmp_path,
-                source={
-                    **json.loads((ROOT / "config/datasets/phase_b_forums_500m.json").read_text())["source"],
-                    "revision": "a" * 40,
-                },
-            ),
-            tokenizer_dir,
-            out,
-        )
-        == 0
-    )
+    shipped_source = json.loads((ROOT / "config/datasets/phase_b_forums_500m.json").read_text())["source"]
+
+    def at(commit: str) -> Path:
+        return forums_config(tmp_path, source={**shipped_source, "revision": commit})
+
+    assert prepare(at("a" * 40), tokenizer_dir, out) == 0
     assert json.loads((out / "phase_b_forums_500m" / "manifest.json").read_text())["source"]["commit"] == "a" * 40
     capsys.readouterr()
-    moved = forums_config(
-        tmp_path,
-        source={
-            "type": "hub",
-            "path": "sentence-transformers/reddit-title-body",
-            "revision": "b" * 40,
-            "data_files": "reddit_title_text_*.jsonl.gz",
-        },
-    )
-    assert prepare(moved, tokenizer_dir, out) == 2
+    assert prepare(at("b" * 40), tokenizer_dir, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"at commit {'a' * 40}" in err[0] and f"would read commit {'b' * 40}" in err[0]
     monkeypatch.setattr(hub, "_resolved", {})
     monkeypatch.setattr(datasets, "__version__", "99.0.0")
-    again = forums_config(
-        tmp_path,
-        source={
-            "type": "hub",
-            "path": "sentence-transformers/reddit-title-body",
-            "revision": "a" * 40,
-            "data_files": "reddit_title_text_*.jsonl.gz",
-        },
-    )
-    assert prepare(again, tokenizer_dir, out) == 2
+    assert prepare(at("a" * 40), tokenizer_dir, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "with datasets 99.0.0" in err[0] and "--overwrite" in err[0]
 

@@ -18,6 +18,12 @@ def config_path_arg(p: argparse.ArgumentParser, **kwargs) -> None:
     p.add_argument("--config_path", "--config", dest="config_path", **kwargs)
 
 
+def checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (a file or a run directory) and ``--tokenizer`` (its data's), both required."""
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+
+
 def out_path_arg(p: argparse.ArgumentParser, **kwargs) -> None:
     """``--out_path`` (alias ``--out``): the command's output file."""
     p.add_argument("--out_path", "--out", dest="out_path", **kwargs)

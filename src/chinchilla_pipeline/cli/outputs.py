@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import config_path_arg, out_path_arg, positive
+from .common import checkpoint_args, config_path_arg, out_path_arg, positive
 
 
 def _add_report(sub) -> None:
@@ -29,8 +29,7 @@ def _add_report(sub) -> None:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="a checkpoint as a Hugging Face GPT-2 directory (safetensors + tokenizer)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
-    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    checkpoint_args(p)
     p.add_argument("--out_dir", required=True, help="directory to write (config.json, model.safetensors, ...)")
 
     def run(a):
@@ -48,8 +47,7 @@ def _add_export(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="a checkpoint's loss and perplexity on every domain's whole validation split")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
-    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    checkpoint_args(p)
     config_path_arg(p, required=True, help="the curriculum config: its domains are evaluated")
 
     def run(a):
@@ -107,8 +105,7 @@ def _add_hellaswag(sub) -> None:
 
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="sample text from a checkpoint with the project's model")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")
-    p.add_argument("--tokenizer", required=True, help="the tokenizer directory the run's data was made with")
+    checkpoint_args(p)
     p.add_argument("--prompt", default="", help="text to continue (default: none, an unconditional sample)")
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
