@@ -18,6 +18,11 @@ def config_path_arg(p: argparse.ArgumentParser, **kwargs) -> None:
     p.add_argument("--config_path", "--config", dest="config_path", **kwargs)
 
 
+def device_arg(p: argparse.ArgumentParser, help: str = "auto: CUDA when present, else CPU") -> None:
+    """``--device`` auto|cuda|cpu."""
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help=help)
+
+
 def checkpoint_args(p: argparse.ArgumentParser) -> None:
     """``--checkpoint`` (a file or a run directory) and ``--tokenizer`` (its data's), both required."""
     p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run directory (its latest final one)")

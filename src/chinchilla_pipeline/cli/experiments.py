@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import config_path_arg
+from .common import config_path_arg, device_arg
 
 
 def _add_ablate(sub) -> None:
@@ -10,7 +10,7 @@ def _add_ablate(sub) -> None:
     config_path_arg(p, default="config/demo/ablation.json", help="ablation config JSON")
     p.add_argument("--out_dir", default="runs/ablation", help="runs, results.md, results.json and ablation.png go here")
     p.add_argument("--seeds", type=int, nargs="+", help="train only these seeds (default: the config's)")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    device_arg(p)
 
     def run(a):
         from ..experiments.ablation import run_ablation
@@ -27,7 +27,7 @@ def _add_isoflop(sub) -> None:
     p.add_argument("--out_dir", default="runs/isoflop", help="runs, results.md, results.json and isoflop.png go here")
     p.add_argument("--seeds", type=int, nargs="+", help="train only these seeds (default: the config's)")
     p.add_argument("--budgets", type=float, nargs="+", help="train only these budgets (FLOPs) of the config")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    device_arg(p)
     p.add_argument("--plan_only", action="store_true", help="print the runs (N, D, D/N, steps); train nothing")
 
     def run(a):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import checkpoint_args, config_path_arg, out_path_arg, positive
+from .common import checkpoint_args, config_path_arg, device_arg, out_path_arg, positive
 
 
 def _add_report(sub) -> None:
@@ -77,7 +77,7 @@ def _add_hellaswag(sub) -> None:
         help="the validation jsonl; downloaded from rowanz/hellaswag there when missing",
     )
     p.add_argument("--max_items", type=int, help="the first N items only (default: all 10,042)")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="auto: CUDA (bf16) if present")
+    device_arg(p, "auto: CUDA (bf16) if present")
     p.add_argument("--items_per_batch", type=int, default=8, help="items per forward pass (x 4 endings = rows)")
     out_path_arg(p, help="result JSON (default: hellaswag.json in the run or export directory)")
 

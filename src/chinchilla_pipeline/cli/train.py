@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EXIT_USER_ERROR, UserError
-from .common import config_path_arg, out_path_arg, parse_phase, positive
+from .common import config_path_arg, device_arg, out_path_arg, parse_phase, positive
 
 
 def _add_plan(sub) -> None:
@@ -83,7 +83,7 @@ def _add_preflight(sub) -> None:
     config_path_arg(p, default="config/curriculum/chinchilla_124m.json", help="curriculum config JSON")
     p.add_argument("--tokenizer", default="data/tokenizer", help="the tokenizer the sources were prepared with")
     p.add_argument("--out_dir", default="runs", help="the run goes to OUT_DIR/<config name>/")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="cuda: no GPU is a blocker")
+    device_arg(p, "cuda: no GPU is a blocker")
     p.add_argument(
         "--tokens_per_second",
         type=float,
@@ -127,7 +127,7 @@ def _add_pretrain(sub) -> None:
         action="store_true",
         help="resume even if the model, data, tokenizer or recipe differ from the checkpoint's",
     )
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    device_arg(p)
     p.add_argument("--peak_tflops", type=float, help="the card's dense bf16 peak, for MFU where it is not known")
     p.add_argument(
         "--plan_only", action="store_true", help="print parameters, budget and steps per phase; train nothing"
@@ -176,7 +176,7 @@ def _add_bench_train(sub) -> None:
         default="config/models/cpu_small.json",
         help="model config JSON",
     )
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    device_arg(p)
     p.add_argument("--micro_batch_size", type=int, default=8, help="sequences per forward pass")
     p.add_argument("--grad_accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--steps", type=int, default=10, help="timed optimiser steps per round")
