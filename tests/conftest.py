@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real documents
+TOKENIZER_SOURCE = "tokenizer_text"  # the dataset the session tokenizer (``tokenizer_dir``) read
 CLI_MODULE = ["-m", "chinchilla_pipeline.cli"]  # what python (or torchrun) runs as the `chinchilla` command
 CLI = [sys.executable, *CLI_MODULE]  # the `chinchilla` command, in a fresh process
 CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}  # one torch thread per process
@@ -64,7 +65,9 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     from chinchilla_pipeline.tokenizer.train import train_tokenizer
 
     d = tmp_path_factory.mktemp("tok")
-    ds_cfg = write_dataset_config(d, validation_docs=20)
+    # its own dataset name: the tests prepare "topics" with other configs, which prepare refuses for a
+    # tokenizer that read "topics" (another validation split: check_tokenizer_held_out)
+    ds_cfg = write_dataset_config(d, TOKENIZER_SOURCE, validation_docs=20)
     mix = d / "mix.json"
     mix.write_text(
         json.dumps({"vocab_size": 1024, "max_samples": 600, "report_docs": 20, "sources": [{"config": str(ds_cfg)}]})

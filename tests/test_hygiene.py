@@ -25,7 +25,7 @@ from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.report import format_report
 from chinchilla_pipeline.tokenizer.train import train_tokenizer
-from conftest import CORPUS, prepare_args, write_dataset_config
+from conftest import CORPUS, TOKENIZER_SOURCE, prepare_args, write_dataset_config
 
 
 def run_prepare(cfg_path, tok, out, **kw):
@@ -226,14 +226,16 @@ def test_no_part_validation_document_reaches_the_tokenizer(tmp_path, held_out_fo
 def test_prepare_refuses_a_tokenizer_held_out_for_another_number_of_parts(
     tmp_path, tokenizer_dir, held_out_for_two_parts, capsys, monkeypatch
 ):
-    cfg = write_dataset_config(tmp_path)  # "topics": the session tokenizer read it, held out for one part
+    cfg = write_dataset_config(tmp_path, TOKENIZER_SOURCE, validation_docs=20)  # read by the session tokenizer
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the world size prepare reads from a Slurm array
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
     capsys.readouterr()
     assert main(prepare_args(cfg, tokenizer_dir, tmp_path / "out")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
-    assert err.startswith(f"error: {tokenizer_dir}: the tokenizer held out the validation split of topics for")
+    assert err.startswith(
+        f"error: {tokenizer_dir}: the tokenizer held out the validation split of {TOKENIZER_SOURCE} for"
+    )
     assert "--world_size 1, not for this prepare's --world_size 2" in err
     assert "retrain it with `chinchilla tokenizer-train --world_size 2 --overwrite`" in err
     assert not (tmp_path / "out").exists()
@@ -250,8 +252,15 @@ def test_verify_finds_parts_whose_validation_the_tokenizer_did_not_hold_out(tmp_
     data = json.loads(cfg.read_text())
     other = tmp_path / "split.json"  # the same dataset name, shuffled with another seed: other validation splits
     other.write_text(json.dumps({**data, "seed": 7}))
+    # prepare refuses that tokenizer too (check_tokenizer_held_out): prepare with a copy whose report does not
+    # name the dataset (the same tokenizer.json), to see what verify finds in such a dataset
+    unnamed = tmp_path / "tok_unnamed"
+    shutil.copytree(tok_dir, unnamed)
+    report = json.loads((unnamed / "tokenizer_report.json").read_text())
+    del report["sources"]["split"]
+    (unnamed / "tokenizer_report.json").write_text(json.dumps(report))
     for rank in range(2):
-        run_prepare(other, tok_dir, tmp_path / "out", rank=rank, world_size=2)
+        run_prepare(other, unnamed, tmp_path / "out", rank=rank, world_size=2)
     merge_parts(tmp_path / "out", "split", 2)
     problems = verify_dataset(tmp_path / "out/split", tok_dir)
     assert len(problems) == 2 and all("it may have trained on this validation text" in p for p in problems)
@@ -267,3 +276,24 @@ def test_verify_finds_parts_whose_validation_the_tokenizer_did_not_hold_out(tmp_
         "the tokenizer held out the validation split of split for --world_size 1, not for this dataset's 2 parts: "
         "it may have trained on their validation text (tokenizer-train --world_size 2)"
     ]
+
+
+def test_prepare_refuses_a_tokenizer_whose_source_changed_since(tmp_path, capsys):
+    """A file added to the glob changes the stream and its validation split: a tokenizer trained before it may
+    have trained on the new split, so prepare refuses it (before writing anything) until it is retrained."""
+    lines = gzip.decompress(CORPUS.read_bytes()).decode().splitlines(keepends=True)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/a.jsonl").write_text("".join(lines[:400]))
+    src = {"type": "local", "format": "json", "data_files": [str(tmp_path / "d/*.jsonl")]}
+    cfg = write_dataset_config(tmp_path, "grows", source=src, validation_docs=20)
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"vocab_size": 300, "max_samples": 200, "sources": [{"config": str(cfg)}]}))
+    train_tokenizer(mix, tmp_path / "tok")
+    (tmp_path / "d/b.jsonl").write_text("".join(lines[400:]))  # the source grows after the tokenizer
+    capsys.readouterr()
+    assert main(prepare_args(cfg, tmp_path / "tok", tmp_path / "out", "--workers", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the tokenizer held out another validation split of grows than this prepare" in err
+    assert not (tmp_path / "out/grows/manifest.json").exists()
+    train_tokenizer(mix, tmp_path / "tok", overwrite=True)
+    assert main(prepare_args(cfg, tmp_path / "tok", tmp_path / "out", "--workers", "1")) == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 from chinchilla_pipeline.atomic import sha256_file
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.train import load_mix, mix_fingerprint, train_tokenizer
-from conftest import CORPUS, write_dataset_config
+from conftest import CORPUS, TOKENIZER_SOURCE, write_dataset_config
 
 # tokenizer.json and the mix fingerprint of the mix below, recorded with the code before tokenizer-train had
 # --world_size (and constraints/ci.txt's tokenizers): one part trains and fingerprints as it did.
@@ -16,7 +16,7 @@ ONE_PART_MIX_FINGERPRINT = "cdffc2046c1ff113df535fb34d6403cef466dd9829ddf16aff37
 
 def test_report_round_trip_and_compression(tokenizer_dir):
     report = json.loads((tokenizer_dir / "tokenizer_report.json").read_text())
-    src = report["sources"]["topics"]
+    src = report["sources"][TOKENIZER_SOURCE]
     assert report["round_trip_ok"] and src["round_trip_failures"] == 0
     assert src["num_heldout_docs"] == 20 and src["num_train_docs"] == 600
     # Byte-level BPE with 1,024 entries compresses English prose well beyond 1 byte per token.

@@ -56,15 +56,13 @@ def _add_prepare(sub) -> None:
 
         from ..data.config import DatasetConfig
         from ..data.manifest import ManifestSummary, input_summary
-        from ..data.prepare import check_tokenizer_held_out, prepare_dataset, resolve_rank
+        from ..data.prepare import prepare_dataset, resolve_rank
         from ..schema import load_config
 
         positive(a, "max_samples", "max_tokens", "workers")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
-        for cfg, _ in configs:  # and the tokenizer held out each one's validation for this many parts
-            check_tokenizer_held_out(a.tokenizer, cfg, world)
         if len(configs) > 1:  # every source opens before the first long preparation
             from ..data.sources import open_sources
 

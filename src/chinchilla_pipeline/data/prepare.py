@@ -9,11 +9,11 @@ Guarantees (tested):
   progress is committed only after a shard is complete, and a restart skips the
   documents those shards hold;
 - held out means held out (``hygiene.py``): the validation documents are unique, and a
-  training document equal to one of them is dropped and counted in ``input``; a tokenizer
-  that read this dataset but did not hold out this rank layout's validation splits is
+  training document equal to one of them is dropped and counted in the manifest's ``hygiene``;
+  a tokenizer that read this dataset but did not hold out this part's validation split is
   refused (``check_tokenizer_held_out``);
 - flat memory: a few batches of documents per worker plus one shard's document lengths
-  (and 32 bytes per validation document for its hash).
+  (and a set of the validation documents' sha256s, ~100 bytes each).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
 from ..lock import output_lock
+from ..schema import read_json
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from ..tokenizer.report import REPORT_FILE
 from . import hub
@@ -39,7 +40,7 @@ from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .files import resolve_data_files
-from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
+from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter, validation_split
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, target_fields
 from .records import source_bad_records
 from .shards import token_dtype
@@ -74,25 +75,43 @@ def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) 
     return rank, world_size
 
 
-def check_tokenizer_held_out(tokenizer_dir: str | Path, cfg: DatasetConfig, world_size: int) -> None:
-    """Refuse a tokenizer whose mix read this dataset (its report names ``cfg.name``) but held out its
-    validation split for another number of parts: a tokenizer always holds out the one-part split, and the
-    ``world_size``-part splits only when trained with ``tokenizer-train --world_size W`` (a report without
-    ``held_out_world_size``: 1)."""
+def check_tokenizer_held_out(
+    tokenizer_dir: str | Path, cfg: DatasetConfig, config_path: str | Path, rank: int, world_size: int
+) -> None:
+    """Refuse a tokenizer whose mix read this dataset (its report names ``cfg.name``) but did not hold out the
+    validation split this part will get: held out for another number of parts (a tokenizer always holds out
+    the one-part split, and the ``world_size``-part splits only when trained with ``tokenizer-train
+    --world_size W``; a report without ``held_out_world_size``: 1), or another split, the source having changed
+    since (a file added to a glob, another Hub commit, another config under the same name). The split is read
+    as ``prepare`` will write it (``hygiene.validation_split``: the stream up to its end) and its sha256
+    compared with the report's."""
     rpath = Path(tokenizer_dir) / REPORT_FILE
-    if world_size == 1 or not rpath.is_file():
+    report = read_json(rpath) if rpath.is_file() else {}
+    src = report.get("sources", {}).get(cfg.name)
+    if src is None or not Caps.for_rank(cfg, rank, world_size).validation_docs:  # nothing held out to protect
         return
-    report = json.loads(rpath.read_text())
     held = report.get("held_out_world_size", 1)
-    if cfg.name not in report.get("sources", {}) or held == world_size:
+    if world_size != 1 and held != world_size:
+        layouts = "1" if held == 1 else f"1 and {held}"
+        raise UserError(
+            f"the tokenizer held out the validation split of {cfg.name} for --world_size {layouts}, not for this "
+            f"prepare's --world_size {world_size}: it may have trained on those parts' validation text; retrain "
+            f"it with `chinchilla tokenizer-train --world_size {world_size} --overwrite` (or into another --out_dir)",
+            path=tokenizer_dir,
+        )
+    parts = src.get("part_validation_sha256") or []
+    expected = src.get("validation_sha256") if world_size == 1 else parts[rank] if rank < len(parts) else None
+    if expected is None:
         return
-    layouts = "1" if held == 1 else f"1 and {held}"
-    raise UserError(
-        f"the tokenizer held out the validation split of {cfg.name} for --world_size {layouts}, not for this "
-        f"prepare's --world_size {world_size}: it may have trained on those parts' validation text; retrain it "
-        f"with `chinchilla tokenizer-train --world_size {world_size} --overwrite` (or into another --out_dir)",
-        path=tokenizer_dir,
-    )
+    actual = validation_split(cfg, config_path, rank, world_size)[0].validation_sha256
+    if actual != expected:
+        raise UserError(
+            f"the tokenizer held out another validation split of {cfg.name} than this prepare writes (sha256 "
+            f"{expected[:12]} vs {actual[:12]}): the source or its config changed since the tokenizer was trained, "
+            "so it may have trained on this validation text; retrain it (`chinchilla tokenizer-train --overwrite`) "
+            "or prepare into a dataset of another name",
+            path=tokenizer_dir,
+        )
 
 
 def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path:
@@ -156,7 +175,6 @@ def prepare_dataset(
     the source and writes shards.
     """
     tok = load_tokenizer(tokenizer_dir)
-    check_tokenizer_held_out(tokenizer_dir, cfg, world_size)
     files, source = None, None
     if not isinstance(cfg.source, HubSource):  # a missing file fails before anything is written
         files = [(f, os.path.getsize(f)) for f in resolve_data_files(cfg, config_path)]
@@ -170,6 +188,7 @@ def prepare_dataset(
         done = _finished(out, fp, overwrite, config_path)
         if done is not None:
             return done
+        check_tokenizer_held_out(tokenizer_dir, cfg, config_path, rank, world_size)  # before any shard
         # Workers start first: they load the tokenizer while this process opens the source.
         with EncoderPool(
             tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
