@@ -72,7 +72,8 @@ verify-data: ## re-read every prepared dataset: sizes, checksums, tokenizer
 	$(CLI) verify --tokenizer $(TOK) $(patsubst %/manifest.json,%,$(wildcard $(PREP)/*/manifest.json))
 
 preflight: ## before GPU spend: data prepared and verified, epochs per source, tokenizer, disk, GPU, wall-clock, run state
-	$(CLI) preflight --config_path $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) $(PREFLIGHT_FLAGS)
+	$(CLI) preflight --config_path $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) \
+		--gpu_check $(GPU_CHECK_OUT)/gpu_check.json $(PREFLIGHT_FLAGS)
 
 bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
 	$(CLI) bench-prepare

@@ -113,6 +113,8 @@ def test_cli_export_and_errors(run, tmp_path, capsys):
         "tokenizer_config.json",
         "export.json",
     }
+    (out / "hellaswag.json").write_text("{}")  # what `chinchilla hellaswag` leaves in an export it scored
+    assert main(args) == 0 and not (out / "hellaswag.json").exists()  # exported again: the old score goes
     assert main(args[:-1] + [str(tmp_path / "hf2"), "--tokenizer", str(tmp_path / "none")]) == 2  # no tokenizer
     assert (
         main(

@@ -131,3 +131,10 @@ def test_tf32_switch_leaves_every_precision_reader_working(enabled, precision, a
         assert torch.backends.cuda.matmul.fp32_precision == ("tf32" if enabled else "ieee")
     finally:
         torch.set_float32_matmul_precision("highest")  # torch's default
+
+
+def test_a_forced_attention_backend_is_ignored_on_cpu(tmp_path):
+    """speed.attention forces an SDPA backend on CUDA only (SpeedConfig); on CPU "cudnn" raised
+    "No viable backend" from the first forward pass."""
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4, speed={"attention": "cudnn"})
+    assert _run(cfg, tmp_path) == 0

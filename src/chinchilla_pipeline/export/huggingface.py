@@ -36,10 +36,19 @@ import torch
 from ..atomic import fsync_dir, write_bytes, write_json
 from ..errors import UserError
 from ..lock import output_lock
+from ..report.build import HELLASWAG_FILE
 from ..tokenizer.load import EOT_TOKEN, TOKENIZER_FILE
 from .trained import TrainedModel, load_trained
 
-EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "export.json"}
+# what an export directory holds; hellaswag.json is its score (`chinchilla hellaswag`), replaced with it
+EXPORT_FILES = {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "export.json",
+    HELLASWAG_FILE,
+}
 # Block matrices stored transposed by HF's Conv1D.
 _CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from ..errors import UserError
+
+# A collective waits this long for every rank; a failed checkpoint write on rank 0 reaches the others sooner
+# (Trainer.save's all-reduce). 30 min: gloo's default, above NCCL's 10.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ def under_torchrun(env: dict[str, str] | None = None) -> bool:
 
 
 def setup_distributed(device: str = "auto") -> Dist:
-    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE; start the process group if world > 1.
+    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE; start the process group when launched by torchrun
+    (one rank included).
 
     ``device``: "auto" (CUDA when available), "cuda" or "cpu". Each rank takes
     GPU ``LOCAL_RANK``.
@@ -60,7 +66,11 @@ def setup_distributed(device: str = "auto") -> Dist:
         torch.cuda.set_device(dev)
     launched = under_torchrun()
     if (world > 1 or launched) and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            device_id=dev if use_cuda else None,
+            timeout=PROCESS_GROUP_TIMEOUT,  # NCCL's default is 10 min: rank 0's 1.5 GB checkpoint write may be slower
+        )
     return Dist(rank, local, world, dev, launched)
 
 

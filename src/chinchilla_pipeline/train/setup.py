@@ -103,7 +103,7 @@ def autocast_factory(
     cast = (
         partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext
     )
-    if attention == "auto":
+    if attention == "auto" or device.type != "cuda":  # a forced backend acts on CUDA only (SpeedConfig)
         return cast
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -119,6 +119,15 @@ def autocast_factory(
         with cast(), sdpa_kernel(backend):
             yield
 
+    q = torch.randn(1, 2, 16, 64, device=device)  # the backend must run with this dtype on this card: now,
+    try:  # not at the first step after the model is built and compiled
+        with both():
+            torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+    except RuntimeError as err:
+        raise UserError(
+            f'"{attention}" cannot run here ({str(err).splitlines()[0][:160]}); use "auto"',
+            field="speed.attention",
+        ) from None
     return both
 
 
