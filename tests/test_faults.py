@@ -509,6 +509,9 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
         flip_bit(p)
     capsys.readouterr()
     one_error_line(capsys, main(args), "no intact checkpoint")
+    for _, p in list_checkpoints(tmp_path / "runs/other"):
+        checksum_path(p).unlink()  # as a version-1 checkpoint, from before checksums
+    one_error_line(capsys, main(args), "have no .sha256 (version 1 checkpoints had none and cannot be resumed)")
 
 
 def test_nan_stops_the_run_and_the_last_checkpoint_stays_intact(tmp_path, capsys):

@@ -33,7 +33,7 @@ from ..atomic import atomic_open, remove_stale_temporaries, sha256_file, write_t
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
-CKPT_VERSION = 1
+CKPT_VERSION = 2  # 2: a .sha256 beside each file; fingerprint model/recipe as field maps (1 had hashes)
 _PERIODIC = re.compile(r"^step_(\d{7})\.pt$")
 _FINAL = re.compile(r"^step_(\d{7})_final-(.+)\.pt$")
 
@@ -90,10 +90,8 @@ class TrainState:
 
     @classmethod
     def from_state_dict(cls, state: Any, path: Path) -> "TrainState":
-        """Check the version and that every field is there; a missing one is a ``UserError`` naming it."""
-        if not isinstance(state, dict) or state.get("version") != CKPT_VERSION:
-            version = state.get("version") if isinstance(state, dict) else None
-            raise UserError(f"checkpoint version {version}, expected {CKPT_VERSION}", path=path)
+        """Every field of ``state`` (a ``load_checkpoint`` dict: version checked); a missing one is a
+        ``UserError`` naming it."""
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in state]
         if missing:
             raise UserError(
@@ -200,16 +198,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def latest_intact(candidates: list[Path]) -> tuple[Path, TrainState]:
     """The newest of ``candidates`` (oldest first) whose checksum holds, loaded; a corrupt one is skipped
     with a warning. None intact: a ``UserError`` listing them."""
-    bad = []
+    bad, unchecked = [], []
     for path in reversed(candidates):
         try:
             return path, TrainState.load(path)
         except CorruptCheckpoint as err:
             log.warning("%s; falling back to the checkpoint before it", err)
-            bad.append(path.name)
+            (bad if checksum_path(path).is_file() else unchecked).append(path.name)
+    why = [f"{', '.join(bad)} fail their checksums"] if bad else []
+    if unchecked:  # a .sha256 removed, or a checkpoint of version 1, from before checksums
+        why.append(f"{', '.join(unchecked)} have no .sha256 (version 1 checkpoints had none and cannot be resumed)")
     raise UserError(
-        f"no intact checkpoint: {', '.join(bad)} fail their checksums; delete them to start over, "
-        "or restore them from a copy",
+        f"no intact checkpoint: {'; '.join(why)}; delete them to start over, or restore them from a copy",
         path=candidates[-1].parent if candidates else None,
     )
 
