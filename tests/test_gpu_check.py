@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from chinchilla_pipeline import cli
+from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.gpucheck import check, smoke, speed
 from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.train.config import CurriculumConfig, make_plan, micro_batch_candidates
@@ -263,3 +265,24 @@ def test_torchrun_is_recognised_by_its_variables():
     torchrun = {"TORCHELASTIC_RUN_ID": "x", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "1"}
     assert under_torchrun(torchrun)
     assert not under_torchrun({"WORLD_SIZE": "1", "RANK": "0"})  # a plain run with rank variables exported
+
+
+def test_auto_micro_batch_takes_the_largest_that_fits_the_free_memory_or_stops_with_one_line(monkeypatch):
+    """The CUDA search with the card's answers stood in for (no GPU here): the probe's peaks against 90% of
+    what this process can have (free + its reserved), largest micro batch first; none fitting is a UserError."""
+    from chinchilla_pipeline.train import microbatch
+    from chinchilla_pipeline.train.distributed import Dist
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev: (60 * gib, 80 * gib))  # another process holds 20
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev: "NVIDIA H100 80GB HBM3")
+    peaks = {8: None, 4: 70 * gib, 2: 50 * gib, 1: 30 * gib}  # 8: out of memory; 4 fits the card, not the free part
+    monkeypatch.setattr(microbatch, "probe_step", lambda model_cfg, cfg, device, micro: peaks[micro])
+    dist = Dist(0, 0, 1, torch.device("cuda", 0))
+    lines = []
+    assert microbatch.resolve_micro_batch(_cfg(8 * 32, "auto"), MODEL, dist, log=lines.append) == 2
+    assert lines[1] == "micro batch 4: peak 70.0 GiB (budget 54.0 GiB of 80.0 GiB)"
+    peaks.update({2: None, 1: None})
+    with pytest.raises(UserError, match=r"no micro batch fits on NVIDIA H100 80GB HBM3 .*speed\.cross_entropy"):
+        microbatch.resolve_micro_batch(_cfg(8 * 32, "auto"), MODEL, dist)

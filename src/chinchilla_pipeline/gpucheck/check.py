@@ -221,7 +221,10 @@ def gpu_check(
         write_json(out_dir / "gpu_check.json", res)
         write_text(out_dir / "gpu_check.md", markdown(res))
 
-    res["environment"] = environment(device)
+    try:  # recorded, not fatal: the parts below still measure
+        res["environment"] = environment(device)
+    except Exception as err:  # noqa: BLE001 - a probe of the machine that fails is a finding, not a crash
+        res["environment"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
     say(f"gpu-check ({mode}): {res['environment'].get('card')}, torch {torch.__version__}, deadline {deadline_s:.0f} s")
     model_cfg = load_model_config(GPT2_124M) if gpu else ModelConfig(**CPU_MODEL)
     res["throughput_model"] = {

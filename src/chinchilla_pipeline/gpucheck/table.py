@@ -67,6 +67,7 @@ def markdown(res: dict[str, Any]) -> str:
         "nccl",
         "python",
         "cpu_count",
+        "error",
     ):
         if k in env:
             lines.append(f"| {k} | {env[k]} |")

@@ -15,13 +15,14 @@ from typing import Callable
 
 import torch
 
+from ..errors import UserError
 from ..model.config import ModelConfig
 from ..model.gpt import GPT
 from .config import CPU_MICRO_BATCH, CurriculumConfig, micro_batch_candidates, sequences_per_rank
 from .distributed import Dist
 from .setup import autocast_factory, build_optimizer
 
-HEADROOM = 0.90  # of the card's memory: room for the allocator's fragmentation and the evaluation batches
+HEADROOM = 0.90  # of the memory this process can have (free + its own reserved): fragmentation, eval batches
 MAX_PROBE = 256  # sequences: the largest micro batch tried (256 x 1,024 tokens; llm.c runs 64 on an H100)
 
 
@@ -68,19 +69,26 @@ def resolve_micro_batch(
     seqs = sequences_per_rank(cfg, model_cfg, dist.world_size, path=path)
     if dist.device.type != "cuda":
         return micro_batch_candidates(seqs, CPU_MICRO_BATCH)[0]
-    total = torch.cuda.get_device_properties(dist.device).total_memory
-    found = 1
+    free, total = torch.cuda.mem_get_info(dist.device)
+    budget = HEADROOM * (free + torch.cuda.memory_reserved(dist.device))  # what this process can still have
+    found, last = 0, "not probed"
     for micro in micro_batch_candidates(seqs, MAX_PROBE):
         peak = probe_step(model_cfg, cfg, dist.device, micro)
-        log(
-            f"micro batch {micro}: "
-            + ("out of memory" if peak is None else f"peak {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB")
-        )
-        if peak is not None and peak <= HEADROOM * total:
+        last = "out of memory" if peak is None else f"peak {peak / 2**30:.1f} GiB"
+        log(f"micro batch {micro}: {last} (budget {budget / 2**30:.1f} GiB of {total / 2**30:.1f} GiB)")
+        if peak is not None and peak <= budget:
             found = micro
             break
     if dist.enabled:
         t = torch.tensor(found, device=dist.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
         found = int(t.item())
+    if not found:  # every rank sees the same MIN: all stop here, before the first step
+        raise UserError(
+            f"no micro batch fits on {torch.cuda.get_device_name(dist.device)} (on this rank, 1 sequence: {last}; "
+            f'budget {budget / 2**30:.1f} GiB): set speed.cross_entropy "chunked" (no B x T x V logits), a '
+            "shorter context, or use a card with more memory",
+            path=path,
+            field="batch.micro_batch_size",
+        )
     return found
