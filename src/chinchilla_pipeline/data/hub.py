@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..errors import UserError
+from ..schema import read_json
 from .config import HubSource
 
 MIRROR_ENV = "CHINCHILLA_HUB_MIRROR"
@@ -63,7 +63,7 @@ def offline() -> bool:
     )
 
 
-def mirror_dir(repo_id: str) -> Path | None:
+def mirror_dir(repo_id: str, config_path: str | Path | None = None) -> Path | None:
     """``$CHINCHILLA_HUB_MIRROR/owner/name`` when the variable is set (it must then hold the repository)."""
     root = os.environ.get(MIRROR_ENV)
     if not root:
@@ -73,6 +73,7 @@ def mirror_dir(repo_id: str) -> Path | None:
         raise UserError(
             f"{MIRROR_ENV}={root} has no directory {repo_id} (expected a copy of the Hub "
             "repository there, or unset the variable to read the Hub)",
+            path=config_path,
             field="source.path",
         )
     return path
@@ -86,7 +87,7 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
     if Path(src.path).is_dir():  # a local dataset directory named directly: nothing to resolve or pin
         _resolved[key] = Resolved(src.path, src.revision, None)
         return _resolved[key]
-    mirror = mirror_dir(src.path)
+    mirror = mirror_dir(src.path, config_path)
     if mirror is not None:  # the mirror stands for the pinned commit
         res = Resolved(str(mirror), src.revision, src.revision if is_commit(src.revision) else None)
     elif offline():  # a 40-hex pin is still exact; a branch name cannot be resolved
@@ -139,7 +140,7 @@ def check_resume(out: Path, source: dict, config_path: str | Path) -> None:
     saved = None
     for path in (out / SOURCE_NAME, out / "manifest.json"):
         if path.is_file():
-            data = json.loads(path.read_text())
+            data = read_json(path)
             saved = data if path.name == SOURCE_NAME else data.get("source")
             break
     if not saved:
@@ -243,6 +244,11 @@ def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserErr
         )
     if code is not None and code >= 500:
         return line(f"Hub server error ({code}): retry later; the run resumes where it stopped")
+    if offline() and (is_transient(err) or isinstance(err, FileNotFoundError) or "offline" in str(err).lower()):
+        return line(
+            "not in the local Hub cache, and HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set: download it where the Hub "
+            "is reachable, or point CHINCHILLA_HUB_MIRROR at a copy"
+        )
     if is_transient(err) or isinstance(err, OSError) and "offline" in str(err).lower():
         return line(
             "cannot reach the Hub: check the network (HF_HUB_OFFLINE=1 and CHINCHILLA_HUB_MIRROR read "

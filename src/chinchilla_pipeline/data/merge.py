@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json
 from ..errors import UserError
+from ..schema import read_json
 from .hygiene import HYGIENE_COUNTERS
 from .manifest import MANIFEST_NAME, SPLITS, build_manifest, target_fields
 from .prepare import part_dir
@@ -38,7 +38,7 @@ def merge_parts(
         mpath = part_dir(out_dir, name, rank, world_size) / MANIFEST_NAME
         if not mpath.is_file():
             raise UserError(f"part {rank} of {world_size} is not finished (no {mpath})", path=base)
-        part = json.loads(mpath.read_text())
+        part = read_json(mpath)
         if "hygiene" not in part:
             raise UserError(
                 f"part {rank} was prepared before validation deduplication; prepare it again with --overwrite",

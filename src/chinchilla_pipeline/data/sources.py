@@ -290,13 +290,6 @@ def _first_row(cfg: DatasetConfig, config_path: str | Path, ds):
     return hub.reopening(lambda: _load_rows(cfg, config_path).take(1), _skipping(cfg, config_path), first=ds.take(1))
 
 
-def _undecodable(err: Exception) -> bool:
-    """A file that cannot be decoded (pyarrow's errors, an ``OSError`` without errno), not the environment."""
-    import pyarrow as pa
-
-    return isinstance(err, (ValueError, pa.ArrowException)) or (isinstance(err, OSError) and err.errno is None)
-
-
 def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
     """Open every source and read its first row, before any long work: a broken source fails in seconds.
 
@@ -311,7 +304,9 @@ def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
             raise
         except Exception as err:  # noqa: BLE001 - a failure on the first row is a source failure
             line = hub.hub_error(err, cfg.name, path) if isinstance(cfg.source, HubSource) else err
-            if line is err and not (_undecodable(err) or isinstance(err, (FileNotFoundError, ConnectionError))):
+            if line is err and not (
+                decoding_failure(err) or isinstance(err, (ValueError, FileNotFoundError, ConnectionError))
+            ):
                 raise
             raise (
                 line

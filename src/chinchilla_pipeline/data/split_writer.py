@@ -8,7 +8,6 @@ either a committed shard or one that the restart deletes and rewrites.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..atomic import write_json
 from ..errors import UserError
+from ..schema import read_json
 from .manifest import shard_entry, shard_name
 from .shards import ShardWriter
 
@@ -53,7 +53,7 @@ def load_progress(out: Path, fp: str, num_counters: int) -> Progress:
     """Resume from ``.progress.json``; another run's progress is refused, never silently discarded."""
     spath = out / STATE_NAME
     if spath.is_file():
-        saved = json.loads(spath.read_text())
+        saved = read_json(spath)
         if saved.get("fingerprint") != fp:
             raise UserError(
                 f"{out} holds a half-prepared dataset of another config, tokenizer or stream "

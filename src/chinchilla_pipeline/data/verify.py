@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import sha256_file
 from ..errors import UserError
+from ..schema import read_json
 from .manifest import SPLITS
 from .reader import open_prepared
 from .shards import digest_shard, index_path, open_shard
@@ -118,7 +118,7 @@ def _tokenizer_held_out(tokenizer_dir: Path, m: dict) -> list[str]:
     from ..tokenizer.report import REPORT_FILE
 
     rpath = tokenizer_dir / REPORT_FILE
-    report = json.loads(rpath.read_text()) if rpath.is_file() else {}
+    report = read_json(rpath) if rpath.is_file() else {}
     src = report.get("sources", {}).get(m["name"], {})
     if "validation_sha256" not in src:  # the tokenizer did not read this dataset (or predates the hygiene)
         return []

@@ -45,7 +45,7 @@ from ..data.hygiene import HYGIENE_VERSION, ValidationFilter, validation_split
 from ..data.sources import iter_batches, open_sources
 from ..errors import UserError
 from ..lock import output_lock
-from ..schema import load_config
+from ..schema import load_config, read_json
 from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
 
@@ -275,4 +275,4 @@ def _remove_stale_tmp_dirs(out_dir: Path) -> None:
 
 def tokenizer_report_cached(out_dir: Path) -> dict:
     """The report of a tokenizer trained earlier (its presence marks the tokenizer finished)."""
-    return json.loads((out_dir / REPORT_FILE).read_text())
+    return read_json(out_dir / REPORT_FILE)
