@@ -86,13 +86,19 @@ def _doc_keys(shard) -> np.ndarray:
     return ((ends - starts) << 40) ^ (first << 20) ^ last
 
 
+def _unchecked(ds, split: str) -> list:
+    """``ds``'s shards of ``split``, opened without ``PreparedDataset.shards``' integrity check: ``verify_dataset``
+    has just read and checked every one (its hashes, ids and headers), once."""
+    return [open_shard(ds.path / e["path"]) for e in ds.manifest["splits"][split]["shards"]]
+
+
 def _validation_overlap(ds) -> list[str]:
     """Re-check on the tokens what ``prepare`` guarantees on the text: no validation document twice, none in
     train. Equal texts give equal tokens (and byte-level BPE decodes tokens back to the text), so comparing
     token sequences is exact; a key of length and two tokens picks the few training documents to compare."""
     val: set[bytes] = set()
     repeated = 0
-    for shard in ds.shards("validation"):
+    for shard in _unchecked(ds, "validation"):
         for a, b in zip(shard.doc_starts[:-1], shard.doc_starts[1:]):
             doc = shard.tokens[a:b].tobytes()
             repeated += doc in val
@@ -100,9 +106,9 @@ def _validation_overlap(ds) -> list[str]:
     problems = [f"validation: {repeated} documents appear more than once"] if repeated else []
     if not val:
         return problems
-    keys = np.concatenate([_doc_keys(s) for s in ds.shards("validation")])
+    keys = np.concatenate([_doc_keys(s) for s in _unchecked(ds, "validation")])
     in_train = 0
-    for shard in ds.shards("train"):
+    for shard in _unchecked(ds, "train"):
         for i in np.flatnonzero(np.isin(_doc_keys(shard), keys)):
             in_train += shard.tokens[shard.doc_starts[i] : shard.doc_starts[i + 1]].tobytes() in val
     if in_train:
