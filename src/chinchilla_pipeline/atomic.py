@@ -7,6 +7,7 @@ content or the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail after the write, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     f = open(tmp, mode)

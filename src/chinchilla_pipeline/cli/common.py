@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..counts import parse_count
 from ..errors import UserError
 
 
@@ -35,11 +36,22 @@ def out_path_arg(p: argparse.ArgumentParser, **kwargs) -> None:
 
 
 def parse_phase(value: str) -> tuple[str, float]:
-    """'A=0.5' -> ('A', 0.5)."""
+    """'A=0.5' -> ('A', 0.5); argparse prints the message of a bad one (``ArgumentTypeError``)."""
     name, sep, share = value.partition("=")
-    if not sep or not name:
-        raise ValueError(f"expected NAME=SHARE such as A=0.5, got {value!r}")
-    return name, float(share)
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=SHARE such as A=0.5, got {value!r}") from None
+
+
+def count(value: str) -> float:
+    """``counts.parse_count`` for argparse: a bad count prints its message, not "invalid value"."""
+    try:
+        return parse_count(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def positive(args: argparse.Namespace, *names: str) -> None:

@@ -59,7 +59,7 @@ def _add_prepare(sub) -> None:
         from ..data.prepare import prepare_dataset, resolve_rank
         from ..schema import load_config
 
-        positive(a, "max_samples", "max_tokens", "workers")
+        positive(a, "max_samples", "max_tokens", "workers", "world_size")
         rank, world = resolve_rank(a.rank, a.world_size, dict(os.environ))
         overrides = {"max_samples": a.max_samples, "max_tokens": a.max_tokens}
         configs = [(load_config(DatasetConfig, p, overrides), p) for p in a.config_path]  # all valid first
@@ -172,6 +172,8 @@ def _add_bench_prepare(sub) -> None:
         from ..data.bench_prepare import bench_prepare
 
         positive(a, "repeat", "vocab_size", "rounds", "workers")
+        if a.validation_docs < 0:
+            raise UserError(f"expected 0 or more, got {a.validation_docs}", field="--validation_docs")
         if not Path(a.corpus).is_file():
             raise UserError("no such file", path=a.corpus, field="--corpus")
         return bench_prepare(

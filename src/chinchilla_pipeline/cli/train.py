@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EXIT_USER_ERROR, UserError
-from .common import config_path_arg, device_arg, out_path_arg, parse_phase, positive
+from .common import config_path_arg, count, device_arg, out_path_arg, parse_phase, positive
 
 
 def _add_plan(sub) -> None:
     p = sub.add_parser("plan", help="Chinchilla plan: tokens, FLOPs, steps, phases, wall-clock, predicted loss")
-    from ..counts import parse_count
     from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM
 
     src = p.add_mutually_exclusive_group()
@@ -22,12 +21,12 @@ def _add_plan(sub) -> None:
         help="curriculum config (config/curriculum/*.json): its model, phases and batch (as pretrain --config_path)",
     )
     src.add_argument("--model_config", help="model config JSON (config/models/*.json): N counted from the model")
-    src.add_argument("--num_params", type=parse_count, help="parameters, all included (e.g. 124M)")
-    p.add_argument("--non_embedding_params", type=parse_count, help="non-embedding parameters, with --num_params")
+    src.add_argument("--num_params", type=count, help="parameters, all included (e.g. 124M)")
+    p.add_argument("--non_embedding_params", type=count, help="non-embedding parameters, with --num_params")
     p.add_argument("--tokens_per_param", type=float, help=f"D/N (default: {DEFAULT_TOKENS_PER_PARAM:g})")
     p.add_argument(
         "--global_batch_tokens",
-        type=parse_count,
+        type=count,
         help=f"tokens per optimizer step (default: {DEFAULT_GLOBAL_BATCH_TOKENS:,}, llm.c's GPT-2 124M)",
     )
     p.add_argument(
@@ -36,8 +35,8 @@ def _add_plan(sub) -> None:
         action="append",
         help="NAME=SHARE of the tokens, repeatable (default: A=0.5 B=0.5, the seed's 1.5B + 1.5B)",
     )
-    p.add_argument("--compute_budget", type=parse_count, help="FLOPs to split compute-optimally (default: 6 N D)")
-    p.add_argument("--tokens_per_second", type=parse_count, help="training throughput, for the wall-clock time")
+    p.add_argument("--compute_budget", type=count, help="FLOPs to split compute-optimally (default: 6 N D)")
+    p.add_argument("--tokens_per_second", type=count, help="training throughput, for the wall-clock time")
     p.add_argument(
         "--budget_seconds", type=float, help="with --tokens_per_second and no N: plan the size the time allows"
     )
