@@ -24,6 +24,8 @@ from ..errors import UserError
 OFFICIAL_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 OFFICIAL_GIT_BLOB = "0f5ee25d72216f12317d5d8a7b92deafa423d81e"
 VALIDATION_ITEMS = 10_042
+# acc_norm on all VALIDATION_ITEMS, completion style (sources: docs/references.md); chance is 25%
+PUBLISHED_124M = "GPT-2 124M 29.4%, llm.c 124M at 10B tokens ~29.9%, GPT-3 124M 33.7%"
 DEFAULT_PATH = "data/hellaswag/hellaswag_val.jsonl"
 NUM_ENDINGS = 4
 

@@ -20,7 +20,16 @@ from ..atomic import write_json
 from ..errors import UserError
 from ..report.build import HELLASWAG_FILE
 from ..schema import read_json
-from .data import DEFAULT_PATH, OFFICIAL_GIT_BLOB, OFFICIAL_URL, VALIDATION_ITEMS, ensure_data, git_blob_id, read_items
+from .data import (
+    DEFAULT_PATH,
+    OFFICIAL_GIT_BLOB,
+    OFFICIAL_URL,
+    PUBLISHED_124M,
+    VALIDATION_ITEMS,
+    ensure_data,
+    git_blob_id,
+    read_items,
+)
 from .score import Encode, Logits, render, score
 
 RESULT_FILE = HELLASWAG_FILE  # in the run directory (a checkpoint) or the export directory
@@ -159,12 +168,15 @@ def format_result(r: dict[str, Any]) -> str:
     )
     if r["complete"]:
         note = (
-            "the full official validation set, completion-style as llm.c: compare with GPT-2 124M 29.4%, llm.c "
-            "124M ~29.9%, GPT-3 124M 33.7% (chance 25%), keeping in mind the run's tokenizer is not GPT-2's"
+            f"the full official validation set, completion-style as llm.c: compare with {PUBLISHED_124M} "
+            "(chance 25%), keeping in mind the run's tokenizer is not GPT-2's"
         )
     else:
         which = "the official file's first" if r["official_file"] else "a file that is not the official validation set,"
-        note = f"{which} {r['num_items']:,} items: not comparable with the published 10,042-item figures (chance 25%)"
+        note = (
+            f"{which} {r['num_items']:,} items: not comparable with the published {VALIDATION_ITEMS:,}-item figures "
+            "(chance 25%)"
+        )
     return f"{head}\n  {note}"
 
 

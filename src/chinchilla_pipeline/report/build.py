@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..counts import compact
+from ..hellaswag.data import PUBLISHED_124M, VALIDATION_ITEMS
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, chinchilla_plan, training_flops
 from ..schema import read_json
 from .plots import write_plots
@@ -151,9 +152,9 @@ def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list
         "",
         "Completion-style scoring as llm.c and build-nanogpt: acc_norm = the ending with the lowest mean loss "
         "per token wins, acc = the lowest summed loss; ± is the standard error sqrt(p(1-p)/n). Chance is 25%. "
-        "Endings are tokenized with this run's tokenizer, not GPT-2's: published 124M figures (GPT-2 29.4%, "
-        "llm.c at 10B tokens ~29.9%, GPT-3 33.7%, acc_norm on all 10,042 items) use the same items and method "
-        "with another tokenizer (docs/evaluation.md).",
+        f"Endings are tokenized with this run's tokenizer, not GPT-2's: published figures ({PUBLISHED_124M}, "
+        f"acc_norm on all {VALIDATION_ITEMS:,} items) use the same items and method with another tokenizer "
+        "(docs/evaluation.md).",
         "",
     ]
     if run.hellaswag:
@@ -187,7 +188,7 @@ def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list
     if whole is not None:
         which = "the official file" if whole["official_file"] else "not the official file"
         scope = (
-            "all 10,042 items of the official validation set"
+            f"all {VALIDATION_ITEMS:,} items of the official validation set"
             if whole["complete"]
             else f"{whole['num_items']:,} items ({which}; not comparable with the published figures)"
         )
