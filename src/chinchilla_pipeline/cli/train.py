@@ -226,7 +226,7 @@ def _add_gpu_check(sub) -> None:
         "--mode",
         choices=["gpu", "cpu"],
         default="gpu",
-        help="gpu: GPT-2 124M on CUDA (~8 min); cpu: a tiny model on CPU with gloo (CI)",
+        help="gpu: GPT-2 124M on CUDA (<= 8 min: deadline 420 s); cpu: a tiny model on CPU with gloo (CI)",
     )
     p.add_argument("--out_dir", default="runs/gpu_check", help="gpu_check.json, gpu_check.md and the smoke runs")
     p.add_argument(
