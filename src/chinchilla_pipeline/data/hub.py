@@ -169,13 +169,11 @@ def save_source(out: Path, source: dict) -> None:
 
 def status_code(err: BaseException) -> int | None:
     """The HTTP status of a ``huggingface_hub``/``requests``/``httpx``/``aiohttp`` error, or of its cause."""
-    seen = 0
-    while err is not None and seen < 8:
-        response = getattr(err, "response", None)
-        code = getattr(response, "status_code", None) or getattr(err, "status", None) or getattr(err, "code", None)
+    for e in _chain(err):
+        response = getattr(e, "response", None)
+        code = getattr(response, "status_code", None) or getattr(e, "status", None) or getattr(e, "code", None)
         if isinstance(code, int) and 100 <= code < 600:
             return code
-        err, seen = err.__cause__ or err.__context__, seen + 1
     return None
 
 

@@ -78,12 +78,11 @@ def _load_rows(cfg: DatasetConfig, config_path: str | Path):
         if src.format == "text":
             kwargs["sample_by"] = src.sample_by
         files = resolve_data_files(cfg, config_path)
-        if src.format in ("json", "csv", "parquet", "text"):  # bad records skipped and counted (records.py)
-            files = check_local_files(src.format, files, config_path)[0]
-            if not files:
-                return datasets.IterableDataset.from_generator(_no_rows)
-            if src.format == "csv":
-                kwargs["on_bad_lines"] = "skip"
+        files = check_local_files(src.format, files, config_path)[0]  # bad records skipped, counted (records.py)
+        if not files:
+            return datasets.IterableDataset.from_generator(_no_rows)
+        if src.format == "csv":
+            kwargs["on_bad_lines"] = "skip"
         return datasets.load_dataset(src.format, data_files=files, split="train", streaming=True, **kwargs)
     except UserError:
         raise

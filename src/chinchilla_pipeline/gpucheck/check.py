@@ -36,8 +36,9 @@ from ..errors import UserError
 from ..model.config import ModelConfig, load_model_config
 from ..model.gpt import GPT
 from ..train.checkpoint import save_checkpoint
-from ..train.config import BatchConfig, CheckpointConfig
+from ..train.config import BatchConfig, CheckpointConfig, OptimizerConfig
 from ..train.metrics import peak_flops
+from ..train.setup import build_optimizer
 from . import smoke
 from .env import environment
 from .speed import CPU_SETTINGS, GPU_SETTINGS, SETTINGS, measure_all
@@ -67,7 +68,7 @@ def checkpoint_cost(model_cfg: ModelConfig, device: torch.device, work: Path, ro
     atomic: temp file, fsync, rename), best of ``rounds``; the file's size."""
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    opt = build_optimizer(model, OptimizerConfig(), device)  # the trainer's AdamW (groups, fused on CUDA)
     x = torch.randint(0, model_cfg.vocab_size, (1, model_cfg.block_size + 1), device=device)
     model(x[:, :-1], x[:, 1:]).backward()
     opt.step()  # creates the optimiser state (2 float32 tensors per parameter)

@@ -80,11 +80,6 @@ def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return t
 
 
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier()
-
-
 def teardown(d: Dist, together: bool = True) -> None:
     """Leave the process group; ``together`` first waits for every rank (not after an error on
     one rank only, where the others may never arrive)."""
