@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.model.config import load_model_config
 from chinchilla_pipeline.model.family import family_config, model_for_params
@@ -43,7 +45,7 @@ def test_demo_size_writes_a_family_model_sized_by_measured_throughput(tmp_path, 
     for probe in sizing["probes"]:
         cfg = family_config(probe["probe_width"], model.vocab_size, 32)
         compute = probe["flops_per_s"] * 6 * cfg.num_params() / cfg.flops_per_token() * 200
-        assert probe["target_params"] == params_for_compute(compute, DEFAULT_TOKENS_PER_PARAM)
+        assert probe["target_params"] == pytest.approx(params_for_compute(compute, DEFAULT_TOKENS_PER_PARAM), rel=1e-12)
         assert probe["chosen_width"] == model_for_params(probe["target_params"], model.vocab_size, 32).n_embd
     assert model.n_embd == sizing["probes"][-1]["chosen_width"]
     assert main(["demo-size", "--seconds", "2", "--tokenizer", str(tok), "--out", str(out)]) == 0
