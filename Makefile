@@ -178,12 +178,15 @@ hellaswag: ## HellaSwag acc_norm of RUN_DIR's latest final checkpoint (the valid
 # Both resume: a rerun skips the runs already finished and rewrites the tables and plots.
 ABLATION_CONF ?= $(DEMO_CONF)/ablation.json
 ISOFLOP_CONF  ?= $(DEMO_CONF)/isoflop.json
+RECIPES_CONF  ?= $(DEMO_CONF)/recipes.json
 
-.PHONY: ablate-curriculum isoflop isoflop-plan
+.PHONY: ablate-curriculum isoflop isoflop-plan compare-recipes
 ablate-curriculum: ## seed's order vs reversed vs no curriculum, same tokens and schedule, 3 seeds: runs/ablation/
 	$(CLI) ablate --config_path $(ABLATION_CONF) --out_dir $(RUNS)/ablation
 isoflop: ## Chinchilla approach 2: loss vs N at fixed compute, fitted N_opt, D_opt, D/N: runs/isoflop/
 	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop
+compare-recipes: ## GPT-2's recipe vs nanochat's on the demo data: lrs tuned on seed 0, bpb over 3 seeds: runs/recipes/
+	$(CLI) compare-recipes --config_path $(RECIPES_CONF) --out_dir $(RUNS)/recipes
 isoflop-plan: ## print the isoflop runs (N, D = C/6N, D/N, steps) without training
 	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop --plan_only
 

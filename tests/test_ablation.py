@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,13 @@ def test_ablation_end_to_end_then_rerun_skips(tmp_path, capsys):
     assert set(result["summary"]) == {"hq_first", "hq_last", "mixed"}
     assert all(r["average"]["n"] == 2 for r in result["summary"].values())
     assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| variant | seeds | wiki | books | c4 | forums | average |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert md.count("| variant | seeds | wiki | books | c4 | forums | average |") == 2 and "bits per byte" in md
+    assert set(result["summary_bpb"]) == set(result["summary"])
+    final = result["final_validation"]["hq_first"]["1"]  # trainkit's byte vocabulary: 1 byte per target token
+    assert result["final_validation_bpb"]["hq_first"]["1"] == pytest.approx(
+        {d: v / math.log(2) for d, v in final.items()}, rel=0.05
+    )
     assert len(result["seconds_this_invocation"]) == 6
     exposure = result["source_exposure"]  # wiki: 1/3 of the tokens, over its 40 x 200-token documents
     assert exposure["wiki"]["tokens"] == pytest.approx(result["total_tokens"] / 3)

@@ -1,4 +1,5 @@
-"""Hugging Face export of a real tiny run: transformers loads it and computes the same logits."""
+"""Hugging Face export of a real tiny run (GPT-2's architecture and nanochat's): transformers loads it and
+computes the same logits."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import torch
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.export.huggingface import export_huggingface, write_huggingface
+from chinchilla_pipeline.export.huggingface import HF_ARCHITECTURES, export_huggingface, write_huggingface
 from chinchilla_pipeline.export.trained import TrainedModel, load_trained
 from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.model.gpt import GPT
+from chinchilla_pipeline.model.nanochat import NanoChat
 from chinchilla_pipeline.tokenizer.load import EOT_TOKEN, load_tokenizer
 from textrun import make_text_run
 
@@ -24,6 +26,12 @@ from textrun import make_text_run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tokenizer_dir):
     return make_text_run(tmp_path_factory.mktemp("textrun"), tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def nanochat_run(tmp_path_factory, tokenizer_dir):
+    """The same run with nanochat's architecture, trained by the real trainer (AdamW)."""
+    return make_text_run(tmp_path_factory.mktemp("nanochat"), tokenizer_dir, model_fields={"architecture": "nanochat"})
 
 
 def _validation_tokens(run, t: int) -> torch.Tensor:
@@ -36,7 +44,7 @@ def _assert_same_logits(trained: TrainedModel, out_dir, tokens: torch.Tensor) ->
     from transformers import AutoModelForCausalLM
 
     hf, info = AutoModelForCausalLM.from_pretrained(out_dir, output_loading_info=True, dtype=torch.float32)
-    assert type(hf).__name__ == "GPT2LMHeadModel"
+    assert type(hf).__name__ == HF_ARCHITECTURES[trained.config.architecture]
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     hf.eval()
     with torch.no_grad():
@@ -64,6 +72,36 @@ def test_exported_model_and_tokenizer_load_and_match(run, tmp_path):
     text = "The assert statement checks a condition."
     assert hf_tok(text)["input_ids"] == ours.tokenizer.encode(text, add_special_tokens=False).ids
     assert hf_tok.model_max_length == trained.config.block_size
+
+
+def test_nanochat_run_exports_as_nanochat_for_causal_lm(nanochat_run, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "hf"
+    rec = export_huggingface(nanochat_run["run_dir"], nanochat_run["tokenizer"], out)
+    trained = load_trained(nanochat_run["run_dir"], nanochat_run["tokenizer"])
+    mc = trained.config
+    assert isinstance(trained.model, NanoChat) and rec["architecture"] == "NanoChatForCausalLM"
+    assert rec["num_params"] == mc.num_params() == trained.model.num_params()
+    assert mc.padded_vocab_size > mc.vocab_size  # the export must slice embedding and head
+    # trained: the zero-initialised head and residual projections have moved
+    block = trained.model.h[0]
+    for w in (trained.model.lm_head.weight, block.self_attn.o_proj.weight, block.mlp.fc2.weight):
+        assert torch.count_nonzero(w) > 0
+    cfg = json.loads((out / "config.json").read_text())
+    eot = trained.tokenizer.eot_id
+    assert cfg["model_type"] == "nanochat" and cfg["architectures"] == ["NanoChatForCausalLM"]
+    assert (cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]) == (mc.vocab_size, 32, 128)
+    assert (cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (2, 2, 2)
+    assert cfg["max_position_embeddings"] == mc.block_size and cfg["rms_norm_eps"] == mc.norm_eps == 1e-6
+    assert cfg["rope_parameters"] == {"rope_type": "default", "rope_theta": 10_000.0}
+    assert cfg["final_logit_softcapping"] == 15.0 and cfg["tie_word_embeddings"] is False
+    assert (cfg["bos_token_id"], cfg["eos_token_id"], cfg["pad_token_id"]) == (eot, eot, None)
+    _assert_same_logits(trained, out, _validation_tokens(nanochat_run, mc.block_size))
+    hf_tok = AutoTokenizer.from_pretrained(out)
+    text = "The assert statement checks a condition."
+    assert hf_tok(text)["input_ids"] == trained.tokenizer.tokenizer.encode(text, add_special_tokens=False).ids
+    assert hf_tok.eos_token_id == eot and hf_tok.model_max_length == mc.block_size
 
 
 def test_bias_free_model_exports_with_zero_biases(run, tmp_path):
@@ -146,10 +184,16 @@ def test_evaluate_reads_whole_validation_splits_and_the_report_shows_it(run, tmp
         val = open_prepared(run["config"].parent / "data" / domain).num_tokens("validation")
         assert r["num_tokens"] == (val - 1) // t * t  # every whole window of the split
         assert 0 < r["loss"] < math.log(trained.config.vocab_size) + 1 and r["perplexity"] == math.exp(r["loss"])
+        ds = open_prepared(run["config"].parent / "data" / domain)  # the targets' bytes, from the dataset's table
+        targets = np.asarray(ds.shards("validation")[0].tokens[1 : r["num_tokens"] + 1])
+        num_bytes = int(ds.token_bytes()[targets].sum())
+        assert r["bpb"] == pytest.approx(r["loss"] * r["num_tokens"] / (math.log(2) * num_bytes), rel=1e-9)
+    assert result["mean_bpb"] == pytest.approx(sum(r["bpb"] for r in result["domains"].values()) / 2)
     saved = json.loads((run_dir / "evaluation.json").read_text())
     assert saved["domains"] == result["domains"]
     report = make_report(run_dir).read_text()
     assert "Whole validation splits" in report and f"{result['mean_loss']:.4f}" in report
+    assert f"| {result['mean_bpb']:.4f} |" in report
     assert (
         main(
             [
@@ -164,4 +208,5 @@ def test_evaluate_reads_whole_validation_splits_and_the_report_shows_it(run, tmp
         )
         == 0
     )
-    assert "whole validation splits" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "whole validation splits" in out and "bits/byte" in out

@@ -1,4 +1,5 @@
-"""Sampling from a real tiny run: seeded, greedy equals argmax, long prompts cropped to the context."""
+"""Sampling from a real tiny run (GPT-2's architecture and nanochat's): seeded, greedy equals argmax, long
+prompts cropped to the context."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.export.generate import generate_text, sample_tokens
 from chinchilla_pipeline.export.trained import load_trained
+from chinchilla_pipeline.model.nanochat import NanoChat
 from textrun import make_text_run
 
 PROMPT = "The assert statement"
@@ -22,6 +24,29 @@ def run(tmp_path_factory, tokenizer_dir):
 @pytest.fixture(scope="module")
 def trained(run):
     return load_trained(run["run_dir"], run["tokenizer"])
+
+
+@pytest.fixture(scope="module")
+def nanochat(tmp_path_factory, tokenizer_dir):
+    run = make_text_run(tmp_path_factory.mktemp("nanochat"), tokenizer_dir, model_fields={"architecture": "nanochat"})
+    return load_trained(run["run_dir"], run["tokenizer"])
+
+
+def test_nanochat_checkpoint_samples_seeded_greedy_and_cropped(nanochat):
+    assert isinstance(nanochat.model, NanoChat)
+    opts = {"max_new_tokens": 16, "temperature": 1.0, "top_k": None, "num_samples": 2}
+    first = generate_text(nanochat, PROMPT, seed=0, **opts)
+    assert generate_text(nanochat, PROMPT, seed=0, **opts) == first and first[0] != first[1]
+    tok, block = nanochat.tokenizer, nanochat.config.block_size
+    seq = [tok.eot_id] + tok.tokenizer.encode(PROMPT, add_special_tokens=False).ids
+    start = torch.tensor([seq])
+    with torch.no_grad():
+        for _ in range(8):
+            seq.append(int(nanochat.model(torch.tensor([seq[-block:]]))[0, -1].argmax()))
+    assert torch.equal(sample_tokens(nanochat.model, start, 8, block_size=block, temperature=0), torch.tensor([seq]))
+    long = torch.randint(1, nanochat.config.vocab_size, (2, block + 10), generator=torch.Generator().manual_seed(0))
+    out = sample_tokens(nanochat.model, long, 5, block_size=block, temperature=0.8, top_k=40, seed=0)
+    assert out.shape == (2, block + 15) and torch.equal(out[:, : block + 10], long)
 
 
 def test_same_seed_same_text_other_seed_other_text(trained):

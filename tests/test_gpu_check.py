@@ -58,8 +58,10 @@ def test_gpu_check_cpu_mode_runs_every_part_through_its_script(tmp_path):
     assert Path(res["environment"]["pythonpath"]).resolve() == (ROOT / "src").resolve()
     assert res["complete"] and res["pending_parts"] == [] and res["failed_parts"] == []
     assert res["deadline_s"] == check.DEFAULT_DEADLINE_S["cpu"] and res["wall_s"] < res["deadline_s"]
-    base, chunked = res["throughput"]
-    assert (base["setting"], chunked["setting"]) == ("baseline", "chunked_ce")
+    base, chunked, modern = res["throughput"]
+    assert (base["setting"], chunked["setting"], modern["setting"]) == ("baseline", "chunked_ce", "nanochat")
+    # the modern recipe: the nanochat model with Muon + AdamW, measured like the others
+    assert modern["optimizer"] == "muon" and modern["trainer_tokens_per_s"] > 0 and modern["model"].endswith("nanochat")
     # the bare loop for the baseline only: trainer/bare there, the bare fields empty elsewhere
     assert base["bare_measured"] and base["bare_tokens_per_s"] > 0 and base["trainer_tokens_per_s"] > 0
     assert base["ratio"] == base["trainer_tokens_per_s"] / base["bare_tokens_per_s"]

@@ -48,6 +48,32 @@ def run(tmp_path_factory, tokenizer_dir):
     return {**paths, "data": data}
 
 
+@pytest.fixture(scope="module")
+def nanochat_run(tmp_path_factory, tokenizer_dir):
+    """A nanochat-architecture run, HellaSwag at every evaluation (no wandb)."""
+    root = tmp_path_factory.mktemp("hsnanochat")
+    data = write_hellaswag(root / "hellaswag_val.jsonl", ITEMS)
+    hs = {"hellaswag_path": str(data), "hellaswag_tokenizer": str(tokenizer_dir), "hellaswag_max_items": 10}
+    paths = make_text_run(root, tokenizer_dir, model_fields={"architecture": "nanochat"}, hellaswag=hs)
+    return {**paths, "data": data}
+
+
+def test_hellaswag_scores_a_nanochat_checkpoint_and_its_export_alike(nanochat_run, tmp_path):
+    """During training, on the checkpoint, and on its NanoChatForCausalLM export: the same predictions."""
+    hs = read_metrics(nanochat_run["run_dir"] / "metrics.jsonl", "hellaswag")
+    assert sorted(hs) == [8, 16] and all(r["num_items"] == 10 for r in hs.values())
+    args = ["hellaswag", "--data", str(nanochat_run["data"]), "--device", "cpu", "--items_per_batch", "5"]
+    ours_path, theirs_path = tmp_path / "ckpt.json", tmp_path / "hf.json"
+    ckpt = ["--model", str(nanochat_run["run_dir"]), "--tokenizer", str(nanochat_run["tokenizer"])]
+    assert main(args + ckpt + ["--out", str(ours_path)]) == 0
+    export_huggingface(nanochat_run["run_dir"], nanochat_run["tokenizer"], tmp_path / "hf")
+    assert main(args + ["--model", str(tmp_path / "hf"), "--out", str(theirs_path)]) == 0
+    ours, theirs = json.loads(ours_path.read_text()), json.loads(theirs_path.read_text())
+    assert (ours["kind"], theirs["kind"], ours["step"], theirs["step"]) == ("checkpoint", "export", 16, 16)
+    for key in ("acc_norm", "acc", "correct_norm", "correct", "num_items", "truncated"):
+        assert theirs[key] == ours[key], key
+
+
 def test_training_logs_hellaswag_at_every_evaluation_and_phase_end(run):
     hs = read_metrics(run["run_dir"] / "metrics.jsonl", "hellaswag")
     val = read_metrics(run["run_dir"] / "metrics.jsonl", "validation")

@@ -24,6 +24,7 @@ from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.report import format_report
+from chinchilla_pipeline.tokenizer.token_bytes import token_byte_lengths
 from chinchilla_pipeline.tokenizer.train import train_tokenizer
 from conftest import CORPUS, TOKENIZER_SOURCE, prepare_args, write_dataset_config
 
@@ -89,6 +90,7 @@ def test_verify_finds_a_validation_document_in_train(tmp_path, tokenizer_dir):
         {"validation": arrays[:2], "train": [arrays[2], arrays[1]]},
         vocab_size=tok.vocab_size,
         eot_id=tok.eot_id,
+        token_bytes=token_byte_lengths(tok),
     )
     assert verify_dataset(tmp_path / "planted") == ["train: 1 documents equal a validation document"]
 

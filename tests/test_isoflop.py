@@ -79,7 +79,8 @@ def test_analysis_recovers_optima_per_budget_with_a_seed_range():
                 }
             )
             losses[(c, w, 1)], losses[(c, w, 2)] = base - 0.01, base + 0.01  # seeds shift the curve only
-    a = analyse(rows, losses, [1, 2])
+    bpb = {k: v / (math.log(2) * 4.0) for k, v in losses.items()}  # as if 4 bytes per token: reported, not fitted
+    a = analyse(rows, losses, bpb, [1, 2])
     for b, (c, n_opt) in zip(a["budgets"], budgets.items()):
         assert b["optimum"]["num_params"] == pytest.approx(n_opt, rel=1e-6)
         assert b["optimum"]["tokens_per_param"] == pytest.approx(c / (6 * n_opt**2), rel=1e-6)
@@ -91,6 +92,9 @@ def test_analysis_recovers_optima_per_budget_with_a_seed_range():
     assert a["scaling"]["exponent"] == pytest.approx(0.5)
     table = format_results(a)
     assert "| 1e+12 | 1, 100,000 (16.7) | 120,000 |" in table and "C^0.50 over 2 budgets" in table
+    size = a["budgets"][0]["sizes"][0]
+    assert size["bpb_mean"] == pytest.approx(size["loss_mean"] / (math.log(2) * 4.0))
+    assert f"| {size['loss_mean']:.4f} ± 0.0141 | {size['bpb_mean']:.4f} ± " in table
     assert a["budgets"][1]["best_trained"]["num_params"] == 2e5  # the size nearest 2.4e5 on a log scale
 
 
@@ -110,7 +114,7 @@ def test_vertex_outside_the_sizes_is_left_out_of_the_scaling():
     ]
     optima = {1e12: 1e4, 4e12: 1e5}  # the first budget's minimum lies below the smallest size
     losses = {(r["flops"], r["width"], 1): _parabola_losses([r["num_params"]], optima[r["flops"]])[0] for r in rows}
-    a = analyse(rows, losses, [1])
+    a = analyse(rows, losses, losses, [1])
     assert not a["budgets"][0]["fit"]["inside"] and a["budgets"][0]["best_trained"]["num_params"] == 5e4
     assert a["scaling"] is None  # one budget with a vertex inside: no exponent
 
@@ -159,7 +163,8 @@ def test_isoflop_end_to_end_then_rerun_skips(tmp_path, capsys):
     result = run_isoflop(path, out, device="cpu")
     (b,) = result["budgets"]
     assert [r["width"] for r in b["sizes"]] == [16, 24, 32] and len(result["seconds_this_invocation"]) == 3
-    assert all(math.isfinite(r["loss_mean"]) for r in b["sizes"])
+    assert all(math.isfinite(r["loss_mean"]) and math.isfinite(r["bpb_mean"]) for r in b["sizes"])
+    assert "bits per byte |" in (out / "results.md").read_text()
     weights = {s["name"]: s["weight"] for s in result["mix"]["sources"]}
     assert set(weights) == {"wiki", "books", "c4", "forums"} and len(set(weights.values())) == 1  # equal sizes
     assert (out / "isoflop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -182,6 +182,14 @@ def test_unprepared_or_corrupt_source_is_a_blocker(run_setup, tokenizer_dir, tmp
         assert code == 2 and rows["data wiki"][0] == "BLOCKER" and "sha256 differs" in rows["data wiki"][1]
     finally:
         shard.write_bytes(original)
+    table_path = Path(cur["phases"][0]["sources"][0]["path"]) / "token_bytes.npy"  # a dataset from before it
+    original = table_path.read_bytes()
+    table_path.unlink()
+    try:
+        code, rows = table(capsys, run_setup, tokenizer_dir, "--no_verify")
+        assert code == 2 and rows["data wiki"][0] == "BLOCKER" and "no token_bytes.npy" in rows["data wiki"][1]
+    finally:
+        table_path.write_bytes(original)
 
 
 def test_wall_clock_from_gpu_check_results(run_setup, tokenizer_dir, capsys, tmp_path):

@@ -18,6 +18,7 @@ from chinchilla_pipeline.data.sources import iter_documents
 from chinchilla_pipeline.data.verify import verify_dataset
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.token_bytes import token_byte_lengths
 from conftest import CLI, CLI_ENV, CORPUS, prepare_args, write_dataset_config
 
 
@@ -172,7 +173,10 @@ def test_ranks_are_disjoint_and_merge_covers_the_single_run(tmp_path, tokenizer_
         merged["splits"]["train"]["num_tokens"] + merged["splits"]["validation"]["num_tokens"]
         == single["splits"]["train"]["num_tokens"] + single["splits"]["validation"]["num_tokens"]
     )
-    assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/parts") == []
+    assert merged["caps"]["validation_docs"] == 20 and verify_dataset(tmp_path / "two/parts", tokenizer_dir) == []
+    assert np.array_equal(
+        open_prepared(tmp_path / "two/parts").token_bytes(), open_prepared(tmp_path / "one/parts").token_bytes()
+    )
     assert merged["input"] == single["input"] and single["input"]["rows_read"] == 789
     one = open_prepared(tmp_path / "one/parts")
     ref = [d.tobytes() for s in ("train", "validation") for d in shard_docs(one, s)]
@@ -295,3 +299,50 @@ def test_estimate_projects_what_prepare_produces(tmp_path, tokenizer_dir):
     needed = int(np.searchsorted(np.cumsum(lens), 50_000)) + 1  # documents that really reach the target
     assert abs(e["max_samples_for_target"] - needed) <= 0.1 * needed
     assert e["max_samples_suggested"] > e["max_samples_for_target"]
+
+
+def test_the_bytes_per_token_table_travels_with_the_dataset(tmp_path, tokenizer_dir):
+    cfg = write_dataset_config(tmp_path, max_samples=30)
+    m = run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    ds = open_prepared(tmp_path / "out/topics")
+    table = ds.token_bytes()
+    assert m["token_bytes_sha256"] and table.dtype == np.int32 and table.shape == (ds.vocab_size,)
+    assert np.array_equal(table, token_byte_lengths(load_tokenizer(tokenizer_dir))) and table[ds.eot_id] == 0
+    # each document's tokens (after its end-of-text) count exactly the UTF-8 bytes of its text
+    texts = all_docs(cfg)[:20]
+    assert [int(table[d].sum()) for d in shard_docs(ds, "validation")] == [len(t.encode("utf-8")) for t in texts]
+
+
+def test_a_dataset_from_before_the_table_gets_it_from_a_rerun_without_tokenizing(tmp_path, tokenizer_dir):
+    from chinchilla_pipeline.errors import UserError
+
+    cfg = write_dataset_config(tmp_path, max_samples=30)
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    d = tmp_path / "out/topics"
+    manifest = json.loads((d / "manifest.json").read_text())
+    del manifest["token_bytes_sha256"]  # as prepare wrote it before token_bytes.npy existed
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    (d / "token_bytes.npy").unlink()
+    with pytest.raises(UserError, match=r"topics/manifest.json: .*no token_bytes.npy.*re-run `chinchilla prepare`"):
+        open_prepared(d).token_bytes()
+    assert any("no token_bytes.npy" in p for p in verify_dataset(d))
+    shards = {p.name: p.stat().st_mtime_ns for p in d.glob("*.bin")}
+    run_prepare(cfg, tokenizer_dir, tmp_path / "out")
+    assert {p.name: p.stat().st_mtime_ns for p in d.glob("*.bin")} == shards  # not tokenized again
+    assert verify_dataset(d, tokenizer_dir) == []
+
+
+def test_verify_catches_a_tampered_table(tmp_path, tokenizer_dir):
+    run_prepare(write_dataset_config(tmp_path, max_samples=30), tokenizer_dir, tmp_path / "out")
+    d = tmp_path / "out/topics"
+    table = np.load(d / "token_bytes.npy")
+    table[300] += 1
+    np.save(d / "token_bytes.npy", table)
+    assert any("differs from the manifest's sha256" in p for p in verify_dataset(d))
+    manifest = json.loads((d / "manifest.json").read_text())  # the sha256 rewritten to match: the tokenizer tells
+    from chinchilla_pipeline.atomic import sha256_file
+
+    manifest["token_bytes_sha256"] = sha256_file(d / "token_bytes.npy")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_dataset(d) == []
+    assert any("differs from the bytes per token" in p for p in verify_dataset(d, tokenizer_dir))

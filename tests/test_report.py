@@ -20,6 +20,7 @@ from trainkit import SEED_ORDER, write_curriculum
 PLOTS = [
     "train_loss.png",
     "validation_loss.png",
+    "validation_bpb.png",
     "tokens_per_source.png",
     "learning_rate.png",
     "throughput.png",
@@ -52,17 +53,24 @@ def test_plots_open_with_the_expected_size_and_are_drawn(run_dir, tmp_path):
 def test_report_numbers_come_from_the_metrics(run_dir):
     md = make_report(run_dir).read_text()  # default: RUN_DIR/report
     assert (run_dir / "report" / "report.md").is_file()
-    val = read_metrics(run_dir / "metrics.jsonl", "validation")[STEPS]["loss"]
+    record = read_metrics(run_dir / "metrics.jsonl", "validation")[STEPS]
+    val, bpb = record["loss"], record["bpb"]
     for domain, loss in val.items():
-        assert re.search(rf"\| {domain} \| [ab] \| {loss:.4f} \| {math.exp(loss):.2f} \|", md), domain
+        row = rf"\| {domain} \| [ab] \| {loss:.4f} \| {math.exp(loss):.2f} \| {bpb[domain]:.4f} \|"
+        assert re.search(row, md), domain
     mean = sum(val.values()) / len(val)
-    assert f"| **mean** |  | {mean:.4f} | {math.exp(mean):.2f} |" in md
+    assert f"| **mean** |  | {mean:.4f} | {math.exp(mean):.2f} | {record['bpb_mean']:.4f} |" in md
+    assert f"| final validation bits per byte, mean over domains | {record['bpb_mean']:.4f} |" in md
 
     trans = read_metrics(run_dir / "metrics.jsonl", "transition")[STEPS]
+    b, a = trans["before_bpb"], trans["after_bpb"]
     for domain, rise in trans["forgetting"].items():
-        assert f"| {domain} | {trans['before'][domain]:.4f} | {trans['after'][domain]:.4f} | {rise:+.4f} |" in md
-    for fall in trans["gain"].values():
-        assert f"| {-fall:+.4f} | {'gain' if fall > 0 else 'no gain'} |" in md
+        assert (
+            f"| {domain} | {trans['before'][domain]:.4f} | {trans['after'][domain]:.4f} | {rise:+.4f} | "
+            f"{b[domain]:.4f} | {a[domain]:.4f} | {trans['forgetting_bpb'][domain]:+.4f} |"
+        ) in md
+    for domain, fall in trans["gain"].items():
+        assert f"| {-fall:+.4f} | {b[domain]:.4f} | {a[domain]:.4f} | {-trans['gain_bpb'][domain]:+.4f} | " in md
 
     train = read_metrics(run_dir / "metrics.jsonl", "train")
     seen_a = train[STEPS // 2 - 1]["tokens_seen"]
@@ -114,3 +122,15 @@ def test_a_run_before_its_first_log_interval_is_a_user_error(run_dir, tmp_path):
     with pytest.raises(UserError, match="no logged interval"):
         make_report(tmp_path)
     assert main(["report", "--run_dir", str(tmp_path)]) == 2
+
+
+def test_report_of_a_run_recorded_before_bits_per_byte(run_dir, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    with open(old / "metrics.jsonl", "w") as f:
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            f.write(json.dumps({k: v for k, v in rec.items() if "bpb" not in k}) + "\n")
+    md = make_report(old, tmp_path / "out").read_text()
+    assert "| **mean** |  |" in md and " | - |" in md and "bits per byte, mean over domains" not in md
+    assert not (tmp_path / "out" / "validation_bpb.png").exists()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from chinchilla_pipeline.atomic import sha256_file
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.token_bytes import token_byte_lengths
 from chinchilla_pipeline.tokenizer.train import load_mix, mix_fingerprint, train_tokenizer
 from conftest import CORPUS, TOKENIZER_SOURCE, write_dataset_config
 
@@ -55,6 +56,21 @@ def test_transformers_loads_the_saved_tokenizer(tokenizer_dir):
     assert hf(text)["input_ids"] == tok.tokenizer.encode(text, add_special_tokens=False).ids
     assert hf.decode(hf(text)["input_ids"]) == text
     assert hf.eos_token == "<|endoftext|>"
+
+
+def test_bytes_per_token_sum_to_the_utf8_bytes_of_the_text(tokenizer_dir):
+    tok = load_tokenizer(tokenizer_dir)
+    table = token_byte_lengths(tok)
+    assert table.shape == (tok.vocab_size,) and table[tok.eot_id] == 0 and table.min() == 0
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line, _ in zip(f, range(50))]
+    # non-ASCII the corpus hardly holds: 2-, 3- and 4-byte characters, split across tokens by BPE
+    texts += ["naïve café — 東京タワー 😀🚀\tend\r\n", "Ελληνικά и кириллица; Ünïcödé ∑∫≠ 𝔘𝔫𝔦"]
+    for text in texts:
+        ids = tok.tokenizer.encode(text, add_special_tokens=False).ids
+        assert int(table[ids].sum()) == len(text.encode("utf-8")), text[:40]
+    ids = tok.tokenizer.encode("<|endoftext|>a", add_special_tokens=False).ids  # the special token counts 0 bytes
+    assert ids[0] == tok.eot_id and int(table[ids].sum()) == 1
 
 
 def test_finished_tokenizer_of_another_mix_is_kept_and_refused_without_overwrite(tmp_path, tokenizer_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -41,6 +42,16 @@ def test_curriculum_trains_and_records_the_transition(tmp_path):
     assert set(summary["forgetting"]) == {"wiki", "books"} and set(summary["gain"]) == {"c4", "forums"}
     assert summary["gain"]["c4"] == pytest.approx(val[20]["loss"]["c4"] - val[40]["loss"]["c4"])
     assert summary["gain"]["c4"] > 0
+    # bits per byte beside nats for every domain; trainkit's byte vocabulary: 1 byte per target but end-of-text
+    for rec in val.values():
+        assert set(rec["bpb"]) == set(rec["loss"]) and rec["bpb_mean"] == pytest.approx(sum(rec["bpb"].values()) / 4)
+        assert all(
+            rec["loss"][d] / math.log(2) <= b <= 1.02 * rec["loss"][d] / math.log(2) for d, b in rec["bpb"].items()
+        )
+    assert trans[20]["validation_bpb"] == val[20]["bpb"] and "before_bpb" not in trans[20]
+    assert summary["before_bpb"] == val[20]["bpb"] and summary["after_bpb"] == val[40]["bpb"]
+    assert set(summary["forgetting_bpb"]) == {"wiki", "books"} and set(summary["gain_bpb"]) == {"c4", "forums"}
+    assert summary["gain_bpb"]["c4"] == pytest.approx(val[20]["bpb"]["c4"] - val[40]["bpb"]["c4"])
     # tokens per source: weights 2:1 within each phase, 20 steps x 8 sequences x 32 tokens per phase
     seen = train[39]["tokens_seen"]
     assert seen["wiki"] + seen["books"] == seen["c4"] + seen["forums"] == 20 * 256

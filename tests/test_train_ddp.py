@@ -12,20 +12,24 @@ import pytest
 from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
 from conftest import CLI_ENV, CLI_MODULE
-from trainkit import SEED_ORDER, write_curriculum
+from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 @pytest.mark.skipif(not TORCHRUN.exists() and not shutil.which("torchrun"), reason="torchrun not installed")
-@pytest.mark.parametrize("micro_batch_size, accum", [(4, 1), (2, 2)])  # 2: gradient accumulation under no_sync
-def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum):
+# 2: gradient accumulation under no_sync; modern: nanochat model, Muon after the all-reduce on every rank
+@pytest.mark.parametrize("micro_batch_size, accum, recipe", [(4, 1, "gpt2"), (2, 2, "gpt2"), (4, 1, "modern")])
+def test_two_ranks_match_one_rank(tmp_path, micro_batch_size, accum, recipe):
+    if recipe == "modern":
+        write_model(tmp_path, **MODERN_MODEL)
     cfg = write_curriculum(
         tmp_path,
         SEED_ORDER,
         steps=20,
         checkpoint={"interval_steps": 10, "keep_last": 1},
         batch={"global_batch_tokens": 256, "micro_batch_size": micro_batch_size},
+        **(MODERN_FIELDS if recipe == "modern" else {}),
     )
     args = [*CLI_MODULE, "pretrain", "--config", str(cfg), "--device", "cpu"]
     one = subprocess.run(

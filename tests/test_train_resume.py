@@ -8,12 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
 from conftest import CLI, CLI_ENV
-from trainkit import SEED_ORDER, write_curriculum
+from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
 
 STEPS = 300
 
@@ -22,7 +23,10 @@ def _cmd(cfg: Path, out: Path) -> list[str]:
     return [*CLI, "pretrain", "--config", str(cfg), "--out_dir", str(out), "--device", "cpu"]
 
 
-def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
+@pytest.mark.parametrize("recipe", ["gpt2", "modern"])  # modern: nanochat model, Muon + AdamW in the checkpoint
+def test_kill_9_then_resume_is_bitwise_identical(tmp_path, recipe):
+    if recipe == "modern":
+        write_model(tmp_path, **MODERN_MODEL)
     cfg = write_curriculum(
         tmp_path,
         SEED_ORDER,
@@ -30,6 +34,7 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
         checkpoint={"interval_steps": 20, "keep_last": 2},
         eval={"interval_steps": 100, "tokens_per_source": 256},
         log_interval_steps=10,
+        **(MODERN_FIELDS if recipe == "modern" else {}),
     )
     unbroken = subprocess.run(_cmd(cfg, tmp_path / "unbroken"), env=CLI_ENV, capture_output=True, text=True)
     assert unbroken.returncode == 0, unbroken.stderr

@@ -11,11 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from chinchilla_pipeline.data.manifest import write_token_dataset
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
+from chinchilla_pipeline.tokenizer.token_bytes import token_byte_lengths
 from chinchilla_pipeline.train.run import run_pretrain
 from conftest import CORPUS
 from trainkit import write_curriculum, write_model
@@ -29,12 +31,19 @@ def corpus_texts() -> list[str]:
 
 
 def make_text_run(
-    root: Path, tokenizer_dir: Path, *, steps: int = 16, phases: tuple[str, ...] = ("all",), **options
+    root: Path,
+    tokenizer_dir: Path,
+    *,
+    steps: int = 16,
+    phases: tuple[str, ...] = ("all",),
+    model_fields: dict[str, Any] | None = None,
+    **options,
 ) -> dict[str, Path]:
     """Train a two-phase run (``wiki`` then ``forums``) under ``root``; returns its paths.
 
-    ``model``: the model config it was trained with, written in ``root``. ``phases``: one
-    ``run_pretrain`` call per entry ("all", or a phase name); ``options`` go to each call.
+    ``model``: the model config it was trained with, written in ``root`` (``model_fields`` override
+    trainkit's tiny GPT, e.g. ``{"architecture": "nanochat"}``). ``phases``: one ``run_pretrain`` call
+    per entry ("all", or a phase name); ``options`` go to each call.
     """
     tok = load_tokenizer(tokenizer_dir)
     texts = corpus_texts()
@@ -51,8 +60,9 @@ def make_text_run(
             vocab_size=tok.vocab_size,
             eot_id=tok.eot_id,
             tokenizer_sha256=tok.sha256,
+            token_bytes=token_byte_lengths(tok),
         )
-    model = write_model(root, vocab_size=tok.vocab_size, pad_vocab_multiple=PAD_MULTIPLE)
+    model = write_model(root, vocab_size=tok.vocab_size, pad_vocab_multiple=PAD_MULTIPLE, **(model_fields or {}))
     cfg = write_curriculum(
         root,
         [("a", {"wiki": 1}), ("b", {"forums": 1})],

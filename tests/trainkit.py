@@ -19,6 +19,13 @@ EOT = 0
 RULES = {"wiki": (1, 1), "books": (3, 7), "c4": (5, 11), "forums": (7, 3)}  # next = (a·t + b) mod 255 + 1
 
 
+def byte_vocabulary(vocab: int = VOCAB) -> np.ndarray:
+    """The bytes per token id of a byte vocabulary: 1 for every id, 0 for end-of-text (``token_bytes.npy``)."""
+    table = np.ones(vocab, dtype=np.int32)
+    table[EOT] = 0
+    return table
+
+
 def make_domain(
     root: Path, name: str, *, n_docs: int = 40, doc_len: int = 200, vocab: int = VOCAB, seed: int = 0
 ) -> Path:
@@ -39,6 +46,7 @@ def make_domain(
         vocab_size=vocab,
         eot_id=EOT,
         tokenizer_sha256="test-tokenizer",
+        token_bytes=byte_vocabulary(vocab),
     )
 
 
@@ -89,3 +97,16 @@ def write_curriculum(
 
 
 SEED_ORDER = [("a", {"wiki": 2, "books": 1}), ("b", {"c4": 2, "forums": 1})]
+
+
+# The modern recipe at test size: the nanochat architecture, Muon + AdamW (lrs for width 32), long warmdown.
+MODERN_MODEL = {"architecture": "nanochat"}
+MODERN_FIELDS = {
+    "optimizer": {
+        "kind": "muon",
+        "lr": 3e-3,
+        "beta1": 0.8,
+        "muon": {"matrix_lr": 0.02, "embedding_lr": 0.05, "head_lr": 0.01, "momentum_warmup_steps": 10},
+    },
+    "schedule": {"kind": "wsd", "warmup_share": 0.0, "decay_start_share": 0.35},
+}

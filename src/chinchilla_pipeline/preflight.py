@@ -50,6 +50,7 @@ def check_data(cfg, plan, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]
     for name, path in cfg.domains().items():
         try:
             ds = open_prepared(path)
+            ds.token_bytes()  # validation bits per byte need it: a dataset from before it stops the run at start
         except UserError as err:
             rows.append(Row(f"data {name}", "BLOCKER", f"{err} (run its prepare target)"))
             continue

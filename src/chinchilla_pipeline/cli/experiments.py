@@ -1,4 +1,4 @@
-"""Experiment commands: the curriculum ablation and the IsoFLOP measurement."""
+"""Experiment commands: the curriculum ablation, the IsoFLOP measurement and the recipe comparison."""
 
 from __future__ import annotations
 
@@ -39,7 +39,25 @@ def _add_isoflop(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_compare_recipes(sub) -> None:
+    p = sub.add_parser(
+        "compare-recipes", help="GPT-2's recipe vs the modern one: lrs tuned on one seed, bpb over 3 others"
+    )
+    config_path_arg(p, default="config/demo/recipes.json", help="recipe comparison config JSON")
+    p.add_argument("--out_dir", default="runs/recipes", help="runs, results.md, results.json and recipes.png go here")
+    device_arg(p)
+
+    def run(a):
+        from ..experiments.recipes import run_compare
+
+        run_compare(a.config_path, a.out_dir, device=a.device)
+        return 0
+
+    p.set_defaults(func=run)
+
+
 ADDERS = [
     _add_ablate,
     _add_isoflop,
+    _add_compare_recipes,
 ]

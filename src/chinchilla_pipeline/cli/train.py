@@ -190,10 +190,16 @@ def _add_bench_train(sub) -> None:
         default="sliced",
         help="the loss path (config speed.cross_entropy)",
     )
+    p.add_argument(
+        "--optimizer",
+        choices=["adamw", "muon"],
+        default="adamw",
+        help="the recipe's optimiser (config optimizer.kind): AdamW, or Muon on the block matrices + AdamW",
+    )
 
     def run(a):
         from ..train.bench_train import bench_train
-        from ..train.config import SpeedConfig
+        from ..train.config import OptimizerConfig, SpeedConfig
 
         positive(a, "micro_batch_size", "grad_accum", "steps", "rounds", "peak_tflops")
         if a.warmup_steps < 0:
@@ -210,6 +216,7 @@ def _add_bench_train(sub) -> None:
             rounds=a.rounds,
             peak_tflops=a.peak_tflops,
             speed=SpeedConfig(cross_entropy=a.cross_entropy),
+            optimizer=OptimizerConfig(kind=a.optimizer),
         )
         return 0
 

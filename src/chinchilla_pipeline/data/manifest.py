@@ -5,6 +5,7 @@ Layout of a prepared dataset directory::
     <out_dir>/<name>/manifest.json
     <out_dir>/<name>/train_00000.bin  train_00000.idx  ...
     <out_dir>/<name>/validation_00000.bin  validation_00000.idx
+    <out_dir>/<name>/token_bytes.npy   UTF-8 bytes per token id (validation bits per byte)
 
 The manifest is written last, atomically: a directory without ``manifest.json``
 is not finished. Every count in it is measured from the shards written.
@@ -18,12 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import sha256_file, write_json
+from ..atomic import atomic_open, sha256_file, write_json
 from .shards import ShardWriter, digest_shard, index_path, token_dtype
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation")
+TOKEN_BYTES_NAME = "token_bytes.npy"
+TOKEN_BYTES_FIELD = "token_bytes_sha256"
+
+
+def write_token_bytes(directory: str | Path, table: np.ndarray) -> str:
+    """Write ``token_bytes.npy`` (int32, vocab_size entries: the UTF-8 bytes each id decodes to, 0 for
+    special tokens; 4 bytes x 50,257 = 201 KB for GPT-2's vocabulary) atomically; returns its sha256."""
+    path = Path(directory) / TOKEN_BYTES_NAME
+    with atomic_open(path) as f:
+        np.save(f, np.ascontiguousarray(table, dtype=np.int32))
+    return sha256_file(path)
 
 
 def shard_name(split: str, index: int) -> str:
@@ -152,9 +164,11 @@ def build_manifest(
     eot_id: int,
     tokenizer_sha256: str,
     splits: dict[str, list[dict[str, Any]]],
+    token_bytes_sha256: str | None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The manifest dict; ``extra`` carries the config as run, caps, target and source counts."""
+    """The manifest dict; ``extra`` carries the config as run, caps, target and source counts.
+    ``token_bytes_sha256`` (``write_token_bytes``) None: a dataset without the table (tests only)."""
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -162,6 +176,7 @@ def build_manifest(
         "eot_id": eot_id,
         "dtype": token_dtype(vocab_size).name,
         "tokenizer_sha256": tokenizer_sha256,
+        **({TOKEN_BYTES_FIELD: token_bytes_sha256} if token_bytes_sha256 is not None else {}),
         "splits": {s: split_summary(splits.get(s, [])) for s in SPLITS},
         **extra,
     }
@@ -175,9 +190,11 @@ def write_token_dataset(
     vocab_size: int,
     eot_id: int,
     tokenizer_sha256: str = "none",
+    token_bytes: np.ndarray | None = None,
     **extra: Any,
 ) -> Path:
-    """Write already-tokenized documents (each starting with ``eot_id``) as one shard per split.
+    """Write already-tokenized documents (each starting with ``eot_id``) as one shard per split, and
+    ``token_bytes`` (bytes per id, ``write_token_bytes``) when given: training needs it.
 
     For small datasets built in memory (tests, tools); ``prepare`` streams instead.
     """
@@ -192,7 +209,13 @@ def write_token_dataset(
         writer.close()
         splits[split] = [shard_entry(writer.bin_path, writer.num_tokens, writer.num_docs)]
     manifest = build_manifest(
-        name=name, vocab_size=vocab_size, eot_id=eot_id, tokenizer_sha256=tokenizer_sha256, splits=splits, **extra
+        name=name,
+        vocab_size=vocab_size,
+        eot_id=eot_id,
+        tokenizer_sha256=tokenizer_sha256,
+        splits=splits,
+        token_bytes_sha256=None if token_bytes is None else write_token_bytes(out, token_bytes),
+        **extra,
     )
     write_json(out / MANIFEST_NAME, manifest)
     return out

@@ -6,11 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json
+from ..atomic import write_bytes, write_json
 from ..errors import UserError
 from ..schema import read_json
 from .hygiene import HYGIENE_COUNTERS
-from .manifest import MANIFEST_NAME, SPLITS, build_manifest, target_fields
+from .manifest import MANIFEST_NAME, SPLITS, TOKEN_BYTES_FIELD, TOKEN_BYTES_NAME, build_manifest, target_fields
 from .prepare import part_dir
 
 
@@ -44,12 +44,20 @@ def merge_parts(
                 f"part {rank} was prepared before validation deduplication; prepare it again with --overwrite",
                 path=mpath,
             )
+        if TOKEN_BYTES_FIELD not in part:
+            raise UserError(
+                f"part {rank} has no {TOKEN_BYTES_NAME} (prepared before it existed); re-run its `chinchilla "
+                "prepare` with the same config and --rank/--world_size (it adds the table without tokenizing again)",
+                path=mpath,
+                field=TOKEN_BYTES_FIELD,
+            )
         parts.append((mpath.parent.name, part))
     first = parts[0][1]
     if config is not None and _without_caps(first["config"]) != _without_caps(config):
         raise UserError(f"part {parts[0][0]} was prepared with another config", path=config_path)
     for sub, m in parts[1:]:
-        for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config", "source"):  # source: Hub commit read
+        # source: the Hub commit read
+        for key in ("tokenizer_sha256", "vocab_size", "eot_id", "config", "source", TOKEN_BYTES_FIELD):
             if m.get(key) != first.get(key):
                 raise UserError(f"part {sub} differs from part 0 in {key!r}", path=base)
     splits = {
@@ -58,12 +66,15 @@ def merge_parts(
     reasons = sorted({m["stop_reason"] for _, m in parts})
     num_train = sum(m["splits"]["train"]["num_tokens"] for _, m in parts)
     fp = hashlib.sha256("".join(m["fingerprint"] for _, m in parts).encode()).hexdigest()
+    # The parts' table (equal in all: one tokenizer) beside the merged manifest, so the dataset reads as one.
+    write_bytes(base / TOKEN_BYTES_NAME, (base / parts[0][0] / TOKEN_BYTES_NAME).read_bytes())
     manifest = build_manifest(
         name=first["name"],
         vocab_size=first["vocab_size"],
         eot_id=first["eot_id"],
         tokenizer_sha256=first["tokenizer_sha256"],
         splits=splits,
+        token_bytes_sha256=first[TOKEN_BYTES_FIELD],
         config=first["config"],
         config_path=first["config_path"],
         fingerprint=fp,

@@ -35,13 +35,21 @@ from ..lock import output_lock
 from ..schema import read_json
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from ..tokenizer.report import REPORT_FILE
+from ..tokenizer.token_bytes import token_byte_lengths
 from . import hub
 from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .files import resolve_data_files
 from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter, validation_split
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, build_manifest, target_fields
+from .manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    TOKEN_BYTES_FIELD,
+    build_manifest,
+    target_fields,
+    write_token_bytes,
+)
 from .records import source_bad_records
 from .shards import token_dtype
 from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches
@@ -185,7 +193,7 @@ def prepare_dataset(
         fp = fingerprint(cfg, tok.sha256, rank, world_size, files, source)
         if source is not None and not overwrite:
             hub.check_resume(out, source, config_path)
-        done = _finished(out, fp, overwrite, config_path)
+        done = _finished(out, fp, overwrite, config_path, tok)
         if done is not None:
             return done
         check_tokenizer_held_out(tokenizer_dir, cfg, config_path, rank, world_size)  # before any shard
@@ -244,6 +252,7 @@ def _write(
         eot_id=tok.eot_id,
         tokenizer_sha256=tok.sha256,
         splits=splits.progress.shards,
+        token_bytes_sha256=write_token_bytes(out, token_byte_lengths(tok)),
         config=cfg.model_dump(by_alias=True),
         config_path=str(config_path),
         fingerprint=fp,
@@ -306,8 +315,9 @@ def _fill(
     return stop_reason, tail
 
 
-def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any] | None:
-    """The existing manifest if this exact run is done; clears the directory for ``overwrite``."""
+def _finished(out: Path, fp: str, overwrite: bool, config_path, tok: LoadedTokenizer) -> dict[str, Any] | None:
+    """The existing manifest if this exact run is done; clears the directory for ``overwrite``. A dataset
+    finished before ``token_bytes.npy`` existed gets it now (it depends on the tokenizer alone)."""
     mpath = out / MANIFEST_NAME
     if overwrite and out.exists():
         shutil.rmtree(out)
@@ -321,5 +331,9 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path) -> dict[str, Any
             "pass --overwrite to replace it",
             path=config_path,
         )
+    if TOKEN_BYTES_FIELD not in manifest:
+        manifest[TOKEN_BYTES_FIELD] = write_token_bytes(out, token_byte_lengths(tok))
+        write_json(mpath, manifest)
+        log.info("%s: added token_bytes.npy (bytes per token id, for validation bits per byte)", out)
     log.info("%s is already prepared (use --overwrite to redo it)", out)
     return manifest

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..atomic import sha256_file
 from ..errors import UserError
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, SPLITS
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, SPLITS, TOKEN_BYTES_FIELD, TOKEN_BYTES_NAME
 from .shards import Shard, check_shard, open_shard
 
 
@@ -19,6 +22,7 @@ class PreparedDataset:
     path: Path
     manifest: dict[str, Any]
     _open: dict[str, list[Shard]] = field(default_factory=dict, repr=False)
+    _token_bytes: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -51,6 +55,27 @@ class PreparedDataset:
                 check_shard(self.path / s["path"], s, self.vocab_size)
             self._open[split] = [open_shard(self.path / s["path"]) for s in entries]
         return self._open[split]
+
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 bytes per token id (int32, ``vocab_size`` entries; 0 for special tokens), checked against the
+        manifest's sha256 on first use. A dataset prepared before the table existed is a ``UserError``."""
+        if self._token_bytes is None:
+            mpath, path = self.path / MANIFEST_NAME, self.path / TOKEN_BYTES_NAME
+            if TOKEN_BYTES_FIELD not in self.manifest or not path.is_file():
+                raise UserError(
+                    f"no {TOKEN_BYTES_NAME} (the UTF-8 bytes per token id that validation bits per byte divide "
+                    "by): prepared before it existed; re-run `chinchilla prepare` with the same config (it adds "
+                    "the table without tokenizing again; a dataset in parts: each part, then `chinchilla merge`)",
+                    path=mpath,
+                    field=TOKEN_BYTES_FIELD,
+                )
+            if sha256_file(path) != self.manifest[TOKEN_BYTES_FIELD]:
+                raise UserError(f"{TOKEN_BYTES_NAME} differs from the manifest's sha256", path=path)
+            table = np.load(path)
+            if table.shape != (self.vocab_size,):
+                raise UserError(f"has shape {table.shape}, expected ({self.vocab_size},): one entry per id", path=path)
+            self._token_bytes = table
+        return self._token_bytes
 
 
 def open_prepared(path: str | Path) -> PreparedDataset:

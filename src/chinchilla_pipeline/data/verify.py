@@ -9,7 +9,7 @@ import numpy as np
 from ..atomic import sha256_file
 from ..errors import UserError
 from ..schema import read_json
-from .manifest import SPLITS
+from .manifest import SPLITS, TOKEN_BYTES_NAME
 from .reader import open_prepared
 from .shards import digest_shard, index_path, open_shard
 
@@ -17,8 +17,8 @@ from .shards import digest_shard, index_path, open_shard
 def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) -> list[str]:
     """Every problem found (empty when the dataset is intact): sizes, checksums, headers,
     token ids below the vocabulary size, documents starting with end-of-text, totals,
-    validation documents unique and absent from train, and the tokenizer's sha256 when
-    ``tokenizer_dir`` is given."""
+    validation documents unique and absent from train, the bytes-per-token table, and the
+    tokenizer's sha256 (and the table recomputed from it) when ``tokenizer_dir`` is given."""
     ds = open_prepared(path)
     m = ds.manifest
     problems: list[str] = []
@@ -64,6 +64,7 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
     if not problems:  # each part was deduplicated against its own validation split
         parts = [open_prepared(ds.path / p["path"]) for p in m["parts"]] if m.get("parts") else [ds]
         problems += [f"{p.path.name}/{line}" if p is not ds else line for p in parts for line in _validation_overlap(p)]
+    table = _token_bytes(ds, problems)
     if tokenizer_dir is not None:
         from ..tokenizer.load import load_tokenizer
 
@@ -74,7 +75,26 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
                 f"were made with ({ds.tokenizer_sha256[:12]})"
             )
         problems += _tokenizer_held_out(tok.path.parent, m)
+        if table is not None:
+            from ..tokenizer.token_bytes import token_byte_lengths
+
+            if not np.array_equal(table, token_byte_lengths(tok)):
+                problems.append(f"{TOKEN_BYTES_NAME}: differs from the bytes per token of {tok.path}")
     return problems
+
+
+def _token_bytes(ds, problems: list[str]) -> np.ndarray | None:
+    """The dataset's bytes-per-token table (``PreparedDataset.token_bytes``: present, its sha256, one entry per
+    id), with end-of-text at 0 bytes; None, and the problem appended, when it is missing or wrong."""
+    try:
+        table = ds.token_bytes()
+    except UserError as err:
+        problems.append(str(err))
+        return None
+    if table[ds.eot_id] != 0 or table.min() < 0:
+        problems.append(f"{TOKEN_BYTES_NAME}: end-of-text must count 0 bytes and no id fewer")
+        return None
+    return table
 
 
 def _doc_keys(shard) -> np.ndarray:

@@ -143,7 +143,8 @@ def aggregate(finals: dict[str, dict[int, dict[str, float]]]) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, Any], first: str) -> str:
-    """Markdown: one row per variant, mean ± std (min–max) of the final validation loss per domain."""
+    """Markdown: one row per variant, mean ± std (min–max) of the final validation loss per domain
+    (``aggregate`` of nats/token or of bits per byte: the table is the same)."""
     domains = list(next(iter(summary.values()))["domains"])
 
     def cell(s: dict[str, float]) -> str:
@@ -177,7 +178,8 @@ def run_ablation(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Train every (variant, seed) not yet finished, then write ``results.json``, ``results.md``
-    and ``ablation.png`` to ``out_dir``. Returns the results."""
+    and ``ablation.png`` to ``out_dir``. Returns the results: the final validation loss in nats/token
+    (``final_validation``, ``summary``) and in bits per byte (``final_validation_bpb``, ``summary_bpb``)."""
     from .plots import plot_ablation
 
     cfg = load_config(AblationConfig, config_path)
@@ -194,16 +196,19 @@ def run_ablation(
         f"{cfg.width}: {model.num_params():,} parameters, {runs[0][2]['total_tokens']:,} tokens each",
         flush=True,
     )
+    # variant -> seed -> domain -> final validation loss (nats/token), and the same in bits per byte
     finals: dict[str, dict[int, dict[str, float]]] = {v.name: {} for v in cfg.variants}
+    finals_bpb: dict[str, dict[int, dict[str, float]]] = {v.name: {} for v in cfg.variants}
     seconds: dict[str, float] = {}
     for variant, seed, data in runs:
         path = write_run_config(out, data)
         took = train_or_skip(path, model, out, device)
         if took is not None:
             seconds[data["name"]] = took
-        losses = final_validation(out / data["name"], total_steps(path, model))
-        finals[variant][seed] = {d: losses[d] for d in base_cfg.domains()}  # the curriculum's order
-    summary = aggregate(finals)
+        final = final_validation(out / data["name"], total_steps(path, model))
+        finals[variant][seed] = {d: final["loss"][d] for d in base_cfg.domains()}  # the curriculum's order
+        finals_bpb[variant][seed] = {d: final["bpb"][d] for d in base_cfg.domains()}
+    summary, summary_bpb = aggregate(finals), aggregate(finals_bpb)
     first = cfg.variants[0].name
     total = runs[0][2]["total_tokens"]
     # Tokens each source gets (the same in every variant) and how many passes over its training split.
@@ -222,17 +227,21 @@ def run_ablation(
             v.name: {"order": v.order, "phases": variant_phases(base["phases"], v.order)} for v in cfg.variants
         },
         "final_validation": {v: {str(s): losses for s, losses in by.items()} for v, by in finals.items()},
+        "final_validation_bpb": {v: {str(s): bpb for s, bpb in by.items()} for v, by in finals_bpb.items()},
         "summary": summary,
+        "summary_bpb": summary_bpb,
         "seconds_this_invocation": seconds,
     }
     write_json(out / "results.json", result)
-    table = format_table(summary, first)
+    table, table_bpb = format_table(summary, first), format_table(summary_bpb, first)
     epochs = ", ".join(f"{n} {e['tokens'] / 1e6:.2f}M ({e['epochs']:.2f} epochs)" for n, e in exposure.items())
     write_text(
         out / "results.md",
         f"Final validation loss (nats/token), mean ± std (min–max) over seeds; "
         f"{model.num_params():,} parameters, {total:,} tokens per run; tokens per "
-        f"source in every variant: {epochs}.\n\n{table}\n",
+        f"source in every variant: {epochs}.\n\n{table}\n\n"
+        "The same in bits per byte (summed losses / (ln 2 x UTF-8 bytes of the predicted tokens)):"
+        f"\n\n{table_bpb}\n",
     )
     plot_ablation(
         summary,
@@ -242,5 +251,6 @@ def run_ablation(
         f"{len(seeds)} seeds",
     )
     print(table)
+    print(table_bpb)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
     return result

@@ -6,6 +6,11 @@ optimiser and schedule rules (warmup share, cosine to the end of each run). A pa
 the final validation loss (mean over the domains) against log N gives N_opt per budget;
 D_opt / N_opt is the measured ratio, to compare with the seed's 20 and the planner's fits.
 Each seed is fitted alone too: the spread of their N_opt is the interval reported.
+
+The fit stays on nats/token, as Chinchilla's: every run shares one tokenizer and one validation set, so
+each domain's bits per byte is its nats/token times a constant (tokens per byte / ln 2), and the sizes
+rank the same; only the mean over domains weights them differently. The results give each run's final
+bits per byte (mean over domains) beside the nats.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .runs import (
     dataset_train_tokens,
     dataset_vocab_size,
     final_validation,
+    mean_over_domains,
     overall_proportions,
     summarize,
     train_or_skip,
@@ -146,12 +152,18 @@ def format_grid(rows: list[dict[str, Any]], num_seeds: int) -> str:
 
 
 def budget_analysis(
-    flops: float, sizes: list[dict[str, Any]], losses: dict[tuple[float, int, int], float], seeds: Sequence[int]
+    flops: float,
+    sizes: list[dict[str, Any]],
+    losses: dict[tuple[float, int, int], float],
+    bpb: dict[tuple[float, int, int], float],
+    seeds: Sequence[int],
 ) -> dict[str, Any]:
-    """One budget: the parabola on the seed-mean losses and one per seed, the optimum, the seeds'
-    range of optima, the best size trained, and the planner's fits at the same C."""
+    """One budget: the parabola on the seed-mean losses (nats/token) and one per seed, the optimum, the
+    seeds' range of optima, the best size trained, and the planner's fits at the same C. ``bpb`` (bits
+    per byte, keyed as ``losses``) is reported per size, not fitted."""
     ns = [r["num_params"] for r in sizes]
     by_seed = {s: [losses[(flops, r["width"], s)] for r in sizes] for s in seeds}
+    bpb_by_seed = {s: [bpb[(flops, r["width"], s)] for r in sizes] for s in seeds}
     mean = [summarize([by_seed[s][i] for s in seeds])["mean"] for i in range(len(sizes))]
     central = fit_parabola(ns, mean)
     per_seed = {s: fit_parabola(ns, by_seed[s]) for s in seeds}
@@ -160,7 +172,13 @@ def budget_analysis(
     return {
         "flops": flops,
         "sizes": [
-            {**r, "loss_mean": m, "loss_by_seed": {str(s): by_seed[s][i] for s in seeds}}
+            {
+                **r,
+                "loss_mean": m,
+                "loss_by_seed": {str(s): by_seed[s][i] for s in seeds},
+                "bpb_mean": summarize([bpb_by_seed[s][i] for s in seeds])["mean"],
+                "bpb_by_seed": {str(s): bpb_by_seed[s][i] for s in seeds},
+            }
             for i, (r, m) in enumerate(zip(sizes, mean))
         ],
         "fit": central,
@@ -184,12 +202,15 @@ def budget_analysis(
 
 
 def analyse(
-    rows: list[dict[str, Any]], losses: dict[tuple[float, int, int], float], seeds: Sequence[int]
+    rows: list[dict[str, Any]],
+    losses: dict[tuple[float, int, int], float],
+    bpb: dict[tuple[float, int, int], float],
+    seeds: Sequence[int],
 ) -> dict[str, Any]:
     """Every budget's ``budget_analysis``, and N_opt ∝ C^a over the budgets whose vertex lies
     within the sizes trained (an extrapolated vertex is not a measurement)."""
     budgets = [
-        budget_analysis(c, [r for r in rows if r["flops"] == c], losses, seeds)
+        budget_analysis(c, [r for r in rows if r["flops"] == c], losses, bpb, seeds)
         for c in sorted({r["flops"] for r in rows})
     ]
     good = [b for b in budgets if b["optimum"] and b["fit"]["inside"]]
@@ -235,17 +256,20 @@ def format_results(analysis: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Final validation loss (mean over domains and seeds) per run:",
+        "Final validation loss (mean over domains and seeds) per run, in nats/token (what is fitted) and in "
+        "bits per byte:",
         "",
-        "| C (FLOPs) | width | N | D | D/N | loss (mean ± std over seeds) |",
-        "|---|---|---|---|---|---|",
+        "| C (FLOPs) | width | N | D | D/N | loss, nats/token (mean ± std over seeds) | bits per byte |",
+        "|---|---|---|---|---|---|---|",
     ]
     for b in analysis["budgets"]:
         for r in b["sizes"]:
             s = summarize(list(r["loss_by_seed"].values()))
+            sb = summarize(list(r["bpb_by_seed"].values()))
             lines.append(
                 f"| {b['flops']:.3g} | {r['width']} | {r['num_params']:,} | {r['num_tokens']:,} | "
-                f"{r['tokens_per_param']:.2f} | {s['mean']:.4f} ± {s['std']:.4f} |"
+                f"{r['tokens_per_param']:.2f} | {s['mean']:.4f} ± {s['std']:.4f} | "
+                f"{sb['mean']:.4f} ± {sb['std']:.4f} |"
             )
     if analysis["scaling"]:
         sc = analysis["scaling"]
@@ -297,7 +321,9 @@ def run_isoflop(
     }
     shared["batch"] = cfg.batch.model_dump()
     shared["eval"] = {**base.get("eval", {}), "interval_steps": EVAL_ONLY_AT_END}
+    # (C, width, seed) -> final validation, mean over the domains: nats/token (fitted) and bits per byte
     losses: dict[tuple[float, int, int], float] = {}
+    bpb: dict[tuple[float, int, int], float] = {}
     seconds: dict[str, float] = {}
     # Budget-major: each budget is complete (every seed) before the next starts, so an interrupted
     # run already has whole budgets to analyse with --budgets.
@@ -320,8 +346,9 @@ def run_isoflop(
         if took is not None:
             seconds[name] = took
         final = final_validation(out / name, r["steps"])
-        losses[(r["flops"], r["width"], seed)] = sum(final.values()) / len(final)
-    analysis = analyse(rows, losses, seeds)
+        losses[(r["flops"], r["width"], seed)] = mean_over_domains(final["loss"])
+        bpb[(r["flops"], r["width"], seed)] = mean_over_domains(final["bpb"])
+    analysis = analyse(rows, losses, bpb, seeds)
     result = {
         "config": str(config_path),
         "seeds": seeds,
@@ -335,7 +362,7 @@ def run_isoflop(
     write_text(
         out / "results.md",
         f"IsoFLOP (Chinchilla approach 2), {len(seeds)} seeds; loss = final "
-        f"validation loss, mean over the domains (nats/token).\n\n{table}\n",
+        f"validation loss, mean over the domains (nats/token; the fit), bits per byte beside it.\n\n{table}\n",
     )
     from .plots import plot_isoflop
 

@@ -129,3 +129,23 @@ def plot_isoflop(analysis: dict[str, Any], path: Path) -> None:
     ax2.set_title("Optimal model size against compute", fontsize=10)
     ax2.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_recipes(result: dict[str, Any], path: Path) -> None:
+    """Mean validation bpb over the domains against training tokens, one line per (recipe, seed), with the
+    other recipe's final mean as a dashed level (where the tokens-to-reach figure is read)."""
+    fig, ax = _figure(1, 8, 4.5)
+    tps = result["tokens_per_step"]
+    for i, (name, by_seed) in enumerate(result["curves"].items()):
+        color = f"C{i}"
+        for k, curve in enumerate(by_seed.values()):
+            tokens = [step * tps / 1e6 for step, _, _ in curve]
+            means = [sum(bpb.values()) / len(bpb) for _, bpb, _ in curve]
+            ax.plot(tokens, means, color=color, alpha=0.8, label=name if k == 0 else None)
+    reach = result["tokens_to_reach"]
+    ax.axhline(reach["target_bpb"], color="k", ls="--", lw=0.8, label=f"{reach['other']} final mean")
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("validation bits per byte (mean over domains)")
+    ax.set_title(f"Recipes on the demo curriculum, seeds {result['seeds']}", fontsize=9)
+    ax.legend()
+    _save(fig, path)

@@ -93,12 +93,24 @@ def train_or_skip(config_path: Path, model: ModelConfig, out_dir: Path, device: 
     return seconds
 
 
-def final_validation(run_dir: Path, end_step: int) -> dict[str, float]:
-    """Validation loss per domain (nats/token) at the run's last step."""
-    records = read_metrics(Path(run_dir) / "metrics.jsonl", "validation")
+def final_validation(run_dir: Path, end_step: int) -> dict[str, dict[str, float]]:
+    """Validation at the run's last step: {"loss": {domain: nats/token}, "bpb": {domain: bits/byte}}."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = read_metrics(path, "validation")
     if end_step not in records:
-        raise UserError(f"no validation record at the final step {end_step}", path=Path(run_dir) / "metrics.jsonl")
-    return dict(records[end_step]["loss"])
+        raise UserError(f"no validation record at the final step {end_step}", path=path)
+    if "bpb" not in records[end_step]:
+        raise UserError(
+            f"the validation record of step {end_step} has no bits per byte (trained before they were "
+            f"measured): delete {Path(run_dir)} to train the run again",
+            path=path,
+        )
+    return {unit: dict(records[end_step][unit]) for unit in ("loss", "bpb")}
+
+
+def mean_over_domains(values: dict[str, float]) -> float:
+    """The unweighted mean of per-domain values (every domain counts once, whatever its size)."""
+    return sum(values.values()) / len(values)
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:

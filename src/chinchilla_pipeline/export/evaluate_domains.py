@@ -3,7 +3,8 @@
 The trainer's own evaluations read at most ``eval.tokens_per_source`` tokens per
 domain to stay cheap during training; this reads the whole split once, at the
 end, and writes ``<run_dir>/evaluation.json`` (beside the checkpoint when it is
-not in a run's ``checkpoints/``), which ``report`` adds as a table.
+not in a run's ``checkpoints/``), which ``report`` adds as a table. Per domain: loss in
+nats/token, perplexity, and bits per byte (``train/validation.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .trained import load_trained
 def evaluate_checkpoint(
     checkpoint: str | Path, tokenizer: str | Path, curriculum: str | Path, micro_batch_size: int = 16
 ) -> dict[str, Any]:
-    """Loss (nats/token) and perplexity of the checkpoint on each curriculum domain's validation split."""
+    """Loss (nats/token), perplexity and bits per byte of the checkpoint on each curriculum domain's
+    validation split, and their means over the domains."""
     trained = load_trained(checkpoint, tokenizer)
     cfg = load_config(CurriculumConfig, curriculum)  # its sources; the model config is the checkpoint's
     domains = open_domains(cfg, trained.config, curriculum)
@@ -48,17 +50,24 @@ def evaluate_checkpoint(
         micro_batch_size=micro_batch_size,
         dist=Dist(0, 0, 1, torch.device("cpu")),
     )
-    losses = validator.evaluate(trained.model, contextlib.nullcontext)
+    ev = validator.evaluate(trained.model, contextlib.nullcontext)
+    losses, bpb = ev["loss"], ev["bpb"]
     context = trained.config.block_size
     result = {
         "checkpoint": str(trained.checkpoint),
         "step": trained.step,
         "curriculum": str(curriculum),
         "domains": {
-            d: {"loss": loss, "perplexity": math.exp(loss), "num_tokens": len(validator.windows[d]) * context}
+            d: {
+                "loss": loss,
+                "perplexity": math.exp(loss),
+                "bpb": bpb[d],
+                "num_tokens": len(validator.windows[d]) * context,
+            }
             for d, loss in losses.items()
         },
         "mean_loss": sum(losses.values()) / len(losses),
+        "mean_bpb": sum(bpb.values()) / len(bpb),
     }
     ckpt_dir = trained.checkpoint.parent
     write_json((ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir) / EVALUATION_FILE, result)
@@ -68,9 +77,10 @@ def evaluate_checkpoint(
 def format_evaluation(result: dict[str, Any]) -> str:
     lines = [
         f"{result['checkpoint']} (step {result['step']:,}), whole validation splits:",
-        f"{'domain':<14}{'tokens':>10}{'loss':>10}{'perplexity':>12}",
+        f"{'domain':<14}{'tokens':>10}{'nats/token':>12}{'perplexity':>12}{'bits/byte':>11}",
     ]
     for d, r in result["domains"].items():
-        lines.append(f"{d:<14}{r['num_tokens']:>10,}{r['loss']:>10.4f}{r['perplexity']:>12.2f}")
-    lines.append(f"{'mean':<14}{'':>10}{result['mean_loss']:>10.4f}{math.exp(result['mean_loss']):>12.2f}")
+        lines.append(f"{d:<14}{r['num_tokens']:>10,}{r['loss']:>12.4f}{r['perplexity']:>12.2f}{r['bpb']:>11.4f}")
+    mean = result["mean_loss"]
+    lines.append(f"{'mean':<14}{'':>10}{mean:>12.4f}{math.exp(mean):>12.2f}{result['mean_bpb']:>11.4f}")
     return "\n".join(lines)

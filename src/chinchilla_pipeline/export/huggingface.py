@@ -1,7 +1,8 @@
-"""Export a checkpoint as a Hugging Face GPT-2 directory (safetensors) with its tokenizer.
+"""Export a checkpoint as a Hugging Face directory (safetensors) with its tokenizer.
 
-The result loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
-``AutoTokenizer.from_pretrained(dir)``, so lm-evaluation-harness and other
+A ``gpt2`` model becomes a stock ``GPT2LMHeadModel``, a ``nanochat`` one a stock
+``NanoChatForCausalLM``. The result loads with ``AutoModelForCausalLM.from_pretrained(dir)``
+and ``AutoTokenizer.from_pretrained(dir)``, so lm-evaluation-harness and other
 ``transformers`` tools can evaluate it. Mapping from ``model.gpt.GPT``:
 
 - HF's GPT-2 uses ``Conv1D`` (weight stored (in, out)) where we use ``nn.Linear``
@@ -14,6 +15,11 @@ The result loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
 - GELU with the tanh approximation = HF ``gelu_new``; LayerNorm eps read from
   the model (PyTorch's default 1e-5, as GPT-2's); a model built with
   ``bias: false`` gets zero biases, which computes the same function.
+
+Mapping from ``model.nanochat.NanoChat`` (same module names under ``model.``: ``wte`` ->
+``embed_tokens``, ``h`` -> ``layers``; no transposes): embedding and untied head both keep
+their first ``vocab_size`` rows; RMSNorm eps, RoPE theta and the logit softcap go to
+``config.json``; the norms have no weights, so nothing else is stored.
 
 Files: ``config.json``, ``model.safetensors``, ``tokenizer.json``,
 ``tokenizer_config.json``, then ``export.json`` (provenance), written last.
@@ -49,12 +55,68 @@ EXPORT_FILES = {
     "export.json",
     HELLASWAG_FILE,
 }
+# The Hugging Face class each architecture (``ModelConfig.architecture``) is exported as.
+HF_ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "nanochat": "NanoChatForCausalLM"}
 # Block matrices stored transposed by HF's Conv1D.
 _CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+# A nanochat block's matrices, under the same names in both models.
+_NANOCHAT_MATRICES = tuple(f"self_attn.{x}_proj" for x in "qkvo") + ("mlp.fc1", "mlp.fc2")
 
 
 def hf_config(trained: TrainedModel) -> dict[str, Any]:
-    """``config.json`` of a ``GPT2LMHeadModel`` computing the same function as ``trained.model``."""
+    """``config.json`` of the HF model (``HF_ARCHITECTURES``) computing the same function as ``trained.model``."""
+    if trained.config.architecture == "nanochat":
+        return _nanochat_config(trained)
+    return _gpt2_config(trained)
+
+
+def hf_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
+    """Our weights under the HF model's names and layouts (float32, contiguous)."""
+    if trained.config.architecture == "nanochat":
+        return _nanochat_state_dict(trained)
+    return _gpt2_state_dict(trained)
+
+
+def _nanochat_config(trained: TrainedModel) -> dict[str, Any]:
+    from transformers import NanoChatConfig
+
+    cfg = trained.config
+    eot = trained.tokenizer.eot_id
+    hf = NanoChatConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.n_embd,
+        intermediate_size=cfg.mlp_width,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_head,
+        max_position_embeddings=cfg.block_size,
+        hidden_act="relu2",
+        attention_dropout=0.0,
+        rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        final_logit_softcapping=cfg.logit_softcap,
+        attention_bias=False,
+        tie_word_embeddings=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=None,  # NanoChatConfig's default (1) would make token 1 the embedding's padding_idx
+        architectures=[HF_ARCHITECTURES["nanochat"]],
+        dtype="float32",
+    )
+    return hf.to_dict()
+
+
+def _nanochat_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
+    v = trained.config.vocab_size
+    ours = {k: t.detach().float() for k, t in trained.model.state_dict().items()}
+    out = {"model.embed_tokens.weight": ours["wte.weight"][:v], "lm_head.weight": ours["lm_head.weight"][:v]}
+    for i in range(trained.config.n_layer):
+        for name in _NANOCHAT_MATRICES:
+            out[f"model.layers.{i}.{name}.weight"] = ours[f"h.{i}.{name}.weight"]
+    return {k: t.contiguous() for k, t in out.items()}
+
+
+def _gpt2_config(trained: TrainedModel) -> dict[str, Any]:
     from transformers import GPT2Config
 
     cfg, model = trained.config, trained.model
@@ -77,14 +139,13 @@ def hf_config(trained: TrainedModel) -> dict[str, Any]:
         tie_word_embeddings=True,
         bos_token_id=eot,
         eos_token_id=eot,
-        architectures=["GPT2LMHeadModel"],
+        architectures=[HF_ARCHITECTURES["gpt2"]],
         dtype="float32",
     )
     return hf.to_dict()
 
 
-def hf_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
-    """Our weights under GPT-2's names and layouts (float32, contiguous)."""
+def _gpt2_state_dict(trained: TrainedModel) -> dict[str, torch.Tensor]:
     cfg = trained.config
     ours = {k: v.detach().float() for k, v in trained.model.state_dict().items()}
     out = {"transformer.wte.weight": ours["wte.weight"][: cfg.vocab_size], "transformer.wpe.weight": ours["wpe.weight"]}
@@ -152,7 +213,7 @@ def _write_files(trained: TrainedModel, out: Path) -> dict[str, Any]:
         "num_params": trained.config.num_params(),
         "tokens_seen": trained.tokens_seen,
         "tokenizer_sha256": trained.tokenizer.sha256,
-        "architecture": "GPT2LMHeadModel",
+        "architecture": HF_ARCHITECTURES[trained.config.architecture],
     }
     write_json(out / "export.json", record)
     return record

@@ -20,7 +20,7 @@ from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 class TrainedModel:
     """A checkpoint's weights on CPU, float32, in eval mode, with its config and tokenizer."""
 
-    model: Any  # model.gpt.GPT
+    model: Any  # model.gpt.GPT or model.nanochat.NanoChat (model.build_model)
     config: ModelConfig
     tokenizer: LoadedTokenizer
     checkpoint: Path
@@ -60,8 +60,9 @@ def check_tokenizer(tok: LoadedTokenizer, cfg: ModelConfig, fingerprint: dict[st
 
 
 def load_trained(checkpoint: str | Path, tokenizer: str | Path) -> TrainedModel:
-    """Load a checkpoint (or a run directory's latest final one) as a float32 ``GPT`` on CPU."""
-    from ..model.gpt import GPT
+    """Load a checkpoint (or a run directory's latest final one) as a float32 model on CPU (``GPT`` or
+    ``NanoChat``, per the checkpoint's ``model_config.architecture``)."""
+    from ..model import build_model
     from ..train.checkpoint import TrainState
 
     path = resolve_checkpoint(checkpoint)
@@ -69,7 +70,7 @@ def load_trained(checkpoint: str | Path, tokenizer: str | Path) -> TrainedModel:
     cfg = ModelConfig.model_validate(state.model_config)
     tok = load_tokenizer(tokenizer)
     check_tokenizer(tok, cfg, state.fingerprint, path)
-    model = GPT(cfg)
+    model = build_model(cfg)
     model.load_state_dict(state.model)
     model.eval()
     return TrainedModel(

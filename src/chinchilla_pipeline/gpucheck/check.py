@@ -34,11 +34,10 @@ import torch
 from ..atomic import write_json, write_text
 from ..errors import UserError
 from ..model.config import ModelConfig, load_model_config
-from ..model.gpt import GPT
 from ..train.checkpoint import save_checkpoint
 from ..train.config import BatchConfig, CheckpointConfig, OptimizerConfig
 from ..train.metrics import peak_flops
-from ..train.setup import build_optimizer
+from ..train.setup import build_training
 from . import smoke
 from .env import environment
 from .speed import CPU_SETTINGS, GPU_SETTINGS, SETTINGS, measure_all
@@ -48,7 +47,9 @@ TARGET_TOKENS_PER_S = 500_000  # per H100-class GPU, GPT-2 124M at context 1,024
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real documents (Python's help topics)
 GPT2_124M = REPO / "config" / "models" / "gpt2_124m.json"
+NANOCHAT_124M = REPO / "config" / "models" / "nanochat_124m.json"
 CPU_MODEL = {"name": "check_cpu", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64, "vocab_size": 512}
+CPU_NANOCHAT = {**CPU_MODEL, "name": "check_cpu_nanochat", "architecture": "nanochat", "bias": False}
 PARTS = ["throughput", "checkpoint_write", "smoke_data", "smoke", "export"]
 # The whole check's deadline and the throughput part's share of it, seconds from the start (docs/gpu.md has the
 # estimate behind them): GPU mode ends well inside 8 minutes, the device's limit per command is 10.
@@ -67,8 +68,8 @@ def checkpoint_cost(model_cfg: ModelConfig, device: torch.device, work: Path, ro
     """Seconds to write a checkpoint of ``model_cfg`` with its AdamW state, as the trainer does (rank 0,
     atomic: temp file, fsync, rename), best of ``rounds``; the file's size."""
     torch.manual_seed(0)
-    model = GPT(model_cfg).to(device)
-    opt = build_optimizer(model, OptimizerConfig(), device)  # the trainer's AdamW (groups, fused on CUDA)
+    built = build_training(model_cfg, OptimizerConfig(), device, dtype="float32", compile_="off")  # trainer's AdamW
+    model, opt = built.raw, built.optimizer
     x = torch.randint(0, model_cfg.vocab_size, (1, model_cfg.block_size + 1), device=device)
     model(x[:, :-1], x[:, 1:]).backward()
     opt.step()  # creates the optimiser state (2 float32 tensors per parameter)
@@ -228,6 +229,7 @@ def gpu_check(
         res["environment"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
     say(f"gpu-check ({mode}): {res['environment'].get('card')}, torch {torch.__version__}, deadline {deadline_s:.0f} s")
     model_cfg = load_model_config(GPT2_124M) if gpu else ModelConfig(**CPU_MODEL)
+    models = {"gpt2": model_cfg, "nanochat": load_model_config(NANOCHAT_124M) if gpu else ModelConfig(**CPU_NANOCHAT)}
     res["throughput_model"] = {
         "name": model_cfg.name,
         "params": model_cfg.num_params(),
@@ -246,7 +248,7 @@ def gpu_check(
         res["throughput"] = rows  # filled setting by setting: each save shows the settings measured so far
         return measure_all(
             settings or (GPU_SETTINGS if gpu else CPU_SETTINGS),
-            model_cfg,
+            models,
             device,
             dtype="bfloat16" if gpu else "float32",
             steps=30 if gpu else 3,

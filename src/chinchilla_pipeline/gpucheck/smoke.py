@@ -368,7 +368,7 @@ def smoke_runs(
 
 def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.device) -> dict[str, Any]:
     """Export the run's final checkpoint; the HF model's logits against ours on ``device``, float32."""
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     from ..export.huggingface import export_huggingface
     from ..export.trained import load_trained
@@ -376,7 +376,7 @@ def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.d
 
     export_huggingface(run_dir, tokenizer, out_dir)
     ours = load_trained(run_dir, tokenizer)
-    hf = GPT2LMHeadModel.from_pretrained(out_dir, dtype=torch.float32).to(device).eval()
+    hf = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32).to(device).eval()
     model = ours.model.to(device)
     cfg = ours.config
     g = torch.Generator().manual_seed(0)

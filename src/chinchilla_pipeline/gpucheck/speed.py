@@ -26,7 +26,7 @@ import torch
 
 from ..model.config import ModelConfig
 from ..train.bench_train import bare_loop, make_trainer
-from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, BatchConfig, CurriculumConfig, SpeedConfig
+from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, BatchConfig, CurriculumConfig, OptimizerConfig, SpeedConfig
 from ..train.distributed import Dist
 from ..train.metrics import mfu
 from ..train.microbatch import resolve_micro_batch
@@ -38,6 +38,11 @@ class Setting:
     speed: dict[str, Any] = field(default_factory=dict)  # SpeedConfig fields
     compile: str = "on"
     micro: int | str = 16  # sequences per forward pass, or "auto"
+    recipe: str = "gpt2"  # a key of RECIPE_OPTIMIZERS and of the check's models: the model and its optimiser
+
+
+# The optimiser of each recipe (its lrs do not change the step's cost): GPT-2's AdamW; nanochat's Muon + AdamW.
+RECIPE_OPTIMIZERS = {"gpt2": OptimizerConfig(), "nanochat": OptimizerConfig(kind="muon")}
 
 
 SETTINGS: dict[str, Setting] = {
@@ -53,6 +58,10 @@ SETTINGS: dict[str, Setting] = {
     "cudnn": Setting("SDPA forced to cuDNN attention", {"attention": "cudnn"}),
     "foreach_adamw": Setting("AdamW foreach instead of fused", {"fused_adamw": False}),
     "eager": Setting("no torch.compile", compile="off"),
+    "nanochat": Setting(
+        "the modern recipe: nanochat architecture (config/models/nanochat_124m.json), Muon + AdamW",
+        recipe="nanochat",
+    ),
     "no_tf32": Setting("TF32 off for float32 matmuls", {"tf32": False}),
     "max_autotune": Setting(
         "compile mode max-autotune-no-cudagraphs (minutes of autotuning)",
@@ -65,6 +74,7 @@ SETTINGS: dict[str, Setting] = {
 GPU_SETTINGS = [
     "baseline",
     "eager",
+    "nanochat",
     "chunked_ce",
     "auto_micro_chunked",
     "auto_micro",
@@ -72,7 +82,7 @@ GPU_SETTINGS = [
     "cudnn",
     "foreach_adamw",
 ]
-CPU_SETTINGS = ["baseline", "chunked_ce"]
+CPU_SETTINGS = ["baseline", "chunked_ce", "nanochat"]
 BARE_FOR = "baseline"  # the one setting whose bare loop is measured too (trainer/bare: the trainer's overhead)
 BARE_FIELDS = ("bare_tokens_per_s", "bare_first_step_s", "bare_peak_gib", "ratio", "bare_mfu")
 
@@ -107,7 +117,7 @@ def auto_micro(
 
 def measure(
     name: str,
-    model_cfg: ModelConfig,
+    models: dict[str, ModelConfig],
     device: torch.device,
     *,
     dtype: str,
@@ -125,11 +135,15 @@ def measure(
     s = SETTINGS[name]
     speed = SpeedConfig(**s.speed)
     compile_ = compile_ or s.compile
+    model_cfg, optimizer = models[s.recipe], RECIPE_OPTIMIZERS[s.recipe]
     out: dict[str, Any] = {
         "setting": name,
         "description": s.description,
         "compile": compile_,
         "speed": speed.model_dump(),
+        "model": model_cfg.name,
+        "params": model_cfg.num_params(),
+        "optimizer": optimizer.kind,
     }
     micro = s.micro
     if micro == "auto":
@@ -152,6 +166,7 @@ def measure(
             compile_=compile_,
             seed=1337,
             speed=speed,
+            optimizer=optimizer,
         )
         t0 = time.perf_counter()
         trainer.train(1)  # ends with a flush: a host sync
@@ -184,6 +199,7 @@ def measure(
         compile_=compile_,
         seed=1337,
         speed=speed,
+        optimizer=optimizer,
     )
     out.update(
         bare_tokens_per_s=bare_res["tokens_per_s"],
@@ -198,7 +214,7 @@ def measure(
 
 def measure_all(
     names: list[str],
-    model_cfg: ModelConfig,
+    models: dict[str, ModelConfig],
     device: torch.device,
     *,
     dtype: str,
@@ -234,7 +250,7 @@ def measure_all(
         try:
             row = measure(
                 name,
-                model_cfg,
+                models,
                 device,
                 dtype=dtype,
                 steps=steps,

@@ -101,7 +101,7 @@ def load_export_model(export_dir: Path, device: torch.device) -> Scorable:
     return Scorable(
         logits=lambda t: model(input_ids=t).logits,
         encode=lambda s: tok.encode(s, add_special_tokens=False),
-        block_size=model.config.n_positions,
+        block_size=model.config.max_position_embeddings,  # every HF config has it (GPT2Config: n_positions)
         device=device,
         autocast=autocast_factory("auto", device),
         source={"kind": "export", "path": str(export_dir), "step": step},

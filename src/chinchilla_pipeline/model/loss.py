@@ -10,6 +10,9 @@ backward only scales them), the way Liger-Kernel's fused linear cross-entropy
 (linkedin/Liger-Kernel) does: only one chunk's logits ever exist.
 The value and gradients equal the plain path's up to float rounding
 (summation order); ``tests/test_model.py`` checks it.
+
+With ``softcap`` c (nanochat: 15) the logits are z' = c·tanh(z/c) inside each chunk, as
+``NanoChat.forward``'s plain path; the chain rule adds dz'/dz = 1 - (z'/c)² to the gradient.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         vocab: int,
         chunk: int,
         need_grad: bool,
+        softcap: float | None,
     ) -> torch.Tensor:
         n = hidden.size(0)
         w = weight[:vocab]
@@ -38,6 +42,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk):
             h, t = hidden[start : start + chunk], targets[start : start + chunk]
             logits = (h @ w.t()).float()  # bf16 matmul under autocast, as the plain path's head
+            if softcap is not None:
+                logits = softcap * torch.tanh(logits / softcap)
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if not need_grad:  # evaluation: one matmul per chunk, no gradient buffers
@@ -45,6 +51,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad = torch.softmax(logits, dim=-1)  # d loss / d logits = (softmax - one-hot) / n
             grad.scatter_add_(1, t[:, None], torch.full_like(t[:, None], -1, dtype=grad.dtype))
             grad /= n
+            if softcap is not None:
+                grad *= 1 - (logits / softcap).square()  # d tanh = 1 - tanh²
             # Under autocast both matmuls run in bf16, as the plain path's backward through the head.
             grad_hidden[start : start + chunk] = (grad @ w).to(hidden.dtype)
             grad_weight[:vocab] += (grad.t() @ h).float()
@@ -55,16 +63,21 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_out, grad_weight * grad_out, None, None, None, None
+        return grad_hidden * grad_out, grad_weight * grad_out, None, None, None, None, None
 
 
 def chunked_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int, chunk: int = CHUNK_ROWS
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    vocab: int,
+    chunk: int = CHUNK_ROWS,
+    softcap: float | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of ``hidden @ weight[:vocab].T`` against ``targets``.
+    """Mean cross-entropy of ``hidden @ weight[:vocab].T`` (soft-capped by ``softcap`` if given) against ``targets``.
 
-    ``hidden``: (N, C), the final LayerNorm's output; ``weight``: (padded V, C), the tied head;
+    ``hidden``: (N, C), the final norm's output; ``weight``: (padded V, C), the head;
     ``targets``: (N,) int64 below ``vocab``. Padding rows of ``weight`` get zero gradient.
     """
     need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, vocab, chunk, need_grad)
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, vocab, chunk, need_grad, softcap)

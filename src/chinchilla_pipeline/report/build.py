@@ -54,6 +54,15 @@ def budget_rows(
     return rows, plan
 
 
+def _bpb(value: float | None) -> str:
+    """A bits-per-byte cell; "-" where the record predates bits per byte."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -80,8 +89,9 @@ def summary_section(run: RunLog, plan: dict[str, Any]) -> list[str]:
         ["median throughput over the log intervals", f"{statistics.median(run.tokens_per_s):,.0f} tokens/s"],
     ]
     if run.val_loss:
-        final = run.val_loss[-1]
-        rows.append(["final validation loss, mean over domains", f"{sum(final.values()) / len(final):.4f} nats/token"])
+        rows.append(["final validation loss, mean over domains", f"{_mean(run.val_loss[-1]):.4f} nats/token"])
+        if run.val_bpb[-1]:
+            rows.append(["final validation bits per byte, mean over domains", f"{_mean(run.val_bpb[-1]):.4f}"])
     return ["## Summary", ""] + _table(["", "measured"], rows)
 
 
@@ -111,14 +121,16 @@ def validation_section(run: RunLog) -> list[str]:
         return ["## Final validation loss", "", "No validation has run yet."]
     step = run.val_tokens[-1] // run.tokens_per_step
     phase_of = _phase_of(run)
-    final = run.val_loss[-1]
+    final, bpb = run.val_loss[-1], run.val_bpb[-1]
     rows = [
-        [d, phase_of.get(d, "-"), f"{final[d]:.4f}", f"{math.exp(final[d]):.2f}"] for d in run.domains if d in final
+        [d, phase_of.get(d, "-"), f"{final[d]:.4f}", f"{math.exp(final[d]):.2f}", _bpb(bpb.get(d))]
+        for d in run.domains
+        if d in final
     ]
-    mean = sum(final.values()) / len(final)
-    rows.append(["**mean**", "", f"{mean:.4f}", f"{math.exp(mean):.2f}"])
+    mean = _mean(final)
+    rows.append(["**mean**", "", f"{mean:.4f}", f"{math.exp(mean):.2f}", _bpb(_mean(bpb))])
     return [f"## Final validation loss and perplexity (step {step:,}, {run.val_tokens[-1]:,} tokens)", ""] + _table(
-        ["domain", "trained in phase", "loss (nats/token)", "perplexity"], rows
+        ["domain", "trained in phase", "loss (nats/token)", "perplexity", "bits per byte"], rows
     )
 
 
@@ -128,11 +140,16 @@ def evaluation_section(run_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     ev = read_json(path)
-    rows = [[d, f"{r['num_tokens']:,}", f"{r['loss']:.4f}", f"{r['perplexity']:.2f}"] for d, r in ev["domains"].items()]
-    rows.append(["**mean**", "", f"{ev['mean_loss']:.4f}", f"{math.exp(ev['mean_loss']):.2f}"])
+    rows = [
+        [d, f"{r['num_tokens']:,}", f"{r['loss']:.4f}", f"{r['perplexity']:.2f}", _bpb(r.get("bpb"))]
+        for d, r in ev["domains"].items()
+    ]
+    rows.append(
+        ["**mean**", "", f"{ev['mean_loss']:.4f}", f"{math.exp(ev['mean_loss']):.2f}", _bpb(ev.get("mean_bpb"))]
+    )
     return (
         [f"## Whole validation splits (`chinchilla evaluate`, step {ev['step']:,})", ""]
-        + _table(["domain", "tokens", "loss (nats/token)", "perplexity"], rows)
+        + _table(["domain", "tokens", "loss (nats/token)", "perplexity", "bits per byte"], rows)
         + [""]
     )
 
@@ -208,6 +225,7 @@ def transition_section(run: RunLog) -> list[str]:
         return lines + ["No phase after the first has finished yet."]
     for t in pairs:
         rows = []
+        b_bpb, a_bpb = t.get("before_bpb", {}), t.get("after_bpb", {})  # absent: a run from before bits per byte
         for d in [d for d in run.domains if d in t["after"] and d in t["before"]]:
             before, after = t["before"][d], t["after"][d]
             if d in t["forgetting"]:
@@ -216,14 +234,21 @@ def transition_section(run: RunLog) -> list[str]:
                 kind = "gain" if t["gain"][d] > 0 else "no gain"
             else:
                 kind = "-"
-            rows.append([d, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}", kind])
+            bpb = [b_bpb.get(d), a_bpb.get(d)]
+            change = f"{bpb[1] - bpb[0]:+.4f}" if None not in bpb else "-"
+            rows.append([d, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}", *map(_bpb, bpb), change, kind])
+        a, b = t["after_phase"], t["phase"]
         lines += [
-            f"Validation loss (nats/token) at the end of phase `{t['after_phase']}` and at the end of phase "
-            f"`{t['phase']}` (step {t['step']:,}). Forgetting = rise on the earlier phases' domains; gain = "
-            "fall on this phase's domains.",
+            f"Validation loss at the end of phase `{a}` and at the end of phase `{b}` (step {t['step']:,}), in "
+            "nats/token and in bits per byte. Forgetting = rise on the earlier phases' domains; gain = fall on "
+            "this phase's domains.",
             "",
         ]
-        lines += _table(["domain", f"after {t['after_phase']}", f"after {t['phase']}", "change", "reading"], rows)
+        lines += _table(
+            ["domain", f"after {a}", f"after {b}", "change", f"after {a} (bpb)", f"after {b} (bpb)", "change (bpb)"]
+            + ["reading"],
+            rows,
+        )
         lines.append("")
     return lines
 
@@ -238,7 +263,9 @@ def render_report(
         f"# Run report: {run.name}",
         "",
         f"From `{run_dir}/metrics.jsonl`. Losses are next-token cross-entropy in nats/token; perplexity = "
-        "exp(loss). Every figure below was measured by the run.",
+        "exp(loss); bits per byte (bpb) = the summed losses / (ln 2 x the UTF-8 bytes of the predicted "
+        "tokens), which does not depend on the tokenizer (nanochat's measure). Every figure below was "
+        "measured by the run.",
         "",
     ]
     lines += summary_section(run, plan) + [""]
@@ -246,6 +273,8 @@ def render_report(
     lines += ["## Training loss", "", f"![training loss]({plots['train_loss']})", "", mark.strip(), ""]
     if "validation" in plots:
         lines += ["## Validation loss per domain", "", f"![validation loss]({plots['validation']})", ""]
+    if "validation_bpb" in plots:
+        lines += [f"![validation bits per byte]({plots['validation_bpb']})", ""]
     lines += [
         "## Tokens consumed per source",
         "",

@@ -94,15 +94,18 @@ def plot_train_loss(run: RunLog, path: Path) -> Path:
     return save_png(fig, path)
 
 
-def plot_validation(run: RunLog, path: Path) -> Path:
+def plot_validation(run: RunLog, path: Path, unit: str = "loss") -> Path:
+    """Validation per domain at each evaluation: ``unit`` "loss" in nats/token, "bpb" in bits/byte."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for d in [d for d in run.domains if d in run.val_loss[-1]]:
-        ax.plot(run.val_tokens, [v[d] for v in run.val_loss], marker="o", markersize=3, label=d)
+    series, label = (run.val_loss, "loss (nats/token)") if unit == "loss" else (run.val_bpb, "bits per byte")
+    points = [(x, v) for x, v in zip(run.val_tokens, series) if v]  # records before bits per byte have none
+    for d in [d for d in run.domains if d in points[-1][1]]:
+        ax.plot([x for x, _ in points], [v[d] for _, v in points], marker="o", markersize=3, label=d)
     _mark_phases(ax, run)
     _tokens_axis(ax)
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title(f"{run.name}: validation loss per domain")
+    ax.set_ylabel(f"validation {label}")
+    ax.set_title(f"{run.name}: validation {label} per domain")
     ax.legend(loc="best")
     return save_png(fig, path)
 
@@ -202,6 +205,8 @@ def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path
     }
     if run.val_loss:
         made["validation"] = plot_validation(run, out_dir / "validation_loss.png")
+    if any(run.val_bpb):
+        made["validation_bpb"] = plot_validation(run, out_dir / "validation_bpb.png", "bpb")
     if run.hellaswag:
         made["hellaswag"] = plot_hellaswag(run, out_dir / "hellaswag.png")
     return {k: p.name for k, p in made.items()}

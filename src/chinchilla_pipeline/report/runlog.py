@@ -3,8 +3,9 @@
 The trainer records everything the report needs (docs/training.md, section "Metrics"):
 ``start`` (parameters, tokens per step, phase step ranges), ``phase_start``
 (phase names), ``train`` (loss, lr, and at each log interval tokens/s and
-tokens seen per source), ``validation`` (loss per domain), ``epoch`` (a source
-ran out and repeats), ``transition`` (per-domain forgetting and gain) and, when
+tokens seen per source), ``validation`` (loss per domain in nats/token and bits per
+byte), ``epoch`` (a source ran out and repeats), ``transition`` (per-domain
+forgetting and gain, in both units) and, when
 the curriculum asks for it, ``hellaswag`` (acc_norm and acc at each evaluation). After
 a resume, the last record per (type, step) wins, as ``read_metrics`` does.
 
@@ -47,6 +48,7 @@ class RunLog:
     tokens_seen: list[dict[str, int]]  # per source, at each log interval
     val_tokens: list[int]
     val_loss: list[dict[str, float]]  # per domain, nats/token
+    val_bpb: list[dict[str, float]]  # per domain, bits/byte; {} for a record written before bits per byte
     transitions: list[dict[str, Any]]
     epochs: list[dict[str, Any]] = field(default_factory=list)  # a source exhausted and reshuffled
     hellaswag: list[dict[str, Any]] = field(default_factory=list)  # acc_norm, acc, ... at each evaluation
@@ -115,6 +117,7 @@ def read_run(run_dir: str | Path) -> RunLog:
         tokens_seen=[train[s]["tokens_seen"] for s in logged],
         val_tokens=[s * tps for s in sorted(val)],
         val_loss=[val[s]["loss"] for s in sorted(val)],
+        val_bpb=[val[s].get("bpb", {}) for s in sorted(val)],
         transitions=[recs["transition"][s] for s in sorted(recs.get("transition", {}))],
         epochs=[recs["epoch"][k] for k in sorted(recs.get("epoch", {}))],
         hellaswag=[recs["hellaswag"][s] for s in sorted(recs.get("hellaswag", {}))],

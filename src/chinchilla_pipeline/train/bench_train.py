@@ -1,10 +1,10 @@
 """``chinchilla bench-train``: the trainer's tokens/s against a bare PyTorch loop, in one process.
 
-Both train the same model config (same init seed, AdamW, clipping, dtype,
-compilation) on the same micro-batch size and accumulation. The bare loop
-reuses one batch already on the device; the trainer draws its batches through
-the sampler from a prepared dataset (random tokens, written to a temporary
-directory) and does its logging, so the ratio is the trainer's whole overhead.
+Both train the same model config (same init seed, optimiser, clipping, dtype,
+compilation; ``--optimizer muon``: the modern recipe's Muon + AdamW) on the same
+micro-batch size and accumulation. The bare loop reuses one batch already on the
+device; the trainer draws its batches through the sampler from a prepared dataset
+(random tokens, written to a temporary directory) and does its logging, so the ratio is the trainer's whole overhead.
 Rounds alternate (bare, trainer, bare, trainer, ...) and the best of each counts:
 on a shared machine the best round is the least disturbed one.
 """
@@ -20,14 +20,14 @@ import torch
 
 from ..data.manifest import write_token_dataset
 from ..model.config import ModelConfig, load_model_config
-from ..model.gpt import GPT
 from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig, OptimizerConfig, SpeedConfig
 from .distributed import setup_distributed
 from .metrics import mfu, peak_flops
-from .setup import apply_speed, autocast_factory, build_optimizer, compile_model
+from .setup import build_training
 from .trainer import Trainer
 
 DEFAULT_SPEED = SpeedConfig()  # the trainer's defaults (a frozen config: safe to share)
+DEFAULT_OPTIMIZER = OptimizerConfig()  # AdamW; OptimizerConfig(kind="muon") for the modern recipe
 
 
 def _sync(device: torch.device) -> None:
@@ -47,20 +47,19 @@ def bare_loop(
     compile_: str,
     seed: int,
     speed: SpeedConfig = DEFAULT_SPEED,
+    optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
 ) -> dict[str, float]:
-    """The plainest loop: forward, backward, clip, AdamW on one fixed batch, with ``speed``'s settings.
+    """The plainest loop: forward, backward, clip, the optimiser step on one fixed batch, with ``speed``'s
+    settings; the model, optimiser and precision from ``build_training``, as the trainer's.
 
     Returns ``tokens_per_s`` (timed steps), ``first_step_s`` (the first step: compilation included)
     and ``peak_bytes`` (CUDA's peak allocation; 0 on CPU).
     """
-    apply_speed(speed, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(seed)
-    raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(device)
-    model = compile_model(raw, compile_, speed, device)
-    opt = build_optimizer(raw, OptimizerConfig(), device, fused=speed.fused_adamw)  # the trainer's AdamW
-    autocast = autocast_factory(dtype, device, speed.attention)
+    built = build_training(model_cfg, optimizer, device, speed=speed, dtype=dtype, compile_=compile_)
+    raw, model, opt, autocast = built.raw, built.model, built.optimizer, built.autocast
     batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
     x, y = batch[:, :-1], batch[:, 1:]
 
@@ -102,6 +101,7 @@ def make_trainer(
     compile_: str,
     seed: int,
     speed: SpeedConfig = DEFAULT_SPEED,
+    optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
 ) -> Trainer:
     """A Trainer on a one-source curriculum over random tokens, sized so no phase ends while timed."""
     ctx, vocab = model_cfg.block_size, model_cfg.vocab_size
@@ -109,8 +109,15 @@ def make_trainer(
     tokens_per_step = micro * accum * ctx
     num_docs = steps * tokens_per_step // 4096 + 2  # enough for the timed steps without starting a new epoch
     docs = [np.concatenate([[0], rng.integers(1, vocab, 4095)]) for _ in range(num_docs)]
+    bytes_per_id = np.ones(vocab, dtype=np.int32)  # random ids stand for no text: 1 byte each, end-of-text 0
+    bytes_per_id[0] = 0
     path = write_token_dataset(
-        work / "data", "bench", {"train": docs, "validation": docs[:1]}, vocab_size=vocab, eot_id=0
+        work / "data",
+        "bench",
+        {"train": docs, "validation": docs[:1]},
+        vocab_size=vocab,
+        eot_id=0,
+        token_bytes=bytes_per_id,
     )
     cfg = CurriculumConfig(
         name="bench",
@@ -119,6 +126,7 @@ def make_trainer(
         total_tokens=100 * steps * tokens_per_step,
         phases=[{"name": "bench", "share": 1.0, "sources": [{"name": "random", "path": str(path)}]}],
         batch=BatchConfig(global_batch_tokens=tokens_per_step, micro_batch_size=micro),
+        optimizer=optimizer,
         eval=EvalConfig(interval_steps=10**9, tokens_per_source=ctx),
         checkpoint=CheckpointConfig(interval_steps=10**9),
         dtype=dtype,
@@ -141,6 +149,7 @@ def bench_train(
     rounds: int = 4,
     peak_tflops: float | None = None,
     speed: SpeedConfig = DEFAULT_SPEED,
+    optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
 ) -> dict[str, float]:
     """Best-of-``rounds`` tokens/s of the bare loop and of the trainer, and trainer / bare."""
     model_cfg = load_model_config(model_path)
@@ -157,6 +166,7 @@ def bench_train(
             compile_=compile_,
             seed=1337,
             speed=speed,
+            optimizer=optimizer,
         )
         dev = trainer.dist.device
         trainer.train(warmup)
@@ -173,6 +183,7 @@ def bench_train(
                     compile_=compile_,
                     seed=1337,
                     speed=speed,
+                    optimizer=optimizer,
                 )["tokens_per_s"]
             )
             t0 = time.perf_counter()
@@ -188,7 +199,7 @@ def bench_train(
     print(
         f"model {model_cfg.name}: {model_cfg.num_params():,} params, context {model_cfg.block_size}, "
         f"{fpt:,} FLOPs/token; device {name}; micro-batch {micro} x accum {accum}; "
-        f"dtype {dtype}, compile {compile_}, cross-entropy {speed.cross_entropy}; "
+        f"optimizer {optimizer.kind}; dtype {dtype}, compile {compile_}, cross-entropy {speed.cross_entropy}; "
         f"best of {rounds} rounds of {steps} steps"
     )
     print(f"bare loop:  {out['bare_tokens_per_s']:,.0f} tokens/s   (rounds: {', '.join(f'{v:,.0f}' for v in bare)})")

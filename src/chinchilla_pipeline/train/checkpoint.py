@@ -79,7 +79,7 @@ class TrainState:
     sampler: dict[str, Any]  # {"phase": index, **WeightedMultiDatasetSampler.state_dict()}
     consumed: dict[str, int]  # sequences drawn per source, all phases
     tokens_seen: dict[str, int]
-    boundary_evals: dict[str, dict[str, float]]
+    boundary_evals: dict[str, dict[str, dict[str, float]]]  # phase -> {"loss"/"bpb": {domain: value}} at its end
     rng: dict[str, torch.Tensor]  # "torch", and "cuda" on GPU
     fingerprint: dict[str, Any]
     world_size: int

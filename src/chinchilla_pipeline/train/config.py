@@ -102,9 +102,32 @@ class SpeedConfig(StrictModel):
     ddp_static_graph: bool = False
 
 
-class OptimizerConfig(StrictModel):
-    """AdamW, GPT-3 small's settings: lr 6e-4, betas (0.9, 0.95), decay 0.1 on matrices only."""
+class MuonConfig(StrictModel):
+    """Muon on the blocks' matrices, AdamW on the rest, as nanochat (karpathy/nanochat, ``nanochat/gpt.py``
+    ``setup_optimizers``): each group its own peak lr, all following one schedule (``ScheduleConfig``).
 
+    AdamW's embedding and head lrs are scaled by (n_embd / 768)^-0.5, nanochat's rule, so the values
+    below are those of a 768-wide model. Muon (``torch.optim.Muon``) scales each matrix's update by
+    sqrt(max(1, rows / cols)) (its "original" adjustment, Keller Jordan's).
+    """
+
+    matrix_lr: PositiveFloat = 0.02  # Muon: every 2-D weight inside the blocks
+    embedding_lr: PositiveFloat = 0.3  # AdamW: the token embedding (x (n_embd/768)^-0.5)
+    head_lr: PositiveFloat = 0.008  # AdamW: the output head (x (n_embd/768)^-0.5); tied to the embedding: this lr
+    momentum: float = Field(default=0.95, ge=0, lt=1)  # Muon's Nesterov momentum after its warmup
+    # nanochat: momentum from 0.85 to 0.95, linearly over the first 300 steps
+    momentum_start: float = Field(default=0.85, ge=0, lt=1)
+    momentum_warmup_steps: int = Field(default=300, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)  # on the Muon matrices (decoupled, x lr)
+
+
+class OptimizerConfig(StrictModel):
+    """``kind`` "adamw": AdamW on every parameter, GPT-3 small's settings (lr 6e-4, betas (0.9, 0.95), decay
+    0.1 on matrices only). ``kind`` "muon": ``muon``'s groups; then ``lr`` is AdamW's for the parameters
+    that are neither block matrices, embedding nor head (biases, norm gains; none in the nanochat model)
+    and ``weight_decay`` is not used (``muon.weight_decay`` is)."""
+
+    kind: Literal["adamw", "muon"] = "adamw"
     lr: PositiveFloat = 6e-4
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # final lr = 6e-5
     beta1: float = Field(default=0.9, ge=0, lt=1)
@@ -112,6 +135,25 @@ class OptimizerConfig(StrictModel):
     eps: PositiveFloat = 1e-8
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float = Field(default=1.0, ge=0)  # max global L2 norm; 0 turns clipping off
+    muon: Optional[MuonConfig] = None  # kind "muon" only; missing: MuonConfig's defaults
+
+    @model_validator(mode="before")
+    @classmethod
+    def _muon_block(cls, data):
+        if isinstance(data, dict) and data.get("kind") == "muon" and data.get("muon") is None:
+            return {**data, "muon": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _muon_only_with_muon(self):
+        if self.kind == "adamw" and self.muon is not None:
+            raise ValueError('"muon" settings need "kind": "muon"')
+        return self
+
+    @property
+    def peak_lr(self) -> float:
+        """The lr a log line shows: AdamW's, or Muon's matrix lr (the other groups follow the same schedule)."""
+        return self.muon.matrix_lr if self.muon is not None else self.lr
 
 
 class ScheduleConfig(StrictModel):

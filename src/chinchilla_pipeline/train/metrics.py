@@ -44,22 +44,40 @@ def mfu(flops_per_token: int, tokens_per_s: float, peak: float | None) -> float 
 
 
 def transition_summary(
-    before: dict[str, float], after: dict[str, float], earlier_domains: list[str], phase_domains: list[str]
+    before: dict[str, dict[str, float]],
+    after: dict[str, dict[str, float]],
+    earlier_domains: list[str],
+    phase_domains: list[str],
 ) -> dict[str, Any]:
-    """Per-domain validation loss before and after a phase.
+    """Per-domain validation loss before and after a phase, from two ``Validator.evaluate`` results
+    ({"loss": nats/token, "bpb": bits/byte}, each by domain).
 
     ``forgetting``: for domains of earlier phases that this phase does not train
     on, how much their loss rose (after - before; > 0 means forgotten).
     ``gain``: for this phase's domains, how much their loss fell (before - after).
+    ``before``/``after``/``forgetting``/``gain`` are in nats/token; the same four with ``_bpb`` in bits/byte.
+    A boundary saved before bits per byte (a checkpoint holding {domain: nats}) gives the nats alone.
     """
-    return {
-        "before": before,
-        "after": after,
-        "forgetting": {
-            d: after[d] - before[d] for d in earlier_domains if d not in phase_domains and d in before and d in after
-        },
-        "gain": {d: before[d] - after[d] for d in phase_domains if d in before and d in after},
-    }
+    before, after = _by_unit(before), _by_unit(after)
+    out: dict[str, Any] = {}
+    for unit, suffix in (("loss", ""), ("bpb", "_bpb")):
+        if unit not in before or unit not in after:
+            continue
+        b, a = before[unit], after[unit]
+        out |= {
+            f"before{suffix}": b,
+            f"after{suffix}": a,
+            f"forgetting{suffix}": {
+                d: a[d] - b[d] for d in earlier_domains if d not in phase_domains and d in b and d in a
+            },
+            f"gain{suffix}": {d: b[d] - a[d] for d in phase_domains if d in b and d in a},
+        }
+    return out
+
+
+def _by_unit(evaluation: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"loss": ..., "bpb": ...}; a checkpoint's boundary from before bits per byte, {domain: nats}, as {"loss": it}."""
+    return evaluation if all(isinstance(v, dict) for v in evaluation.values()) else {"loss": evaluation}
 
 
 def format_duration(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """``"micro_batch_size": "auto"``: the largest micro batch that fits the device.
 
 On CUDA each rank tries the divisors of its sequences per step, largest first,
-with one real training step (the run's model, loss path, dtype and fused AdamW,
+with one real training step (the run's model, loss path, dtype and optimiser,
 eager: a compiled step needs no more memory) and takes the first whose peak
 allocation stays under ``HEADROOM`` of the card; every rank then takes the
 smallest rank's answer. On CPU memory is not the limit: the CPU rule of
@@ -17,10 +17,9 @@ import torch
 
 from ..errors import UserError
 from ..model.config import ModelConfig
-from ..model.gpt import GPT
 from .config import CPU_MICRO_BATCH, CurriculumConfig, micro_batch_candidates, sequences_per_rank
 from .distributed import Dist
-from .setup import autocast_factory, build_optimizer
+from .setup import build_training
 
 HEADROOM = 0.90  # of the memory this process can have (free + its own reserved): fragmentation, eval batches
 MAX_PROBE = 256  # sequences: the largest micro batch tried (256 x 1,024 tokens; llm.c runs 64 on an H100)
@@ -28,17 +27,16 @@ MAX_PROBE = 256  # sequences: the largest micro batch tried (256 x 1,024 tokens;
 
 def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.device, micro: int) -> int | None:
     """Peak bytes allocated by one training step at ``micro`` sequences, or None when it runs out of memory."""
-    model = opt = None
+    built = None
     try:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        model = GPT(model_cfg, cross_entropy=cfg.speed.cross_entropy).to(device)
-        opt = build_optimizer(model, cfg.optimizer, device, fused=cfg.speed.fused_adamw)
+        built = build_training(model_cfg, cfg.optimizer, device, speed=cfg.speed, dtype=cfg.dtype, compile_="off")
         batch = torch.randint(0, model_cfg.vocab_size, (micro, model_cfg.block_size + 1), device=device)
-        with autocast_factory(cfg.dtype, device, cfg.speed.attention)():
-            loss = model(batch[:, :-1], batch[:, 1:])
+        with built.autocast():
+            loss = built.model(batch[:, :-1], batch[:, 1:])
         loss.backward()
-        opt.step()
+        built.optimizer.step()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
     except torch.cuda.OutOfMemoryError:
@@ -48,7 +46,7 @@ def probe_step(model_cfg: ModelConfig, cfg: CurriculumConfig, device: torch.devi
             return None
         raise
     finally:
-        del model, opt
+        del built
         torch.cuda.empty_cache()
 
 

@@ -11,23 +11,28 @@ import math
 from .config import OptimizerConfig, RunPlan, ScheduleConfig
 
 
-def lr_at(step: int, plan: RunPlan, sched: ScheduleConfig, opt: OptimizerConfig) -> float:
-    """lr for optimiser step ``step`` (0-based) of ``plan.total_steps``.
+def lr_factor(step: int, plan: RunPlan, sched: ScheduleConfig, min_lr_ratio: float) -> float:
+    """The share of each group's peak lr at optimiser step ``step`` (0-based) of ``plan.total_steps``.
 
-    Warmup: linear from lr/warmup to lr over ``warmup_steps``. Then
-    ``cosine``: half a cosine from lr down to min_lr at the last step;
-    ``wsd``: lr held until ``decay_start_step``, then linear down to min_lr at the last step.
+    Warmup: linear from 1/warmup to 1 over ``warmup_steps``. Then
+    ``cosine``: half a cosine from 1 down to ``min_lr_ratio`` at the last step;
+    ``wsd``: 1 until ``decay_start_step``, then linear down to ``min_lr_ratio`` at the last step.
     """
-    peak, floor = opt.lr, opt.lr * opt.min_lr_ratio
+    floor = min_lr_ratio
     if step < plan.warmup_steps:
-        return peak * (step + 1) / plan.warmup_steps
+        return (step + 1) / plan.warmup_steps
     last = plan.total_steps - 1
     if sched.kind == "cosine":
         span = max(1, last - plan.warmup_steps)
         frac = min(1.0, (step - plan.warmup_steps) / span)
-        return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * frac))
+        return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * frac))
     start = max(plan.decay_start_step, plan.warmup_steps)
     if step < start:
-        return peak
+        return 1.0
     frac = min(1.0, (step - start) / max(1, last - start))
-    return peak - (peak - floor) * frac
+    return 1.0 - (1.0 - floor) * frac
+
+
+def lr_at(step: int, plan: RunPlan, sched: ScheduleConfig, opt: OptimizerConfig) -> float:
+    """The headline lr at ``step`` (``opt.peak_lr`` x ``lr_factor``): AdamW's, or Muon's matrix lr."""
+    return opt.peak_lr * lr_factor(step, plan, sched, opt.min_lr_ratio)

@@ -1,8 +1,10 @@
-"""What a run is built from: checked datasets, the model, its optimiser, the fingerprint."""
+"""What a run is built from: checked datasets, the fingerprint, and ``build_training``: the model, its
+optimiser and its precision, the one place a recipe (model config + optimiser config) becomes objects."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -11,9 +13,11 @@ import torch
 
 from ..data.reader import PreparedDataset, open_prepared
 from ..errors import UserError
+from ..model import build_model
 from ..model.config import ModelConfig
 from .checkpoint import config_hash
 from .config import CurriculumConfig, OptimizerConfig, SpeedConfig
+from .optim import MuonAdamW, build_optimizer
 
 
 def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | Path) -> dict[str, PreparedDataset]:
@@ -79,21 +83,6 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def build_optimizer(
-    model: torch.nn.Module, opt: OptimizerConfig, device: torch.device, fused: bool = True
-) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices (Linear and embedding weights) only, not on biases or LayerNorms.
-    Fused kernel on CUDA (``fused``), else PyTorch's default (foreach)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, fused=fused and device.type == "cuda"
-    )
-
-
 def autocast_factory(
     dtype: str, device: torch.device, attention: str = "auto"
 ) -> Callable[[], contextlib.AbstractContextManager]:
@@ -154,3 +143,40 @@ def apply_speed(speed: SpeedConfig, device: torch.device) -> None:
 def compile_model(model: torch.nn.Module, setting: str, speed: SpeedConfig, device: torch.device) -> torch.nn.Module:
     """``torch.compile(model, mode=speed.compile_mode)`` when ``setting`` asks for it, else the model."""
     return torch.compile(model, mode=speed.compile_mode) if want_compile(setting, device) else model
+
+
+DEFAULT_SPEED = SpeedConfig()  # frozen: safe to share
+
+
+@dataclass
+class Built:
+    """A recipe as objects: ``raw`` (the model on its device, whose state is saved), ``model`` (``raw``
+    compiled when asked: the one to call), ``optimizer`` and ``autocast`` (a context factory)."""
+
+    raw: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | MuonAdamW
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+
+def build_training(
+    model_cfg: ModelConfig,
+    optimizer: OptimizerConfig,
+    device: torch.device,
+    *,
+    speed: SpeedConfig = DEFAULT_SPEED,
+    dtype: str = "auto",
+    compile_: str = "auto",
+) -> Built:
+    """The model of ``model_cfg`` (its ``architecture``) on ``device`` with ``speed``'s process-wide switches,
+    its optimiser (``optimizer.kind``), compiled per ``compile_`` and run under ``dtype``'s autocast.
+    Weights come from the current torch RNG state: seed it first. Every training path calls this
+    (trainer, micro-batch probe, bench-train, gpu-check), so a recipe is chosen in one place."""
+    apply_speed(speed, device)
+    raw = build_model(model_cfg, cross_entropy=speed.cross_entropy).to(device)
+    return Built(
+        raw=raw,
+        model=compile_model(raw, compile_, speed, device),
+        optimizer=build_optimizer(raw, optimizer, device, width=model_cfg.n_embd, fused=speed.fused_adamw),
+        autocast=autocast_factory(dtype, device, speed.attention),
+    )

@@ -2,7 +2,7 @@
 
 Hot path per optimiser step: draw the rank's sequences (integer bookkeeping
 and memory-mapped reads), copy them to the device (pinned, non-blocking on
-CUDA), ``grad_accum`` forward/backward passes, clip, AdamW. Losses and
+CUDA), ``grad_accum`` forward/backward passes, clip, the optimiser step. Losses and
 gradient norms stay on the device until the log interval, where one
 all-reduce and one ``tolist`` bring them to the host: no per-step sync.
 """
@@ -20,15 +20,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..errors import UserError
 from ..hellaswag.run import training_hook
 from ..model.config import ModelConfig
-from ..model.gpt import GPT
 from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
 from .config import CurriculumConfig, RunPlan, make_plan
 from .distributed import Dist, all_reduce_sum
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .microbatch import resolve_micro_batch
+from .optim import set_schedule
 from .sampler import TokenStream, WeightedMultiDatasetSampler
-from .schedule import lr_at
-from .setup import apply_speed, autocast_factory, build_optimizer, compile_model, fingerprint, open_domains
+from .schedule import lr_factor
+from .setup import build_training, fingerprint, open_domains
 from .validation import Validator
 
 
@@ -78,22 +78,21 @@ class Trainer:
         self.fingerprint = fingerprint(cfg, model_cfg, self.domains)
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         speed = cfg.speed
-        apply_speed(speed, dist.device)
-        self.raw = GPT(model_cfg, cross_entropy=speed.cross_entropy).to(dist.device)
-        model = compile_model(self.raw, cfg.compile, speed, dist.device)
+        built = build_training(
+            model_cfg, cfg.optimizer, dist.device, speed=speed, dtype=cfg.dtype, compile_=cfg.compile
+        )
+        self.raw, self.optimizer, self.autocast = built.raw, built.optimizer, built.autocast
         self.model = (
             DDP(
-                model,
+                built.model,
                 device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
                 **({} if speed.ddp_bucket_cap_mb is None else {"bucket_cap_mb": speed.ddp_bucket_cap_mb}),
                 static_graph=speed.ddp_static_graph,
                 gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view,
             )
             if dist.enabled
-            else model
+            else built.model
         )
-        self.optimizer = build_optimizer(self.raw, cfg.optimizer, dist.device, fused=speed.fused_adamw)
-        self.autocast = autocast_factory(cfg.dtype, dist.device, speed.attention)
         self.validator = Validator(
             self.domains,
             context=self.plan.context,
@@ -220,9 +219,10 @@ class Trainer:
     def train_step(self) -> None:
         """One optimiser step over the global batch; no host synchronisation."""
         plan, dev = self.plan, self.dist.device
-        lr = lr_at(self.step, plan, self.cfg.schedule, self.cfg.optimizer)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        opt = self.cfg.optimizer
+        factor = lr_factor(self.step, plan, self.cfg.schedule, opt.min_lr_ratio)
+        set_schedule(self.optimizer, factor, self.step, opt)
+        lr = opt.peak_lr * factor
         rows, _ = self.sampler.next_step(plan.sequences_per_step, self.dist.rank, self.dist.world_size)
         batch = torch.from_numpy(rows)
         if dev.type == "cuda":
@@ -292,11 +292,16 @@ class Trainer:
         return {k: v * self.plan.context for k, v in seqs.items()}
 
     # --- evaluation, checkpoints, transitions ---------------------------------
-    def evaluate(self) -> dict[str, float]:
-        losses = self.validator.evaluate(self.raw, self.autocast)
-        self.log.write({"type": "validation", "step": self.step, "loss": losses})
-        self.log.say(f"validation at step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-        self.last_eval = losses
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Validation ({"loss": nats/token, "bpb": bits/byte} per domain) and HellaSwag when configured."""
+        result = self.validator.evaluate(self.raw, self.autocast)
+        bpb = result["bpb"]
+        self.log.write({"type": "validation", "step": self.step, **result, "bpb_mean": sum(bpb.values()) / len(bpb)})
+        self.log.say(
+            f"validation at step {self.step} (nats/token, bits/byte): "
+            + ", ".join(f"{k} {v:.4f} {bpb[k]:.4f}" for k, v in result["loss"].items())
+        )
+        self.last_eval = result
         if self.hellaswag is not None:
             hs = self.hellaswag.evaluate(self.raw, self.autocast)
             self.log.write({"type": "hellaswag", "step": self.step, **hs})
@@ -305,17 +310,19 @@ class Trainer:
                 f"({hs['num_items']} items)"
             )
         self._rate.reset()
-        return losses
+        return result
 
     def finish_phase(self, i: int) -> None:
-        """Record the boundary's validation losses, write the phase's final checkpoint and its summary."""
+        """Record the boundary's validation (nats and bits per byte), write the phase's final checkpoint and
+        its summary."""
         name = self.cfg.phases[i].name
-        self.boundary_evals[name] = dict(self.last_eval)
+        self.boundary_evals[name] = {unit: dict(v) for unit, v in self.last_eval.items()}
         record: dict[str, Any] = {
             "type": "transition",
             "step": self.step,
             "phase": name,
-            "validation_loss": self.boundary_evals[name],
+            "validation_loss": self.boundary_evals[name]["loss"],
+            "validation_bpb": self.boundary_evals[name]["bpb"],
         }
         if i > 0 and self.cfg.phases[i - 1].name in self.boundary_evals:
             prev = self.cfg.phases[i - 1].name
@@ -330,15 +337,22 @@ class Trainer:
                 ),
             )
         self.log.write(record)
+
+        def changes(key: str) -> str:  # "d +0.0123 (+0.0178 bpb)", nats first; bits/byte where recorded
+            bpb = record.get(f"{key}_bpb", {})
+            return ", ".join(
+                f"{d} {v:+.4f}" + (f" ({bpb[d]:+.4f} bpb)" if d in bpb else "") for d, v in record[key].items()
+            )
+
         self.log.say(
             f"phase '{name}' done at step {self.step}"
             + (
                 f"; validation loss after phase '{record['after_phase']}' -> after '{name}': "
                 + ", ".join(f"{d} {record['before'][d]:.4f} -> {v:.4f}" for d, v in record["after"].items())
                 + "; forgetting "
-                + ", ".join(f"{d} {v:+.4f}" for d, v in record["forgetting"].items())
+                + changes("forgetting")
                 + "; gain "
-                + ", ".join(f"{d} {v:+.4f}" for d, v in record["gain"].items())
+                + changes("gain")
                 if "after_phase" in record
                 else ""
             )

@@ -1,8 +1,15 @@
-"""Validation loss on each domain's held-out split, shared among the ranks."""
+"""Validation loss on each domain's held-out split, shared among the ranks: nats per token and bits per byte.
+
+Bits per byte (nanochat's ``evaluate_bpb``) = summed token losses (nats) / (ln 2 x the UTF-8 bytes the
+target tokens decode to), end-of-text counting 0 bytes: unlike nats per token it does not depend on the
+tokenizer, so runs with different vocabularies compare. nanochat also leaves the 0-byte targets' losses out
+of the sum; the model gives a window's mean loss only, so here they stay in it (docs/training.md).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import numpy as np
@@ -12,6 +19,24 @@ from ..data.reader import PreparedDataset
 from ..errors import UserError
 from .distributed import Dist, all_reduce_sum
 from .sampler import TokenStream
+
+# What ``Validator.evaluate`` returns: {"loss": {domain: nats/token}, "bpb": {domain: bits/byte}}
+Evaluation = dict[str, dict[str, float]]
+
+
+def shared_token_bytes(datasets: dict[str, PreparedDataset]) -> np.ndarray:
+    """The bytes-per-token table every dataset carries (``PreparedDataset.token_bytes``); datasets whose
+    tables differ (another tokenizer) are a ``UserError`` naming both."""
+    first_name, first = next(iter(datasets.items()))
+    table = first.token_bytes()
+    for name, ds in datasets.items():
+        if not np.array_equal(ds.token_bytes(), table):
+            raise UserError(
+                f"source '{name}' has another token_bytes.npy than '{first_name}' ({first.path}): the sources "
+                "must come from one tokenizer",
+                path=ds.path / "token_bytes.npy",
+            )
+    return table
 
 
 class Validator:
@@ -38,16 +63,18 @@ class Validator:
                 if len(mine)
                 else np.zeros((0, context + 1), np.int64)
             )
+        table = shared_token_bytes(datasets)  # after the shards: a bad shard is named first
+        # UTF-8 bytes of this rank's target tokens per domain: fixed, so counted once on the host.
+        self.num_bytes = {name: int(table[rows[:, 1:]].sum(dtype=np.int64)) for name, rows in self.windows.items()}
 
     @torch.no_grad()
-    def evaluate(
-        self, model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]
-    ) -> dict[str, float]:
-        """Mean next-token cross-entropy (nats/token) per domain, over all ranks' windows."""
+    def evaluate(self, model: torch.nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]) -> Evaluation:
+        """Per domain over all ranks' windows: mean next-token cross-entropy (nats/token) and bits per byte."""
         was_training = model.training
         model.eval()
         device = self.dist.device
-        sums = torch.zeros(len(self.windows), 2, dtype=torch.float64, device=device)  # (loss x tokens, tokens)
+        sums = torch.zeros(len(self.windows), 3, dtype=torch.float64, device=device)  # (loss x tokens, tokens, bytes)
+        sums[:, 2] = torch.tensor(list(self.num_bytes.values()), dtype=torch.float64)
         for i, rows in enumerate(self.windows.values()):
             for lo in range(0, rows.shape[0], self.micro):
                 batch = torch.from_numpy(rows[lo : lo + self.micro]).to(device, non_blocking=True)
@@ -58,5 +85,9 @@ class Validator:
                 sums[i, 1] += n
         all_reduce_sum(sums, self.dist)
         model.train(was_training)
-        values = (sums[:, 0] / sums[:, 1]).tolist()
-        return dict(zip(self.windows, values))
+        nats, tokens, num_bytes = sums.T.tolist()
+        return {
+            "loss": {d: s / t for d, s, t in zip(self.windows, nats, tokens)},
+            # no byte at all (every target a special token): no rate to give
+            "bpb": {d: s / (math.log(2) * b) if b else math.nan for d, s, b in zip(self.windows, nats, num_bytes)},
+        }
