@@ -26,10 +26,18 @@ test-faults: ## the whole fault-injection suite, with the slower cases that star
 # --- data: tokenizer and dataset preparation ---
 # Phase A's books: BOOKS=bookcorpus (the seed's; lowercased, pre-tokenized sentences) or BOOKS=pg19 (PG-19, whole
 # cased books); it picks the dataset config, the tokenizer mix and the curriculum (docs/real-data.md).
+# The training recipe: RECIPE=nanochat (the default, measured better: docs/experiments.md) or RECIPE=gpt2 (GPT-2's
+# model, AdamW, cosine); it picks the curriculum config (*_gpt2.json), the demo's config, model family and run.
+RECIPE ?= nanochat
+ifeq ($(RECIPE),gpt2)
+RECIPE_SUFFIX := _gpt2
+else ifneq ($(RECIPE),nanochat)
+$(error RECIPE must be nanochat or gpt2, got '$(RECIPE)')
+endif
 BOOKS ?= bookcorpus
 ifeq ($(BOOKS),pg19)
 TOKENIZER_MIX ?= config/tokenizer_mix_pg19.json
-CURRICULUM    ?= config/curriculum/chinchilla_124m_pg19.json
+CURRICULUM    ?= config/curriculum/chinchilla_124m_pg19$(RECIPE_SUFFIX).json
 else ifneq ($(BOOKS),bookcorpus)
 $(error BOOKS must be bookcorpus or pg19, got '$(BOOKS)')
 endif
@@ -86,13 +94,13 @@ test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_
 # --- training ---
 # One GPU or CPU by default; for DDP set TRAIN_CLI, e.g.
 #   make pretrain-curriculum-phase-a TRAIN_CLI=".venv/bin/torchrun --nproc_per_node=8 -m chinchilla_pipeline.cli"
-CURRICULUM ?= config/curriculum/chinchilla_124m.json
+CURRICULUM ?= config/curriculum/chinchilla_124m$(RECIPE_SUFFIX).json
 RUNS       ?= runs
 TRAIN_CLI  ?= $(CLI)
 PRETRAIN    = $(TRAIN_CLI) pretrain --config_path $(CURRICULUM) --out_dir $(RUNS)
 
 .PHONY: pretrain-plan pretrain-curriculum-phase-a pretrain-curriculum-phase-b pretrain-curriculum \
-        bench-train bench-train-chunked bench-train-gpu
+        bench-train bench-train-nanochat bench-train-chunked bench-train-gpu
 pretrain-plan: ## print the curriculum's budget, steps and tokens per phase (trains nothing)
 	$(CLI) pretrain --config_path $(CURRICULUM) --plan_only
 pretrain-curriculum-phase-a: ## phase A (wikipedia + books) from scratch, or resumed; ends with its final checkpoint
@@ -103,6 +111,9 @@ pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 	$(PRETRAIN) --phase all
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
 	$(CLI) bench-train --model_config config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
+bench-train-nanochat: ## CPU: the modern recipe's trainer (nanochat model, Muon + AdamW) against its bare loop
+	$(CLI) bench-train --model_config config/models/cpu_small_nanochat.json --optimizer muon --device cpu \
+	  --micro_batch_size 8 --steps 10 --rounds 4
 bench-train-chunked: ## CPU: bench-train with the chunked cross-entropy (speed.cross_entropy)
 	$(CLI) bench-train --model_config config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4 \
 	  --cross_entropy chunked
@@ -141,6 +152,7 @@ DEMO       ?= $(DATA)/demo
 DEMO_RUNS  ?= $(RUNS)
 DEMO_CONF  := config/demo
 DEMO_SECONDS ?= 240
+DEMO_RUN   := $(DEMO_RUNS)/demo$(RECIPE_SUFFIX)
 
 .PHONY: demo-data demo-size
 demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared demo datasets
@@ -148,11 +160,11 @@ demo-data: demo-corpus ## demo corpus -> demo tokenizer -> the four prepared dem
 	$(CLI) prepare --tokenizer $(DEMO)/tokenizer --out_dir $(DEMO)/prepared --config_path $(DEMO_CONF)/datasets/*.json
 
 demo-size: ## measure this machine; write runs/demo/model.json: 20 tokens/param in DEMO_SECONDS of training
-	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out_path $(DEMO_RUNS)/demo/model.json
+	$(CLI) demo-size --seconds $(DEMO_SECONDS) --tokenizer $(DEMO)/tokenizer --out_path $(DEMO_RUN)/model.json --recipe $(RECIPE)
 
 # --- report and export ---
 # A run's report, its Hugging Face export and a few sampled lines; defaults: the demo run.
-RUN_DIR    ?= $(DEMO_RUNS)/demo
+RUN_DIR    ?= $(DEMO_RUN)
 TOKENIZER  ?= $(DEMO)/tokenizer
 EXPORT_DIR ?= $(RUN_DIR)/hf
 PROMPT     ?= The
@@ -191,7 +203,7 @@ isoflop-plan: ## print the isoflop runs (N, D = C/6N, D/N, steps) without traini
 	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop --plan_only
 
 # --- the whole pipeline on the embedded corpus ---
-DEMO_CURRICULUM := $(DEMO_CONF)/curriculum.json
+DEMO_CURRICULUM := $(DEMO_CONF)/curriculum$(RECIPE_SUFFIX).json
 
 .PHONY: demo demo-train demo-evaluate
 demo: install-cpu ## everything, on the embedded real corpus: ~4 minutes on 2 CPU cores after the install (README's first command)
@@ -202,4 +214,4 @@ demo-train: ## phase a then phase b of config/demo/curriculum.json (the model co
 	$(CLI) pretrain --config_path $(DEMO_CURRICULUM) --out_dir $(DEMO_RUNS) --phase b --device cpu
 
 demo-evaluate: ## the demo's final checkpoint on each domain's whole validation split
-	$(CLI) evaluate --checkpoint $(DEMO_RUNS)/demo --tokenizer $(DEMO)/tokenizer --config_path $(DEMO_CURRICULUM)
+	$(CLI) evaluate --checkpoint $(DEMO_RUN) --tokenizer $(DEMO)/tokenizer --config_path $(DEMO_CURRICULUM)

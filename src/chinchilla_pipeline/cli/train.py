@@ -271,19 +271,29 @@ def _add_demo_size(sub) -> None:
     out_path_arg(p, default="runs/demo/model.json", help="model config to write (sizing.json goes beside it)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--overwrite", action="store_true", help="measure again although the model config exists")
+    p.add_argument(
+        "--recipe",
+        choices=["nanochat", "gpt2"],
+        default="nanochat",
+        help="the model family and optimiser timed: nanochat (Muon + AdamW) or gpt2 (AdamW)",
+    )
 
     def run(a):
         from pathlib import Path
 
         from ..demo.sizing import format_sizing, write_demo_model
         from ..tokenizer.load import load_tokenizer
+        from ..train.config import OptimizerConfig
 
         positive(a, "seconds", "block_size", "micro_batch_size")
         if Path(a.out_path).is_file() and not a.overwrite:
             print(f"{a.out_path} exists (a run may depend on it): kept; --overwrite measures again")
             return 0
         vocab = load_tokenizer(a.tokenizer).vocab_size
-        sized = write_demo_model(a.out_path, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device)
+        optimizer = OptimizerConfig(kind="muon" if a.recipe == "nanochat" else "adamw")
+        sized = write_demo_model(
+            a.out_path, a.seconds, vocab, a.block_size, a.micro_batch_size, a.device, a.recipe, optimizer
+        )
         print(format_sizing(a.out_path, sized))
         return 0
 

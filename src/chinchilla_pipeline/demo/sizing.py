@@ -1,6 +1,6 @@
 """Size a scaled-down model the Chinchilla way: 20 tokens per parameter at the size a time allows.
 
-The models form one family (GPT-2 shape, depth and heads growing with the width),
+The models form one family per architecture (depth and heads growing with the width),
 so that a parameter count picks one model. The throughput this machine reaches is
 measured, not assumed: a short training loop at a probe size gives FLOP/s, the
 planner turns time x FLOP/s into N and D = 20 N, and the probe is repeated at the
@@ -19,14 +19,28 @@ from ..atomic import write_json
 from ..model.config import ModelConfig
 from ..model.family import family_config, model_for_params
 from ..plan import DEFAULT_TOKENS_PER_PARAM, params_for_compute, tokens_for_params
-from ..train.bench_train import bare_loop
+from ..train.bench_train import DEFAULT_OPTIMIZER, bare_loop
+from ..train.config import OptimizerConfig
 
 log = logging.getLogger(__name__)
 
 
-def measure_flops_rate(cfg: ModelConfig, device: torch.device, micro: int, steps: int = 6) -> float:
-    """Training FLOP/s this machine reaches on ``cfg`` (bare forward + backward + AdamW loop)."""
-    measured = bare_loop(cfg, device, micro=micro, accum=1, steps=steps, warmup=2, dtype="auto", compile_="off", seed=0)
+def measure_flops_rate(
+    cfg: ModelConfig, device: torch.device, micro: int, steps: int = 6, optimizer: OptimizerConfig = DEFAULT_OPTIMIZER
+) -> float:
+    """Training FLOP/s this machine reaches on ``cfg`` (bare forward + backward + ``optimizer`` loop)."""
+    measured = bare_loop(
+        cfg,
+        device,
+        micro=micro,
+        accum=1,
+        steps=steps,
+        warmup=2,
+        dtype="auto",
+        compile_="off",
+        seed=0,
+        optimizer=optimizer,
+    )
     return measured["tokens_per_s"] * cfg.flops_per_token()
 
 
@@ -38,6 +52,8 @@ def size_for_time(
     tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM,
     device: str = "cpu",
     max_probes: int = 3,
+    architecture: str = "gpt2",
+    optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
 ) -> dict[str, Any]:
     """The model and token budget that ``seconds`` of training allow at ``tokens_per_param``.
 
@@ -46,15 +62,15 @@ def size_for_time(
     the chosen size until the choice stops changing.
     """
     dev = torch.device(device)
-    cfg = family_config(64, vocab_size, block_size)
+    cfg = family_config(64, vocab_size, block_size, architecture=architecture)
     probes = []
     for _ in range(max_probes):
-        rate = measure_flops_rate(cfg, dev, micro)
+        rate = measure_flops_rate(cfg, dev, micro, optimizer=optimizer)
         # 6ND counts only parameter FLOPs; the model's own FLOPs per token add attention, so the
         # budget in parameter FLOPs is the measured rate scaled by 6N / flops_per_token.
         param_share = 6 * cfg.num_params() / cfg.flops_per_token()
         n = params_for_compute(rate * param_share * seconds, tokens_per_param)
-        chosen = model_for_params(n, vocab_size, block_size)
+        chosen = model_for_params(n, vocab_size, block_size, architecture)
         probes.append(
             {"probe_width": cfg.n_embd, "flops_per_s": rate, "target_params": n, "chosen_width": chosen.n_embd}
         )
@@ -75,10 +91,20 @@ def size_for_time(
 
 
 def write_demo_model(
-    out_path: str | Path, seconds: float, vocab_size: int, block_size: int, micro: int, device: str = "cpu"
+    out_path: str | Path,
+    seconds: float,
+    vocab_size: int,
+    block_size: int,
+    micro: int,
+    device: str = "cpu",
+    architecture: str = "gpt2",
+    optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
 ) -> dict[str, Any]:
-    """Measure, size, and write the model config (and the sizing record beside it)."""
-    sized = size_for_time(seconds, vocab_size, block_size, micro, device=device)
+    """Measure, size, and write the model config (and the sizing record beside it) of ``architecture``,
+    timed with ``optimizer`` (the recipe's: Muon's step costs more than AdamW's)."""
+    sized = size_for_time(
+        seconds, vocab_size, block_size, micro, device=device, architecture=architecture, optimizer=optimizer
+    )
     model: ModelConfig = sized["model"]
     data = model.model_dump()
     data["name"] = f"demo_{model.num_params() // 1000}k"

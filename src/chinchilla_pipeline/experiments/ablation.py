@@ -1,6 +1,6 @@
 """``chinchilla ablate``: does the order of the curriculum's phases matter, measured over seeds.
 
-From one base curriculum (``config/demo/curriculum.json``: phase a = wikipedia + books,
+From one base curriculum (``config/demo/curriculum_gpt2.json``: phase a = wikipedia + books,
 then phase b = c4 + forums, half the budget each) it generates one config per variant
 that differs only in the phase structure:
 
