@@ -149,3 +149,18 @@ def test_a_forced_attention_backend_is_ignored_on_cpu(tmp_path):
     "No viable backend" from the first forward pass."""
     cfg = write_curriculum(tmp_path, SEED_ORDER, steps=4, speed={"attention": "cudnn"})
     assert _run(cfg, tmp_path) == 0
+
+
+def test_a_checkpoint_from_before_the_recipe_fields_resumes_a_gpt2_adamw_run_only(tmp_path):
+    from chinchilla_pipeline.errors import UserError
+    from chinchilla_pipeline.train.checkpoint import check_fingerprint
+
+    old = {"model": {"n_layer": 2}, "recipe": {"optimizer.lr": 1e-3}}
+    same = {
+        "model": {"n_layer": 2, "architecture": "gpt2"},
+        "recipe": {"optimizer.lr": 1e-3, "optimizer.kind": "adamw"},
+    }
+    assert check_fingerprint(old, same, tmp_path, allow_changes=False) == []
+    modern = {"model": {"n_layer": 2, "architecture": "nanochat"}, "recipe": same["recipe"]}
+    with pytest.raises(UserError, match=r"model.architecture \(gpt2 -> nanochat\)"):
+        check_fingerprint(old, modern, tmp_path, allow_changes=False)

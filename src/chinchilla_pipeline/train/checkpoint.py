@@ -225,8 +225,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Fingerprint fields added after checkpoints were written, with the value every older checkpoint had: a
+# checkpoint that lacks one agrees with a run at that value (GPT-2's model and AdamW, before the modern recipe).
+ADDED_FIELDS = {("model", "architecture"): "gpt2", ("recipe", "optimizer.kind"): "adamw"}
+
+
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path, allow_changes: bool) -> list[str]:
-    """Differences between the checkpoint's fingerprint and the current one.
+    """Differences between the checkpoint's fingerprint and the current one (``ADDED_FIELDS`` missing from
+    the checkpoint read as their old value).
 
     Raises a ``UserError`` listing them unless ``allow_changes``; returns them
     (for the log) when allowed.
@@ -235,6 +241,7 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
+            a = {**{k: v for (part, k), v in ADDED_FIELDS.items() if part == key}, **a}
             diffs += [
                 f"{key}.{k} ({_short(a.get(k))} -> {_short(b.get(k))})"
                 for k in sorted(set(a) | set(b))

@@ -113,8 +113,9 @@ class Trainer:
         self.sampler: WeightedMultiDatasetSampler | None = None
         self.sampler_phase = -1
         self.consumed: dict[str, int] = {name: 0 for name in self.domains}  # sequences, all phases
-        self.boundary_evals: dict[str, dict[str, float]] = {}  # phase -> validation loss at its end
-        self.last_eval: dict[str, float] = {}
+        # phase -> {"loss": {domain: nats/token}, "bpb": {domain: bits/byte}} at its end
+        self.boundary_evals: dict[str, dict[str, dict[str, float]]] = {}
+        self.last_eval: dict[str, dict[str, float]] = {}  # the latest evaluation, same shape
         self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
         self._rate = RateMeter()
 
