@@ -82,6 +82,23 @@ def test_flops_per_token_of_gpt2_small_is_nanogpts():
     assert n == 123_653_376  # GPT-2 small without its 1,024 x 768 position embedding
 
 
+def _compare_chunked(sliced, chunked, x, y, dtype, chunked_loss):
+    """Loss and gradients of ``sliced`` (its forward) and of ``chunked`` through ``chunked_loss(model)``, both
+    under ``dtype``'s autocast, asserted equal; returns the chunked loss."""
+    losses, grads = [], []
+    for model in (sliced, chunked):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            loss = model(x, y) if model is sliced else chunked_loss(model)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(losses[1], losses[0], **tol)
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], **tol)
+    return losses[1], grads[1]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("chunk", [20, CHUNK_ROWS])  # 48 rows: chunks of 20, 20 and 8, or one chunk
 def test_chunked_cross_entropy_equals_the_sliced_loss_and_gradients(dtype, chunk):
@@ -91,22 +108,13 @@ def test_chunked_cross_entropy_equals_the_sliced_loss_and_gradients(dtype, chunk
     chunked = GPT(cfg, cross_entropy="chunked")
     chunked.load_state_dict(sliced.state_dict())
     x, y = torch.randint(0, 300, (3, 16)), torch.randint(0, 300, (3, 16))
-    losses, grads = [], []
-    for model in (sliced, chunked):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            if model is sliced:
-                loss = model(x, y)
-            else:
-                h = model.ln_f(hidden_states(model, x))
-                loss = chunked_cross_entropy(h.reshape(48, 32), model.lm_head.weight, y.reshape(-1), 300, chunk)
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=2e-2, atol=2e-3)
-    torch.testing.assert_close(losses[1], losses[0], **tol)
-    for k in grads[0]:
-        torch.testing.assert_close(grads[1][k], grads[0][k], **tol)
-    assert torch.count_nonzero(grads[1]["wte.weight"][300:]) == 0  # padding rows never learn from the head
+
+    def loss(model):
+        h = model.ln_f(hidden_states(model, x))
+        return chunked_cross_entropy(h.reshape(48, 32), model.lm_head.weight, y.reshape(-1), 300, chunk)
+
+    _, grads = _compare_chunked(sliced, chunked, x, y, dtype, loss)
+    assert torch.count_nonzero(grads["wte.weight"][300:]) == 0  # padding rows never learn from the head
     torch.testing.assert_close(chunked(x, y), sliced(x, y), rtol=1e-5, atol=1e-6)  # GPT.forward's chunked path
 
 
@@ -265,26 +273,18 @@ def test_nanochat_chunked_cross_entropy_with_softcap_equals_the_sliced_path(dtyp
     chunked = build_model(cfg, cross_entropy="chunked")
     chunked.load_state_dict(sliced.state_dict())
     x, y = torch.randint(0, 300, (3, 16)), torch.randint(0, 300, (3, 16))
-    losses, grads = [], []
-    for model in (sliced, chunked):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            if model is sliced:
-                loss = model(x, y)
-            else:
-                h = nanochat_final_hidden(model, x)
-                w = model.lm_head.weight
-                loss = chunked_cross_entropy(h.reshape(48, 32), w, y.reshape(-1), 300, chunk, softcap=15.0)
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=2e-2, atol=2e-3)
-    torch.testing.assert_close(losses[1], losses[0], **tol)
-    for k in grads[0]:
-        torch.testing.assert_close(grads[1][k], grads[0][k], **tol)
-    assert torch.count_nonzero(grads[1]["lm_head.weight"][300:]) == 0  # padding rows never learn
+    hidden = {}
+
+    def loss(model):
+        hidden["h"] = h = nanochat_final_hidden(model, x)
+        return chunked_cross_entropy(h.reshape(48, 32), model.lm_head.weight, y.reshape(-1), 300, chunk, softcap=15.0)
+
+    capped, grads = _compare_chunked(sliced, chunked, x, y, dtype, loss)
+    assert torch.count_nonzero(grads["lm_head.weight"][300:]) == 0  # padding rows never learn
     torch.testing.assert_close(chunked(x, y), sliced(x, y), rtol=1e-5, atol=1e-6)  # NanoChat.forward's chunked path
-    uncapped = chunked_cross_entropy(h.detach().reshape(48, 32).float(), w.float(), y.reshape(-1), 300, chunk)
-    assert (uncapped - losses[1].float()).abs() > 0.1  # the cap changes the loss at these logit sizes
+    h, w = hidden["h"].detach().reshape(48, 32).float(), chunked.lm_head.weight.detach().float()
+    uncapped = chunked_cross_entropy(h, w, y.reshape(-1), 300, chunk)
+    assert (uncapped - capped.float()).abs() > 0.1  # the cap changes the loss at these logit sizes
 
 
 def test_nanochat_zero_initialised_head_and_projections_train():
