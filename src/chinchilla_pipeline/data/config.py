@@ -61,7 +61,13 @@ class DatasetConfig(StrictModel):
     max_tokens: Optional[PositiveInt] = None  # training tokens kept (end-of-text included)
     target_tokens: Optional[int] = Field(default=None, alias="_target_tokens")
     seed: int = 42
-    # Documents held in the streaming shuffle buffer; 0 keeps the source order.
+    # Share of the source's documents kept, each by a seeded hash of its text (data/sampling.py). Below 1, every
+    # file is read through: for a source in time order (Reddit's yearly files are in month order) it is the
+    # only way to a sample of all of it. Parquet sources need none: they are read by row groups in random order.
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    # Documents held in the streaming shuffle buffer (10,000 of ~2 KB: ~20 MB); 0 keeps the source order.
+    # A sampled source in time order needs one that holds its whole sample, so that its first documents (the
+    # validation split) are drawn from all of it.
     shuffle_buffer: int = Field(default=10_000, ge=0)
     # The first validation_docs filtered documents of the shuffled stream are held out.
     validation_docs: int = Field(default=1_000, ge=0)

@@ -94,7 +94,7 @@ class ValidationFilter:
             if carry is None:
                 carry = np.zeros(counts.shape[1], dtype=np.int64)
             if not batch.texts:  # the stream's last batch: only its tail
-                yield DocumentBatch([], counts, np.concatenate([batch.tail, extra.sum(axis=0)]) + carry)
+                yield DocumentBatch([], counts, np.concatenate([batch.tail, extra.sum(axis=0)]) + carry, batch.files)
                 continue
             kept = np.flatnonzero(extra.sum(axis=1) == 0)
             cum = np.cumsum(counts, axis=0) + carry
@@ -106,6 +106,7 @@ class ValidationFilter:
                     texts,
                     np.diff(upto, axis=0, prepend=np.zeros((1, counts.shape[1]), np.int64)),
                     np.zeros(counts.shape[1], dtype=np.int64),
+                    batch.files[kept],
                 )
             else:
                 carry = cum[-1]

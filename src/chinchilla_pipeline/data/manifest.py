@@ -133,12 +133,21 @@ class ManifestSummary:
         )
 
 
+def file_counts(files: list[str], per_file: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The manifest's ``files``: each source file with the documents each split took from it."""
+    return [
+        {"file": f, "validation": int(per_file["validation"][i]), "train": int(per_file["train"][i])}
+        for i, f in enumerate(files)
+    ]
+
+
 def input_summary(counts: dict[str, int]) -> str | None:
     """One line on what the source held besides the documents kept; None when nothing was dropped."""
     if not any(v for k, v in counts.items() if k != "rows_read"):
         return None
     return (
-        f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text; dropped "
+        f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text, "
+        f"{counts['not_sampled']:,} outside the sample; dropped "
         f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
         f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
         "with U+FFFD (invalid UTF-8 replaced)"

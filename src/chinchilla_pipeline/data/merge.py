@@ -86,6 +86,10 @@ def merge_parts(
         },
         num_docs_read=sum(m["num_docs_read"] for _, m in parts),
         input={k: sum(m["input"][k] for _, m in parts) for k in first["input"]},
+        files=[
+            {"file": f["file"], **{s: sum(m["files"][i][s] for _, m in parts) for s in ("validation", "train")}}
+            for i, f in enumerate(first["files"])
+        ],
         # JSON/CSV: every part scans the same source files; parquet: a part whose stream met an undecodable row
         # group decoded them all, the others none.
         bad_records=max((m.get("bad_records") for _, m in parts), key=lambda b: (b or {}).get("skipped", 0)),

@@ -47,12 +47,13 @@ from .manifest import (
     MANIFEST_NAME,
     TOKEN_BYTES_FIELD,
     build_manifest,
+    file_counts,
     target_fields,
     write_token_bytes,
 )
 from .records import source_bad_records
 from .shards import token_dtype
-from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, iter_batches
+from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, DocumentStream, iter_batches
 from .split_writer import STATE_NAME, SplitWriter, load_progress
 
 COUNTS = COUNTERS + HYGIENE_COUNTERS  # what was read: the manifest's ``input``, then its ``hygiene`` counts
@@ -161,7 +162,7 @@ def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentB
         if num_docs:
             drop = min(num_docs, len(batch.texts))
             num_docs -= drop
-            batch = DocumentBatch(batch.texts[drop:], batch.counts[drop:], batch.tail)
+            batch = DocumentBatch(batch.texts[drop:], batch.counts[drop:], batch.tail, batch.files[drop:])
         yield batch
 
 
@@ -214,7 +215,7 @@ def _write(
     out: Path,
     fp: str,
     source: dict[str, Any] | None,
-    documents: Iterator[DocumentBatch],
+    documents: DocumentStream,
     pool: EncoderPool,
     rank: int,
     world_size: int,
@@ -224,7 +225,8 @@ def _write(
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     caps = Caps.for_rank(cfg, rank, world_size)
-    splits = SplitWriter(out, load_progress(out, fp, len(COUNTS)), tok.vocab_size, tok.eot_id, cfg.shard_tokens)
+    progress = load_progress(out, fp, len(COUNTS), len(documents.files))
+    splits = SplitWriter(out, progress, tok.vocab_size, tok.eot_id, cfg.shard_tokens)
     # Re-reads the stream from its start on a resume too: the validation hashes are rebuilt, not saved.
     hygiene = ValidationFilter(caps.validation_docs)
     bar = tqdm(
@@ -240,10 +242,13 @@ def _write(
         stop_reason, tail = _fill(splits, caps, hygiene.split(documents), pool, bar)
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning(
-            "%s: the source has only %d training documents after filtering (max_samples %d)",
+            "%s: the source has only %d training documents after filtering (max_samples %d)%s",
             cfg.name,
             splits.num_train,
             caps.max_samples,
+            f"; a sample_rate of {_rate_for(cfg.sample_rate, caps, splits):.4g} would reach the caps"
+            if cfg.sample_rate < 1
+            else "",
         )
     counts = (splits.read + tail).tolist()
     manifest = build_manifest(
@@ -262,6 +267,7 @@ def _write(
         caps=caps.as_dict(),
         num_docs_read=splits.consumed + sum(counts[len(COUNTERS) :]),  # written + dropped as duplicates
         input=dict(zip(COUNTERS, counts[: len(COUNTERS)])),
+        files=file_counts(documents.files, splits.per_file),
         bad_records=source_bad_records(cfg, config_path),
         hygiene={
             "validation": f"the first {splits.num_val:,} unique documents of the stream of rank {rank} of {world_size}",
@@ -277,6 +283,12 @@ def _write(
     return manifest
 
 
+def _rate_for(rate: float, caps: Caps, splits: SplitWriter) -> float:
+    """The ``sample_rate`` whose sample would have held ``caps`` (1.05x what this one yielded, at most 1)."""
+    need = [c / max(n, 1) for c, n in ((caps.max_samples, splits.num_train), (caps.max_tokens, splits.num_tokens)) if c]
+    return min(1.0, rate * 1.05 * min(need)) if need else rate
+
+
 def _fill(
     splits: SplitWriter, caps: Caps, documents: Iterator[DocumentBatch], pool: EncoderPool, bar: tqdm
 ) -> tuple[str, np.ndarray]:
@@ -289,7 +301,7 @@ def _fill(
         for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
             i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
             if i:
-                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i])
+                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i], batch.files[:i])
                 if splits.num_val == caps.validation_docs:
                     splits.commit()
             fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
@@ -300,6 +312,7 @@ def _fill(
                     tokens[start : start + lens[i : i + fit].sum()],
                     lens[i : i + fit],
                     batch.counts[i : i + fit],
+                    batch.files[i : i + fit],
                 )
                 bar.update(int(lens[i : i + fit].sum()))
             if stop_reason is not None:

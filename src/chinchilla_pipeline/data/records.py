@@ -261,9 +261,9 @@ def scan_parquet_file(path: str) -> FileScan:
 
 
 def _write_without(pf, path: str, bad: list[int]) -> str:
-    """The copy of parquet file ``path`` without row groups ``bad``, written atomically into the clean
-    directory: the same schema, each good row group one row group of the copy (``datasets`` reads a parquet
-    file in batches of its first row group's rows: the copy gives the batches the file gave)."""
+    """The copy of parquet file ``path`` with row groups ``bad`` emptied, written atomically into the clean
+    directory: the same schema and the same row groups, each bad one with 0 rows, so that the copy has the
+    units of the file (``sources.document_dataset`` shuffles row groups: the same count, the same order)."""
     import pyarrow.parquet as pq
 
     from ..atomic import atomic_open
@@ -271,9 +271,8 @@ def _write_without(pf, path: str, bad: list[int]) -> str:
     out = Path(_clean_dir()) / f"{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]}_{Path(path).name}"
     with atomic_open(out) as f, pq.ParquetWriter(f, pf.schema_arrow) as writer:
         for i in range(pf.num_row_groups):
-            if i not in bad:
-                table = pf.read_row_group(i)
-                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            table = pf.schema_arrow.empty_table() if i in bad else pf.read_row_group(i)
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
     return str(out)
 
 

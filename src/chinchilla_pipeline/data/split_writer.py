@@ -33,6 +33,7 @@ class Progress:
     docs_consumed: int = 0  # documents of the stream (validation + training) in complete shards
     shards: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"train": [], "validation": []})
     counts: list[int] = field(default_factory=list)  # the source's counters up to docs_consumed
+    per_file: dict[str, list[int]] = field(default_factory=dict)  # documents per source file, per split
 
     def save(self, out: Path) -> None:
         write_json(
@@ -41,6 +42,7 @@ class Progress:
                 "fingerprint": self.fingerprint,
                 "docs_consumed": self.docs_consumed,
                 "counts": self.counts,
+                "per_file": self.per_file,
                 "shards": self.shards,
             },
         )
@@ -49,7 +51,7 @@ class Progress:
         return sum(s[key] for s in self.shards[split])
 
 
-def load_progress(out: Path, fp: str, num_counters: int) -> Progress:
+def load_progress(out: Path, fp: str, num_counters: int, num_files: int) -> Progress:
     """Resume from ``.progress.json``; another run's progress is refused, never silently discarded."""
     spath = out / STATE_NAME
     if spath.is_file():
@@ -62,10 +64,10 @@ def load_progress(out: Path, fp: str, num_counters: int) -> Progress:
                 path=spath,
             )
         log.info("resuming %s after %d documents", out, saved["docs_consumed"])
-        return Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"])
+        return Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"], saved["per_file"])
     for p in list(out.glob("*.bin")) + list(out.glob("*.idx")):  # a first shard renamed before any progress
         p.unlink()
-    return Progress(fp, counts=[0] * num_counters)
+    return Progress(fp, counts=[0] * num_counters, per_file={s: [0] * num_files for s in ("validation", "train")})
 
 
 class SplitWriter:
@@ -81,14 +83,16 @@ class SplitWriter:
         self.vocab_size, self.eot_id, self.shard_tokens = vocab_size, eot_id, shard_tokens
         self.consumed = progress.docs_consumed
         self.read = np.array(progress.counts, dtype=np.int64)  # counters of the documents consumed
+        self.per_file = {s: np.array(n, dtype=np.int64) for s, n in progress.per_file.items()}
         self.num_val = progress.total("validation", "num_docs")
         self.num_train = progress.total("train", "num_docs")
         self.num_tokens = progress.total("train", "num_tokens")
         self._writer: ShardWriter | None = None
         self._split = ""
 
-    def add(self, split: str, tokens: np.ndarray, lens: np.ndarray, counts: np.ndarray) -> None:
-        """Append documents: ``tokens`` concatenated, ``lens`` their lengths, ``counts`` their counter rows."""
+    def add(self, split: str, tokens: np.ndarray, lens: np.ndarray, counts: np.ndarray, files: np.ndarray) -> None:
+        """Append documents: ``tokens`` concatenated, ``lens`` their lengths, ``counts`` their counter rows,
+        ``files`` their source files' indices."""
         offsets = np.concatenate(([0], np.cumsum(lens)))
         i = 0
         while i < len(lens):
@@ -99,6 +103,7 @@ class SplitWriter:
                 take = min(take, int(np.searchsorted(cum, self.shard_tokens - w.num_tokens, "left")) + 1)
             w.add(tokens[offsets[i] : offsets[i + take]], lens[i : i + take])
             self.read += counts[i : i + take].sum(axis=0)
+            np.add.at(self.per_file[split], files[i : i + take], 1)
             self.consumed += take
             if split == "train":
                 self.num_train += take
@@ -141,4 +146,5 @@ class SplitWriter:
         w.close()
         self.progress.shards[split].append(shard_entry(w.bin_path, w.num_tokens, w.num_docs))
         self.progress.docs_consumed, self.progress.counts = self.consumed, self.read.tolist()
+        self.progress.per_file = {s: n.tolist() for s, n in self.per_file.items()}
         self.progress.save(self.out)
