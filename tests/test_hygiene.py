@@ -282,7 +282,7 @@ def test_verify_finds_parts_whose_validation_the_tokenizer_did_not_hold_out(tmp_
 
 def test_prepare_refuses_a_tokenizer_whose_source_changed_since(tmp_path, capsys):
     """A file added to the glob changes the stream and its validation split: a tokenizer trained before it may
-    have trained on the new split, so prepare refuses it (before writing anything) until it is retrained."""
+    have trained on the new split, so prepare refuses it (before it commits any shard) until it is retrained."""
     lines = gzip.decompress(CORPUS.read_bytes()).decode().splitlines(keepends=True)
     (tmp_path / "d").mkdir()
     (tmp_path / "d/a.jsonl").write_text("".join(lines[:400]))
@@ -293,9 +293,10 @@ def test_prepare_refuses_a_tokenizer_whose_source_changed_since(tmp_path, capsys
     train_tokenizer(mix, tmp_path / "tok")
     (tmp_path / "d/b.jsonl").write_text("".join(lines[400:]))  # the source grows after the tokenizer
     capsys.readouterr()
-    assert main(prepare_args(cfg, tmp_path / "tok", tmp_path / "out", "--workers", "1")) == 2
+    assert main(prepare_args(cfg, tmp_path / "tok", tmp_path / "out", "--workers", "1", "--quiet")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "the tokenizer held out another validation split of grows than this prepare" in err
-    assert not (tmp_path / "out/grows/manifest.json").exists()
+    assert not (tmp_path / "out/grows/manifest.json").exists() and not (tmp_path / "out/grows/.progress.json").exists()
+    assert not list((tmp_path / "out/grows").glob("*.bin"))  # the validation shard it began is removed
     train_tokenizer(mix, tmp_path / "tok", overwrite=True)
     assert main(prepare_args(cfg, tmp_path / "tok", tmp_path / "out", "--workers", "1")) == 0

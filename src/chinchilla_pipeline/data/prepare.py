@@ -11,7 +11,7 @@ Guarantees (tested):
 - held out means held out (``hygiene.py``): the validation documents are unique, and a
   training document equal to one of them is dropped and counted in the manifest's ``hygiene``;
   a tokenizer that read this dataset but did not hold out this part's validation split is
-  refused (``check_tokenizer_held_out``);
+  refused (``held_out_validation``, ``check_validation``), without a pass of its own over the source;
 - flat memory: a few batches of documents per worker plus one shard's document lengths
   (and a set of the validation documents' sha256s, ~100 bytes each).
 """
@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -41,7 +41,7 @@ from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .files import resolve_data_files
-from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter, validation_split
+from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -84,21 +84,20 @@ def resolve_rank(rank: int | None, world_size: int | None, env: dict[str, str]) 
     return rank, world_size
 
 
-def check_tokenizer_held_out(
+def held_out_validation(
     tokenizer_dir: str | Path, cfg: DatasetConfig, config_path: str | Path, rank: int, world_size: int
-) -> None:
-    """Refuse a tokenizer whose mix read this dataset (its report names ``cfg.name``) but did not hold out the
-    validation split this part will get: held out for another number of parts (a tokenizer always holds out
-    the one-part split, and the ``world_size``-part splits only when trained with ``tokenizer-train
-    --world_size W``; a report without ``held_out_world_size``: 1), or another split, the source having changed
-    since (a file added to a glob, another Hub commit, another config under the same name). The split is read
-    as ``prepare`` will write it (``hygiene.validation_split``: the stream up to its end) and its sha256
-    compared with the report's."""
+) -> str | None:
+    """The sha256 of the validation split that the tokenizer held out of this part, which the split
+    ``prepare`` writes must have (``check_validation`` compares them, before the split is committed); None when
+    the tokenizer's mix did not read this dataset. Refuses at once a tokenizer that held out the splits of
+    another number of parts (a tokenizer always holds out the one-part split, and the ``world_size``-part
+    splits only when trained with ``tokenizer-train --world_size W``; a report without
+    ``held_out_world_size``: 1)."""
     rpath = Path(tokenizer_dir) / REPORT_FILE
     report = read_json(rpath) if rpath.is_file() else {}
     src = report.get("sources", {}).get(cfg.name)
     if src is None or not Caps.for_rank(cfg, rank, world_size).validation_docs:  # nothing held out to protect
-        return
+        return None
     held = report.get("held_out_world_size", 1)
     if world_size != 1 and held != world_size:
         layouts = "1" if held == 1 else f"1 and {held}"
@@ -109,13 +108,15 @@ def check_tokenizer_held_out(
             path=tokenizer_dir,
         )
     parts = src.get("part_validation_sha256") or []
-    expected = src.get("validation_sha256") if world_size == 1 else parts[rank] if rank < len(parts) else None
-    if expected is None:
-        return
-    actual = validation_split(cfg, config_path, rank, world_size)[0].validation_sha256
-    if actual != expected:
+    return src.get("validation_sha256") if world_size == 1 else parts[rank] if rank < len(parts) else None
+
+
+def check_validation(expected: str | None, actual: str, name: str, tokenizer_dir: str | Path) -> None:
+    """Refuse a validation split other than the one the tokenizer held out: the source changed since the
+    tokenizer was trained (a file added to a glob, another Hub commit, another config under the same name)."""
+    if expected is not None and actual != expected:
         raise UserError(
-            f"the tokenizer held out another validation split of {cfg.name} than this prepare writes (sha256 "
+            f"the tokenizer held out another validation split of {name} than this prepare writes (sha256 "
             f"{expected[:12]} vs {actual[:12]}): the source or its config changed since the tokenizer was trained, "
             "so it may have trained on this validation text; retrain it (`chinchilla tokenizer-train --overwrite`) "
             "or prepare into a dataset of another name",
@@ -197,7 +198,7 @@ def prepare_dataset(
         done = _finished(out, fp, overwrite, config_path, tok)
         if done is not None:
             return done
-        check_tokenizer_held_out(tokenizer_dir, cfg, config_path, rank, world_size)  # before any shard
+        held_out = held_out_validation(tokenizer_dir, cfg, config_path, rank, world_size)  # before any shard
         # Workers start first: they load the tokenizer while this process opens the source.
         with EncoderPool(
             tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
@@ -205,7 +206,9 @@ def prepare_dataset(
             documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
             if source is not None:  # what this directory's shards are read from, checked by any resume
                 hub.save_source(out, source)
-            return _write(cfg, config_path, tok, out, fp, source, documents, pool, rank, world_size, progress)
+            return _write(
+                cfg, config_path, tok, out, fp, source, documents, pool, rank, world_size, progress, held_out, tokenizer_dir
+            )
 
 
 def _write(
@@ -220,13 +223,16 @@ def _write(
     rank: int,
     world_size: int,
     progress: bool,
+    held_out: str | None,
+    tokenizer_dir: str | Path,
 ) -> dict[str, Any]:
-    """Tokenize ``documents`` and write shards, resuming from ``.progress.json``; return the manifest."""
+    """Tokenize ``documents`` and write shards, resuming from ``.progress.json``; return the manifest. The
+    validation split is checked against ``held_out`` (``check_validation``) before it is committed."""
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     caps = Caps.for_rank(cfg, rank, world_size)
-    progress = load_progress(out, fp, len(COUNTS), len(documents.files))
-    splits = SplitWriter(out, progress, tok.vocab_size, tok.eot_id, cfg.shard_tokens)
+    saved = load_progress(out, fp, len(COUNTS), len(documents.files))
+    splits = SplitWriter(out, saved, tok.vocab_size, tok.eot_id, cfg.shard_tokens)
     # Re-reads the stream from its start on a resume too: the validation hashes are rebuilt, not saved.
     hygiene = ValidationFilter(caps.validation_docs)
     bar = tqdm(
@@ -239,7 +245,8 @@ def _write(
         mininterval=2,
     )
     with bar:
-        stop_reason, tail = _fill(splits, caps, hygiene.split(documents), pool, bar)
+        check = lambda: check_validation(held_out, hygiene.validation_sha256, cfg.name, tokenizer_dir)  # noqa: E731
+        stop_reason, tail = _fill(splits, caps, hygiene, documents, pool, bar, check)
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning(
             "%s: the source has only %d training documents after filtering (max_samples %d)%s",
@@ -290,20 +297,32 @@ def _rate_for(rate: float, caps: Caps, splits: SplitWriter) -> float:
 
 
 def _fill(
-    splits: SplitWriter, caps: Caps, documents: Iterator[DocumentBatch], pool: EncoderPool, bar: tqdm
+    splits: SplitWriter,
+    caps: Caps,
+    hygiene: ValidationFilter,
+    documents: Iterator[DocumentBatch],
+    pool: EncoderPool,
+    bar: tqdm,
+    check: Callable[[], None],
 ) -> tuple[str, np.ndarray]:
-    """Shards from ``documents`` (after those a resume already wrote): the validation split first, then train
-    until a cap or the end of the source. Returns why it stopped and the counts of the rows read after the last
-    document when the source ran out (zeros otherwise). A failure removes the unfinished shard."""
+    """Shards from ``documents`` through ``hygiene`` (after those a resume already wrote): the validation split
+    first, then train until a cap or the end of the source. ``check()`` runs once the validation split is read
+    whole, before it is committed (on a resume: once it is read again). Returns why it stopped and the counts
+    of the rows read after the last document when the source ran out (zeros otherwise). A failure removes the
+    unfinished shard."""
     stop_reason = None
     tail = np.zeros(len(COUNTS), dtype=np.int64)
+    checked = False
     try:
-        for batch, tokens, lens in pool.map(_skip(documents, splits.consumed), lambda b: b.texts):
+        for batch, tokens, lens in pool.map(_skip(hygiene.split(documents), splits.consumed), lambda b: b.texts):
             i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
             if i:
                 splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i], batch.files[:i])
-                if splits.num_val == caps.validation_docs:
-                    splits.commit()
+            if not checked and hygiene.num_validation >= caps.validation_docs:  # its sha256 is final
+                check()
+                checked = True
+            if i and splits.num_val == caps.validation_docs:
+                splits.commit()
             fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
             if fit:
                 start = int(lens[:i].sum())
@@ -317,6 +336,8 @@ def _fill(
                 bar.update(int(lens[i : i + fit].sum()))
             if stop_reason is not None:
                 break
+        if not checked:  # the source ran out inside the validation split
+            check()
         if stop_reason is None:  # the source ran out, maybe exactly at a cap
             stop_reason = caps.reason_at_end(splits.num_train, splits.num_tokens)
             if stop_reason == SOURCE_EXHAUSTED:
