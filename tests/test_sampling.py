@@ -122,3 +122,19 @@ def test_reddit_ranks_each_read_every_file_and_keep_the_sample_they_own(tmp_path
     assert all(sources.document_dataset(cfg, path, r, 4)[0].num_shards == 12 for r in range(4))
     assert sorted(d for p in parts for d in p) == sorted(whole) and 900 < len(whole) < 1_500  # 4% of 30,000
     assert json.loads(path.read_text())["sample_rate"] == cfg.sample_rate == 0.04
+
+
+def test_parquet_prefix_is_drawn_from_row_groups_of_every_part_of_the_source(tmp_path_factory, monkeypatch):
+    """Wikipedia's replica (41 files in article order, row groups of 8) with a shuffle buffer of 16 documents: the
+    first fifth of the stream comes from every fifth of the articles (at least half its share), which reading the
+    files one after another (the unit shuffle left out) would not give."""
+    root = build_mirror(tmp_path_factory.mktemp("hub"))
+    monkeypatch.setenv(hub.MIRROR_ENV, str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "_resolved", {})
+    path = ROOT / "config/datasets/phase_a_wikipedia_1b.json"
+    cfg = load_config(DatasetConfig, path).model_copy(update={"shuffle_buffer": 16, "validation_docs": 0})
+    docs = [d for b in sources.iter_documents(cfg, path) for d in b]
+    ids = [int(re.match(r"Article (\d+)\n", d).group(1)) for d in docs[: len(docs) // 5]]
+    fifths = np.bincount(np.array(ids) * 5 // len(docs), minlength=5)
+    assert fifths.min() >= len(ids) / 5 / 2, fifths

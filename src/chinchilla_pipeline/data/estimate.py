@@ -15,6 +15,9 @@ from .sources import iter_documents
 # max_samples suggested with 25% headroom over target / mean, so max_tokens is the cap that stops
 # the run even when the sample's mean overestimates tokens per document.
 SAMPLES_HEADROOM = 1.25
+# A config whose buffer holds its whole sample (a source in time order) would read all of it before the first
+# document: the estimate reads through this many documents instead, from the start of the stream.
+ESTIMATE_BUFFER = 10_000
 
 
 def estimate(
@@ -23,7 +26,9 @@ def estimate(
     """Tokenize the first ``sample_docs`` documents of the stream and project the config's output."""
     tok = load_tokenizer(tokenizer_dir)
     lens: list[int] = []
-    for batch in iter_documents(cfg, config_path, batch_docs=min(sample_docs, 1024)):
+    buffer = min(cfg.shuffle_buffer, ESTIMATE_BUFFER)
+    sampled = cfg.model_copy(update={"shuffle_buffer": buffer})
+    for batch in iter_documents(sampled, config_path, batch_docs=min(sample_docs, 1024)):
         batch = batch[: sample_docs - len(lens)]
         lens.extend(len(e.ids) + 1 for e in tok.tokenizer.encode_batch_fast(batch, add_special_tokens=False))
         if len(lens) >= sample_docs:
@@ -37,6 +42,7 @@ def estimate(
     return {
         "name": cfg.name,
         "num_sample_docs": len(lens),
+        "shuffle_buffer": buffer if buffer < cfg.shuffle_buffer else None,
         "tokens_per_doc_mean": round(mean, 1),
         "tokens_per_doc_p50": float(np.median(arr)) if lens else 0.0,
         "projected_train_tokens": None if math.isinf(projected) else int(projected),
@@ -56,6 +62,11 @@ def format_estimate(e: dict[str, Any]) -> str:
         f"(median {e['tokens_per_doc_p50']:,.0f})",
         f"  projected training tokens: {n(e['projected_train_tokens'])} (cap that binds: {e['binding_cap']})",
     ]
+    if e.get("shuffle_buffer"):
+        lines.append(
+            f"  read with a shuffle buffer of {e['shuffle_buffer']:,} documents, not the config's: from the start of "
+            "the stream, not all of it (prepare reads the whole sample first)"
+        )
     if e["target_tokens"]:
         lines.append(
             f"  target {e['target_tokens']:,}: needs max_samples >= {n(e['max_samples_for_target'])}, "
