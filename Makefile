@@ -24,8 +24,9 @@ test-faults: ## the whole fault-injection suite, with the slower cases that star
 	./scripts/test.sh tests/test_faults.py -m "faults or not faults"
 
 # --- data: tokenizer and dataset preparation ---
-# Phase A's books: BOOKS=bookcorpus (the seed's; lowercased, pre-tokenized sentences) or BOOKS=pg19 (PG-19, whole
-# cased books); it picks the dataset config, the tokenizer mix and the curriculum (docs/real-data.md).
+# Phase A's books: BOOKS=pg19 (the default: PG-19, whole cased books, read at a pinned commit) or BOOKS=bookcorpus
+# (the seed's: lowercased, pre-tokenized sentences from a bot-written branch no commit of which could be verified);
+# it picks the dataset config, the tokenizer mix and the curriculum (docs/real-data.md).
 # The training recipe: RECIPE=nanochat (the default, measured better: docs/experiments.md) or RECIPE=gpt2 (GPT-2's
 # model, AdamW, cosine); it picks the curriculum config (*_gpt2.json), the demo's config, model family and run.
 RECIPE ?= nanochat
@@ -34,7 +35,7 @@ RECIPE_SUFFIX := _gpt2
 else ifneq ($(RECIPE),nanochat)
 $(error RECIPE must be nanochat or gpt2, got '$(RECIPE)')
 endif
-BOOKS ?= bookcorpus
+BOOKS ?= pg19
 ifeq ($(BOOKS),pg19)
 TOKENIZER_MIX ?= config/tokenizer_mix_pg19.json
 CURRICULUM    ?= config/curriculum/chinchilla_124m_pg19$(RECIPE_SUFFIX).json
@@ -42,21 +43,22 @@ else ifneq ($(BOOKS),bookcorpus)
 $(error BOOKS must be bookcorpus or pg19, got '$(BOOKS)')
 endif
 TOKENIZER_MIX ?= config/tokenizer_mix.json
-# Extra flags, e.g. a rehearsal on local replicas: TOKENIZER_FLAGS="--max_samples 300" PREPARE_FLAGS="--max_samples 50";
+# Extra flags, e.g. a rehearsal on local replicas (few documents train few merges: a smaller vocabulary):
+# TOKENIZER_FLAGS="--max_samples 300 --vocab_size 1000" PREPARE_FLAGS="--max_samples 50";
 # a dataset to be prepared in 8 parts (--world_size 8, docs/data.md): TOKENIZER_FLAGS="--world_size 8"
 PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP) $(PREPARE_FLAGS)
 
 .PHONY: tokenizer-train-mix prepare-phase-a prepare-phase-b prepare-chinchilla-full \
         prepare-wikipedia-1b prepare-bookcorpus-500m prepare-pg19-500m prepare-c4-1b prepare-forums-500m \
         estimate-phases verify-data test-max-samples bench-prepare preflight
-tokenizer-train-mix: ## byte-level BPE on the mix of all sources (config/tokenizer_mix.json)
+tokenizer-train-mix: ## byte-level BPE on the mix of all sources (config/tokenizer_mix_pg19.json; BOOKS=bookcorpus: tokenizer_mix.json)
 	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK) $(TOKENIZER_FLAGS)
 
 prepare-wikipedia-1b: ## phase A: Wikipedia, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_a_wikipedia_1b.json
-prepare-bookcorpus-500m: ## phase A: BookCorpus, 500M tokens
+prepare-bookcorpus-500m: ## phase A with BOOKS=bookcorpus: BookCorpus, 500M tokens
 	$(PREPARE) --config_path $(DS)/phase_a_bookcorpus_500m.json
-prepare-pg19-500m: ## phase A with BOOKS=pg19: PG-19 books, 500M tokens
+prepare-pg19-500m: ## phase A: PG-19 books, 500M tokens
 	$(PREPARE) --config_path $(DS)/phase_a_pg19_500m.json
 prepare-c4-1b: ## phase B: C4, 1B tokens
 	$(PREPARE) --config_path $(DS)/phase_b_c4_1b.json
@@ -65,7 +67,7 @@ prepare-forums-500m: ## phase B: Reddit forums, 500M tokens
 # A phase (or both) in one `prepare`: every source opens and reads its first row before the first long preparation.
 PHASE_A := $(DS)/phase_a_wikipedia_1b.json $(DS)/phase_a_$(BOOKS)_500m.json
 PHASE_B := $(DS)/phase_b_c4_1b.json $(DS)/phase_b_forums_500m.json
-prepare-phase-a: ## phase A, 1.5B tokens (books: BOOKS=bookcorpus|pg19)
+prepare-phase-a: ## phase A, 1.5B tokens (books: BOOKS=pg19|bookcorpus)
 	$(PREPARE) --config_path $(PHASE_A)
 prepare-phase-b: ## phase B, 1.5B tokens
 	$(PREPARE) --config_path $(PHASE_B)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,8 +23,8 @@ from chinchilla_pipeline.schema import load_config
 from conftest import CLI, CLI_ENV, ROOT, corrupt_row_group, prepare_args
 from hub_replicas import build_mirror, script_only_repo
 
-PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_bookcorpus_500m", "phase_b_c4_1b", "phase_b_forums_500m"]
-UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _comment
+PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_pg19_500m", "phase_b_c4_1b", "phase_b_forums_500m"]  # BOOKS=pg19
+UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _comment (and not the default books)
 
 
 pytestmark = pytest.mark.usefixtures("short_parquet_shutdown")  # conftest: tiny files, no 5 s wait per stream
@@ -77,18 +78,18 @@ def expand_globs(argv: list[str]) -> list[str]:
 
 
 def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch, capsys):
-    """tokenizer-train-mix, the four prepare targets (+ pg19) and estimate-phases: the commands `make` runs,
+    """tokenizer-train-mix, the four prepare targets (+ BookCorpus) and estimate-phases: the commands `make` runs,
     run in this process on the shipped configs (Hub ids redirected to the replicas)."""
     monkeypatch.chdir(ROOT)  # where make runs them: the configs name each other relative to the root
     data = tmp_path / "data"
     commands = make_commands(
         f"DATA={data}",
-        "TOKENIZER_FLAGS=--max_samples 300",
+        "TOKENIZER_FLAGS=--max_samples 300 --vocab_size 1000",  # 300 documents do not train 50,257 entries
         "PREPARE_FLAGS=--max_samples 40 --workers 1 --quiet",
         "ESTIMATE_FLAGS=--sample_docs 20",
         "tokenizer-train-mix",
         "prepare-chinchilla-full",
-        "prepare-pg19-500m",
+        "prepare-bookcorpus-500m",
         "estimate-phases",
     )
     assert [c[0] for c in commands] == ["tokenizer-train", "prepare", "prepare", "estimate"]
@@ -98,7 +99,7 @@ def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch
     out = capsys.readouterr().out
     report = json.loads((data / "tokenizer" / "tokenizer_report.json").read_text())
     assert set(report["hub_sources"]) == set(PHASE_CONFIGS)
-    for name in PHASE_CONFIGS + ["phase_a_pg19_500m"]:
+    for name in PHASE_CONFIGS + ["phase_a_bookcorpus_500m"]:
         cfg, _ = shipped(name)
         m = json.loads((data / "prepared" / name / "manifest.json").read_text())
         assert m["splits"]["train"]["num_docs"] > 0 and m["splits"]["validation"]["num_docs"] > 0, name
@@ -115,11 +116,13 @@ def test_books_switch_picks_config_mix_and_curriculum():
     def dry(*args):
         return subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True)
 
-    out = dry("BOOKS=pg19", "prepare-phase-a", "tokenizer-train-mix", "preflight", "estimate-phases").stdout
-    assert "phase_a_pg19_500m.json" in out and "bookcorpus" not in out
-    assert "tokenizer_mix_pg19.json" in out and "chinchilla_124m_pg19.json" in out
-    out = dry("prepare-phase-a", "tokenizer-train-mix").stdout
-    assert "phase_a_bookcorpus_500m.json" in out and "config/tokenizer_mix.json" in out
+    for books in ([], ["BOOKS=pg19"]):  # PG-19 by default
+        out = dry(*books, "prepare-phase-a", "tokenizer-train-mix", "preflight", "estimate-phases").stdout
+        assert "phase_a_pg19_500m.json" in out and "bookcorpus" not in out
+        assert "tokenizer_mix_pg19.json" in out and "chinchilla_124m_pg19.json" in out
+    out = dry("BOOKS=bookcorpus", "prepare-phase-a", "tokenizer-train-mix", "preflight").stdout
+    assert "phase_a_bookcorpus_500m.json" in out and "config/tokenizer_mix.json" in out and "pg19" not in out
+    assert "config/curriculum/chinchilla_124m.json" in out
     bad = dry("BOOKS=novels", "prepare-phase-a")
     assert bad.returncode != 0 and "BOOKS must be bookcorpus or pg19" in bad.stderr
 
@@ -252,15 +255,15 @@ def test_malformed_line_of_a_hub_json_file_is_one_line_naming_the_file(mirror, t
     """Hub files are read as published (only local files are scanned for bad records): a malformed line stops
     the run with one line on stderr, nothing else (datasets' and huggingface_hub's own log lines included)."""
     shutil.copytree(mirror / "sentence-transformers", tmp_path / "hub/sentence-transformers")
-    path = tmp_path / "hub/sentence-transformers/reddit-title-body/reddit_title_text_2010.jsonl.gz"
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
-    path.write_bytes(gzip.compress("".join(lines[:5] + ['{"title": "cut off", "bo\n'] + lines[5:]).encode()))
+    for path in (tmp_path / "hub/sentence-transformers/reddit-title-body").glob("*.jsonl.gz"):  # the first read too
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
+        path.write_bytes(gzip.compress("".join(lines[:5] + ['{"title": "cut off", "bo\n'] + lines[5:]).encode()))
     env = {**CLI_ENV, hub.MIRROR_ENV: str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     args = prepare_args(forums_config(tmp_path), tokenizer_dir, tmp_path / "out", "--workers", "1")
     done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
     err = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(err) == 1, done.stderr
-    assert "reddit_title_text_2010.jsonl.gz: cannot be decoded (ArrowInvalid: JSON parse error" in err[0]
+    assert re.search(r"reddit_title_text_20\d\d\.jsonl\.gz: cannot be decoded \(ArrowInvalid: JSON parse error", err[0])
     assert not list((tmp_path / "out").rglob("manifest.json"))
 
 

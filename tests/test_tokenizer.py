@@ -155,3 +155,53 @@ def test_one_part_tokenizer_is_the_one_trained_before_world_size(tmp_path, monke
 
     with pytest.raises(UserError, match="trained on this mix with --world_size 1, not 2; pass --overwrite"):
         train_tokenizer("mix.json", "tok", world_size=2)
+
+
+def _tokenizer_train(tmp_path, mix: dict) -> tuple[int, str, Path]:
+    """``chinchilla tokenizer-train`` on ``mix`` in a fresh process: the exit code, the one error line on stderr
+    (its progress and log lines aside), the output directory."""
+    import subprocess
+
+    from conftest import CLI, CLI_ENV
+
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(mix))
+    out = tmp_path / "tok"
+    args = ["tokenizer-train", "--config_path", str(path), "--out_dir", str(out)]
+    done = subprocess.run([*CLI, *args], env=CLI_ENV, capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in done.stderr, done.stderr
+    return done.returncode, errors[0].removeprefix("error: "), out
+
+
+def assert_nothing_finished(out: Path) -> None:
+    """No tokenizer there, nor a temporary one beside it."""
+    assert not (out / "tokenizer.json").exists() and not (out / "tokenizer_report.json").exists()
+    assert not list(out.parent.glob(f".{out.name}.tmp.*"))
+
+
+def test_a_source_without_training_documents_is_refused_before_the_others_are_read(tmp_path):
+    """Its validation split takes all 789 documents: the trainer would get none of it (and wrote 257 entries)."""
+    topics = write_dataset_config(tmp_path)
+    empty = write_dataset_config(tmp_path, name="all_validation", validation_docs=5_000)
+    mix = {"vocab_size": 300, "max_samples": 40, "sources": [{"config": str(empty)}, {"config": str(topics)}]}
+    code, line, out = _tokenizer_train(tmp_path, mix)
+    assert code == 2 and line.startswith(f"{empty}: all_validation: no training document for the tokenizer (asked 20; ")
+    assert "validation_docs 5,000, took 789 documents and none came after them" in line and "300-entry" in line
+    assert_nothing_finished(out)
+
+
+def test_a_mix_whose_text_cannot_reach_the_vocabulary_is_refused_and_writes_nothing(tmp_path):
+    topics = write_dataset_config(tmp_path)
+    mix = {"vocab_size": 20_000, "max_samples": 3, "sources": [{"config": str(topics)}]}
+    code, line, out = _tokenizer_train(tmp_path, mix)
+    assert (
+        code == 2
+        and line.startswith(f"{tmp_path / 'mix.json'}: the mix's text trains ")
+        and " of the 20,000 vocabulary " in line
+    )
+    assert "from topics: 3 documents, " in line and " characters: give it more text" in line and "--vocab_size" in line
+    produced = int(line.split("trains ")[1].split(" of")[0].replace(",", ""))
+    assert 257 < produced < 20_000
+    assert_nothing_finished(out)

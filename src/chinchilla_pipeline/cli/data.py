@@ -13,6 +13,9 @@ def _add_tokenizer_train(sub) -> None:
     config_path_arg(p, default="config/tokenizer_mix.json", help="tokenizer mix config")
     p.add_argument("--out_dir", default="data/tokenizer", help="where tokenizer.json and its report go")
     p.add_argument("--max_samples", type=int, help="override the mix's total documents")
+    p.add_argument(
+        "--vocab_size", type=int, help="override the mix's vocabulary (a rehearsal on few documents needs fewer)"
+    )
     p.add_argument("--overwrite", action="store_true", help="retrain a finished tokenizer")
     p.add_argument(
         "--world_size",
@@ -26,9 +29,14 @@ def _add_tokenizer_train(sub) -> None:
         from ..tokenizer.report import format_report
         from ..tokenizer.train import train_tokenizer
 
-        positive(a, "max_samples", "world_size")
+        positive(a, "max_samples", "vocab_size", "world_size")
         report = train_tokenizer(
-            a.config_path, a.out_dir, max_samples=a.max_samples, overwrite=a.overwrite, world_size=a.world_size
+            a.config_path,
+            a.out_dir,
+            max_samples=a.max_samples,
+            vocab_size=a.vocab_size,
+            overwrite=a.overwrite,
+            world_size=a.world_size,
         )
         print(format_report(report))
         return 0

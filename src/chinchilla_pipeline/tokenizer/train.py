@@ -55,9 +55,12 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 log = logging.getLogger(__name__)
 
 
-def load_mix(mix_path: str | Path, max_samples: int | None = None) -> tuple[TokenizerMixConfig, list[DatasetConfig]]:
-    """The mix config and each source's dataset config (a missing one names the mix's field)."""
-    mix = load_config(TokenizerMixConfig, mix_path, {"max_samples": max_samples})
+def load_mix(
+    mix_path: str | Path, max_samples: int | None = None, vocab_size: int | None = None
+) -> tuple[TokenizerMixConfig, list[DatasetConfig]]:
+    """The mix config (``max_samples`` and ``vocab_size`` override its fields) and each source's dataset
+    config (a missing one names the mix's field)."""
+    mix = load_config(TokenizerMixConfig, mix_path, {"max_samples": max_samples, "vocab_size": vocab_size})
     configs = []
     for i, src in enumerate(mix.sources):
         if not Path(src.config).is_file():
@@ -87,6 +90,7 @@ class _SourceText:
 
     held: list[str] = field(default_factory=list)  # the first report_docs validation documents
     trained: int = 0
+    chars: int = 0  # characters of the training documents, after the cut to max_chars_per_doc
     hygiene: ValidationFilter | None = None
     parts: list[ValidationFilter] = field(default_factory=list)  # each part's validation split (W > 1 only)
     skipped: int = 0  # training documents of the one-part stream in a part's validation split
@@ -150,7 +154,25 @@ def _train_documents(
                 seen.skipped += 1
                 continue
             seen.trained += 1
+            seen.chars += min(len(doc), max_chars)
             yield doc[:max_chars]
+
+
+def _read(seen: dict[str, _SourceText]) -> str:
+    """What each source gave the trainer: ``name: N documents, C characters``."""
+    return "; ".join(f"{name}: {s.trained:,} documents, {s.chars:,} characters" for name, s in seen.items())
+
+
+def _refuse_empty_source(cfg: DatasetConfig, path: str, asked: int, vocab_size: int, seen: _SourceText) -> None:
+    """A source that gives the trainer no document stops the run before the other sources are read."""
+    num_validation = seen.hygiene.num_validation if seen.hygiene else 0
+    raise UserError(
+        f"{cfg.name}: no training document for the tokenizer (asked {asked:,}; its validation split, "
+        f"validation_docs {cfg.validation_docs:,}, took {num_validation:,} documents and none came after them), so "
+        f"the mix's {vocab_size:,}-entry vocabulary would not see this source: check its source, min_chars and "
+        "validation_docs, or leave it out of the mix",
+        path=path,
+    )
 
 
 def train_tokenizer(
@@ -158,13 +180,16 @@ def train_tokenizer(
     out_dir: str | Path,
     *,
     max_samples: int | None = None,
+    vocab_size: int | None = None,
     overwrite: bool = False,
     world_size: int = 1,
 ) -> dict:
     """Train, save (``tokenizer.json`` + transformers files) atomically, return the report.
 
     ``world_size`` > 1: the datasets will be prepared in that many parts; each part's validation split is
-    held out too (read first, from W more streams per source)."""
+    held out too (read first, from W more streams per source). ``vocab_size`` overrides the mix's.
+    A source that gives no training document, or a mix whose text trains fewer than ``vocab_size``
+    entries, is a ``UserError`` and nothing is written."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -172,7 +197,7 @@ def train_tokenizer(
         raise UserError(f"expected a positive number of parts, got {world_size}", field="--world_size")
     out_dir = Path(out_dir)
     with output_lock(out_dir, "tokenizer-train"):  # one writer per output directory
-        mix, configs = load_mix(mix_path, max_samples)
+        mix, configs = load_mix(mix_path, max_samples, vocab_size)
         fp = mix_fingerprint(mix, configs, world_size)
         if (out_dir / REPORT_FILE).is_file() and not overwrite:
             report = tokenizer_report_cached(out_dir)
@@ -215,6 +240,8 @@ def train_tokenizer(
                 if world_size > 1:
                     _hold_out_parts(cfg, src.config, world_size, mix.report_docs, seen[cfg.name])
                 yield from _train_documents(cfg, src.config, n, mix.max_chars_per_doc, mix.report_docs, seen[cfg.name])
+                if seen[cfg.name].trained == 0 < n:
+                    _refuse_empty_source(cfg, src.config, n, mix.vocab_size, seen[cfg.name])
                 if seen[cfg.name].trained < n:
                     log.warning(
                         "%s: only %d documents for the tokenizer (asked %d)", cfg.name, seen[cfg.name].trained, n
@@ -235,6 +262,14 @@ def train_tokenizer(
         bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
         tok.train_from_iterator(bar, trainer=trainer, length=sum(counts))
         bar.close()
+        if tok.get_vocab_size() < mix.vocab_size:  # BPE ran out of pairs seen min_frequency times
+            raise UserError(
+                f"the mix's text trains {tok.get_vocab_size():,} of the {mix.vocab_size:,} vocabulary entries asked "
+                f"(256 bytes + {mix.eot_token} + {tok.get_vocab_size() - 257:,} merges; min_frequency "
+                f"{mix.min_frequency}) from {_read(seen)}: give it more text (max_samples, --max_samples) or ask "
+                "fewer entries (vocab_size, --vocab_size); nothing was written",
+                path=mix_path,
+            )
 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_tmp_dirs(out_dir)
