@@ -67,6 +67,7 @@ def reference_input(texts, min_chars=0, max_chars=None):
     counts = {
         "rows_read": len(texts),
         "rows_without_text": sum(t is None for t in texts),
+        "not_sampled": 0,
         "dropped_empty": lens.count(0),
         "dropped_too_short": sum(0 < n < min_chars for n in lens),
         "dropped_too_long": sum(max_chars is not None and n > max_chars for n in lens),

@@ -146,8 +146,9 @@ def input_summary(counts: dict[str, int]) -> str | None:
     if not any(v for k, v in counts.items() if k != "rows_read"):
         return None
     return (
-        f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text, "
-        f"{counts['not_sampled']:,} outside the sample; dropped "
+        f"{counts['rows_read']:,} rows read, {counts['rows_without_text']:,} without text"
+        + (f", {counts['not_sampled']:,} outside the sample" if counts.get("not_sampled") else "")
+        + "; dropped "
         f"{counts['dropped_empty']:,} empty, {counts['dropped_too_short']:,} too short, "
         f"{counts['dropped_too_long']:,} too long; {counts['documents_with_replacement_char']:,} documents "
         "with U+FFFD (invalid UTF-8 replaced)"

@@ -231,11 +231,15 @@ def document_dataset(cfg: DatasetConfig, config_path: str | Path, rank: int = 0,
             ],
             axis=1,
         ).astype(np.int64)
+        # Each document carries the counts of the dropped candidates before it; those after the batch's last
+        # document ride on one null row after it.
         kept = np.flatnonzero(keep)
         out = [texts[i] for i in kept]
-        rest = counts[~keep].sum(axis=0)
-        rows_out = [counts[kept]]
-        if rest.any():  # what the dropped candidates add, on one null row after the batch's documents
+        cum = np.cumsum(counts, axis=0)
+        upto = cum[kept]
+        rows_out = [np.diff(upto, axis=0, prepend=np.zeros((1, counts.shape[1]), dtype=np.int64))]
+        rest = cum[-1] - (upto[-1] if kept.size else 0) if len(texts) else np.zeros(counts.shape[1], np.int64)
+        if rest.any():
             out.append(None)
             rows_out.append(rest[None, :])
         table = np.concatenate(rows_out).astype(np.int32)
