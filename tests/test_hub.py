@@ -162,9 +162,17 @@ class FaultyStream:
 
 
 def inject(monkeypatch, at: int, times: int) -> dict:
+    """Faults at batch ``at`` of the stream, ``times`` times; online (offline, nothing is retried), the reads
+    still on the mirror, no waits."""
     state = {"at": at, "left": times}
     real = sources.document_dataset
-    monkeypatch.setattr(sources, "document_dataset", lambda *a, **k: FaultyStream(real(*a, **k), state))
+
+    def faulty(*a, **k):
+        ds, files = real(*a, **k)
+        return FaultyStream(ds, state), files
+
+    monkeypatch.setattr(sources, "document_dataset", faulty)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv(hub.BACKOFF_ENV, "0")
     return state
 
@@ -181,12 +189,13 @@ def test_dropped_stream_is_retried_and_output_is_identical(on_mirror, tmp_path, 
 def test_stream_that_gives_up_is_resumable_and_ends_identical(on_mirror, tmp_path, tokenizer_dir, monkeypatch, capsys):
     cfg = forums_config(tmp_path)
     assert prepare(cfg, tokenizer_dir, tmp_path / "clean") == 0
-    monkeypatch.setenv(hub.RETRIES_ENV, "1")
+    monkeypatch.setenv(hub.BUDGET_ENV, "0")  # the first failure gives up
     state = inject(monkeypatch, at=5, times=10**6)
     capsys.readouterr()
     assert prepare(cfg, tokenizer_dir, tmp_path / "broken") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "failed 2 times in a row" in err[0] and "rerun the same command to resume" in err[0]
+    assert len(err) == 1 and "cannot reach the Hub: check the network, then rerun: the run resumes" in err[0], err
+    assert "gave up on the stream after 5 batches: 1 failure in 0.0 min" in err[0]
     # the shards committed before the drop stay
     assert (tmp_path / "broken" / "phase_b_forums_500m" / ".progress.json").is_file()
     state["left"] = 0
@@ -317,6 +326,7 @@ def test_hub_http_failures_are_one_line_with_what_to_do(tmp_path, tokenizer_dir,
         monkeypatch.delenv(hub.MIRROR_ENV, raising=False)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+        monkeypatch.setenv(hub.BUDGET_ENV, "0")  # 429 and 5xx: the first failure gives up (test_hub_retries.py)
         monkeypatch.setattr(hub, "_resolved", {})
         cfg, path = shipped("phase_b_c4_1b")
         assert prepare(ROOT / path, tokenizer_dir, tmp_path / "out") == 2
@@ -388,29 +398,3 @@ def test_parts_record_the_commit_and_merge_carries_it(on_mirror, tmp_path, token
     assert main(["merge", "--config_path", str(cfg), "--world_size", "2", "--out_dir", str(tmp_path / "out")]) == 0
     merged = json.loads((tmp_path / "out" / "phase_b_forums_500m" / "manifest.json").read_text())
     assert merged["source"]["commit"] == "c" * 40 and merged["splits"]["train"]["num_docs"] == 400
-
-
-class RateLimited(Exception):
-    status = 429  # as aiohttp's ClientResponseError carries it (hub.status_code)
-
-
-def test_rate_limited_stream_waits_minutes_then_says_to_set_hf_token(monkeypatch):
-    waits = []
-    monkeypatch.setattr(hub.time, "sleep", waits.append)
-
-    def stream():
-        yield 1
-        raise RateLimited("429 Too Many Requests")
-
-    with pytest.raises(UserError, match=r"rate limited by the Hub: set HF_TOKEN .* or start fewer ranks at once"):
-        list(hub.retrying(stream, "forums", "forums.json", retries=6, backoff_s=1.0))
-    assert waits == [30, 60, 120, 240, 300, 300]  # ~17 minutes: the Hub counts requests over 5-minute windows
-    waits.clear()
-
-    def dropped():
-        yield 1
-        raise ConnectionError("reset by peer")
-
-    with pytest.raises(UserError, match="rerun the same command") as info:
-        list(hub.retrying(dropped, "forums", "forums.json", retries=6, backoff_s=1.0))
-    assert "HF_TOKEN" not in str(info.value) and waits == [1, 2, 4, 8, 16, 30]

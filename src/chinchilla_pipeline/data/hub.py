@@ -1,25 +1,31 @@
 """Hugging Face Hub sources: local mirrors, commit pins, one-line failures, retried streams.
 
 - Mirror: with ``CHINCHILLA_HUB_MIRROR=/dir`` set, the Hub id ``owner/name`` is read from
-  ``/dir/owner/name`` through the same ``datasets.load_dataset(path, name, split=..., revision=...)``
+  ``/dir/owner/name`` through the same ``datasets.load_dataset_builder(path, name, revision=...)``
   call (a local directory ignores ``revision``). Tests build replicas of the real repositories there;
   an offline machine can hold real copies there (``huggingface-cli download --repo-type dataset``).
 - Pin: ``resolve`` turns the config's ``revision`` into the 40-hex commit it names (``HfApi.dataset_info``),
-  once per process; that commit, not a branch name, is what ``load_dataset`` reads, and the commit and the
+  once per process; that commit, not a branch name, is what ``datasets`` reads, and the commit and the
   ``datasets`` version go into the prep fingerprint and the manifest (``pin``).
 - Failures: ``hub_error`` turns what the Hub or ``datasets`` raised into one ``UserError`` line naming the
   config and what to do (script-only repository, gated 401/403, 404, 429, 5xx, no network).
-- Retries: ``retrying`` re-opens a stream that dropped (connection errors, 5xx, 429) with bounded exponential
-  backoff and skips the items already delivered, so the retried stream is the unbroken one. The re-opening
-  itself (``reopening``) also serves local parquet sources, re-opened without their undecodable row groups
-  (``records.skip_undecodable``).
+- Retries: every Hub call of a run goes through one policy (``_Streak``): the commit lookup (``call``), the
+  open of a source (``opening``) and the stream (``retrying``), which re-opens where it dropped and skips the
+  items already delivered, so the retried stream is the unbroken one. Only transient failures (connection
+  errors, timeouts, 5xx, 429; never offline) are tried again, after waits that double up to a cap, drawn with
+  jitter, until a time budget runs out; then ``hub_error``'s line for the failure says what was tried. A call
+  made while another is being retried (the open inside a re-open) shares its streak: one budget per outage.
+  The re-opening itself (``reopening``) also serves local parquet sources, re-opened without their
+  undecodable row groups (``records.skip_undecodable``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,27 +33,32 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..errors import UserError
 from ..schema import read_json
-from .config import HubSource
+from .config import DatasetConfig, HubSource
 
 MIRROR_ENV = "CHINCHILLA_HUB_MIRROR"
-# Retries of a dropped stream, and the first wait (doubling, capped at BACKOFF_CAP_S): 1+2+4+8+16+30 s ~ 1 min.
-RETRIES_ENV, BACKOFF_ENV = "CHINCHILLA_HUB_RETRIES", "CHINCHILLA_HUB_BACKOFF_S"
-DEFAULT_RETRIES, DEFAULT_BACKOFF_S, BACKOFF_CAP_S = 6, 1.0, 30.0
-# HTTP 429: the Hub counts requests over 5-minute windows, so waits start at 30 s and reach 5 minutes:
-# 30+60+120+240+300+300 s ~ 17 min before giving up (the first wait scales with $CHINCHILLA_HUB_BACKOFF_S).
-RATE_LIMIT_FIRST_S, RATE_LIMIT_CAP_S = 30.0, 300.0
+# The retry policy of every Hub call. Waits start at $CHINCHILLA_HUB_BACKOFF_S (1 s) and double up to 30 s:
+# 1, 2, 4, 8, 16, then 30 s. A 429 waits 30x longer, up to 5 minutes (the Hub counts requests over 5-minute
+# windows): 30, 60, 120, 240, then 300 s. Each wait is drawn from 0.5-1.5x that, so that ranks which failed
+# together do not retry together. Failures in a row give up once $CHINCHILLA_HUB_RETRY_BUDGET_S (30 min) has
+# passed since the first: ~65 tries of a dropped connection, ~10 of a 429.
+BACKOFF_ENV, BUDGET_ENV = "CHINCHILLA_HUB_BACKOFF_S", "CHINCHILLA_HUB_RETRY_BUDGET_S"
+DEFAULT_BACKOFF_S, BACKOFF_CAP_S, DEFAULT_BUDGET_S = 1.0, 30.0, 1800.0
+RATE_LIMIT_FIRST_S, RATE_LIMIT_CAP_S = 30.0, 300.0  # the first scales with $CHINCHILLA_HUB_BACKOFF_S
+JITTER = (0.5, 1.5)  # a wait's range, in multiples of its nominal length
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _resolved: dict[tuple[str, str | None], "Resolved"] = {}
+_jitter = random.SystemRandom()  # drawn from the OS: no seed shared by ranks, no draw from `random`'s stream
+_active = threading.local()  # .streak: the streak a Hub call made now on this thread belongs to
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """What ``load_dataset`` reads (``path``, ``revision``) and what is recorded (``commit``)."""
+    """What ``datasets`` reads (``path``, ``revision``) and what is recorded (``commit``)."""
 
     path: str  # Hub id, or the mirror directory
-    revision: str | None  # passed to load_dataset: the commit when known
+    revision: str | None  # passed to load_dataset_builder: the commit when known
     commit: str | None  # 40-hex commit, None when it could not be resolved (offline with a branch name)
 
 
@@ -96,7 +107,14 @@ def resolve(src: HubSource, config_path: str | Path, name: str) -> Resolved:
         from huggingface_hub import HfApi
 
         try:
-            sha = HfApi().dataset_info(src.path, revision=src.revision or "main").sha
+            sha = call(
+                lambda: HfApi().dataset_info(src.path, revision=src.revision or "main").sha,
+                name,
+                config_path,
+                "the commit lookup",
+            )
+        except UserError:
+            raise
         except Exception as err:  # noqa: BLE001 - classified into one line or re-raised
             raise hub_error(err, name, config_path) from None
         if not is_commit(src.revision):
@@ -209,14 +227,25 @@ def is_transient(err: BaseException) -> bool:
     )
 
 
-def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserError | BaseException:
-    """One line naming the config and what to do; an error of no known kind is returned unchanged."""
+class HubError(UserError):
+    """``hub_error``'s line for ``cause``, what the Hub or ``datasets`` raised: the retries look at it (a
+    transient one is tried again); None once the retries gave up."""
+
+    def __init__(self, message: str, cause: BaseException | None, *, path: str | Path, field: str):
+        super().__init__(message, path=path, field=field)
+        self.cause = cause
+
+
+def hub_error(err: BaseException, name: str, config_path: str | Path, gave_up: str = "") -> UserError | BaseException:
+    """One line naming the config and what to do (then ``gave_up``, what the retries tried); an error of no
+    known kind is returned unchanged."""
     text = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
     names = {type(e).__name__ for e in _chain(err)}
     code = status_code(err)
 
     def line(what: str) -> UserError:
-        return UserError(f"{name}: {what} ({type(err).__name__}: {text})", path=config_path, field="source")
+        message = f"{name}: {what} ({type(err).__name__}: {text}){gave_up}"
+        return HubError(message, None if gave_up else err, path=config_path, field="source")
 
     if "Dataset scripts are no longer supported" in str(err) or "trust_remote_code" in str(err):
         return line(
@@ -249,8 +278,8 @@ def hub_error(err: BaseException, name: str, config_path: str | Path) -> UserErr
         )
     if is_transient(err) or isinstance(err, OSError) and "offline" in str(err).lower():
         return line(
-            "cannot reach the Hub: check the network (HF_HUB_OFFLINE=1 and CHINCHILLA_HUB_MIRROR read "
-            "local copies instead)"
+            "cannot reach the Hub: check the network, then rerun: the run resumes (HF_HUB_OFFLINE=1 and "
+            "CHINCHILLA_HUB_MIRROR read local copies instead)"
         )
     if isinstance(err, (FileNotFoundError, ValueError)):
         return line("cannot open the source: check source.path, source.name, source.split and source.data_files")
@@ -296,55 +325,108 @@ def reopening(
         stream = open_stream()
 
 
+class _Streak:
+    """Transient failures in a row of one Hub call or stream, and when the first came (monotonic s)."""
+
+    def __init__(self, name: str, config_path: str | Path, what: str):
+        self.name, self.config_path, self.what = name, config_path, what  # what: named when giving up
+        self.backoff_s = _env_number(BACKOFF_ENV, DEFAULT_BACKOFF_S, float)
+        self.budget_s = _env_number(BUDGET_ENV, DEFAULT_BUDGET_S, float)
+        self.failures, self.since = 0, 0.0
+
+    def wait(self, err: BaseException) -> None:
+        """Sleep before the next try after the transient ``err``; once the budget is spent, its one line."""
+        now = time.monotonic()
+        if self.failures == 0:
+            self.since = now
+        self.failures += 1
+        spent = now - self.since
+        if spent >= self.budget_s:
+            tried = f"{self.failures} failure{'s' if self.failures > 1 else ''} in {spent / 60:.1f} min"
+            gave_up = f"; gave up on {self.what}: {tried} (${BUDGET_ENV}={self.budget_s:g} s)"
+            raise hub_error(err, self.name, self.config_path, gave_up) from None
+        limited = status_code(err) == 429
+        first, cap = (
+            (RATE_LIMIT_FIRST_S * self.backoff_s, RATE_LIMIT_CAP_S) if limited else (self.backoff_s, BACKOFF_CAP_S)
+        )
+        nominal = min(cap, first * 2.0 ** min(self.failures - 1, 30))
+        wait = min(nominal * _jitter.uniform(*JITTER), self.budget_s - spent)  # the last try as the budget ends
+        text = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}" if str(err) else type(err).__name__
+        left = self.budget_s - spent
+        log.warning(
+            "%s: %s failed (%s); trying again in %.0f s (%.0f s of the budget left)",
+            self.name,
+            self.what,
+            text,
+            wait,
+            left,
+        )
+        time.sleep(wait)
+
+
+def _transient(err: BaseException) -> BaseException | None:
+    """What failed, when ``err`` is worth another try: a transient failure, or ``hub_error``'s line for one;
+    never offline (nothing would change), nor once retries gave up."""
+    cause = err.cause if isinstance(err, HubError) else err
+    if cause is None or isinstance(cause, UserError) or offline() or not is_transient(cause):
+        return None
+    return cause
+
+
+def _attempts(fn: Callable[[], T], streak: _Streak) -> T:
+    """``fn()``, tried again after each transient failure, within ``streak``, or within the streak of the
+    call that this one runs inside (the open inside a re-open): one budget per outage."""
+    outer = getattr(_active, "streak", None)
+    _active.streak = streak = outer or streak
+    try:
+        while True:
+            try:
+                return fn()
+            except Exception as err:  # noqa: BLE001 - only transient failures are tried again
+                cause = _transient(err)
+                if cause is None:
+                    raise
+                streak.wait(cause)
+    finally:
+        _active.streak = outer
+
+
+def call(fn: Callable[[], T], name: str, config_path: str | Path, what: str) -> T:
+    """``fn()``, Hub requests, retried through transient failures (waits, jitter and budget: ``_Streak``);
+    past the budget a ``UserError``: ``hub_error``'s line for the last failure, naming ``what`` was tried."""
+    return _attempts(fn, _Streak(name, config_path, what))
+
+
+def opening(cfg: DatasetConfig, config_path: str | Path, open_source: Callable[[], T]) -> T:
+    """``open_source()``; for a Hub source, retried as one Hub call (``call``)."""
+    if not isinstance(cfg.source, HubSource):
+        return open_source()
+    return call(open_source, cfg.name, config_path, "opening the source")
+
+
 def retrying(
     open_stream: Callable[[], Iterable[T]],
     name: str,
     config_path: str | Path,
     *,
     first: Iterable[T] | None = None,
-    retries: int | None = None,
-    backoff_s: float | None = None,
 ) -> Iterator[T]:
-    """Items of ``first`` (default ``open_stream()``); a transient failure re-opens the stream with
-    ``open_stream`` and skips the items already delivered (``reopening``).
+    """Items of ``first`` (default ``open_stream()``); a transient failure, while reading or while re-opening,
+    waits and re-opens the stream with ``open_stream``, skipping the items already delivered (``reopening``).
 
-    Gives up after ``retries`` failures without progress in between (``$CHINCHILLA_HUB_RETRIES``, default 6)
-    with a ``UserError``: what was committed before stays, and rerunning the command resumes.
+    Items delivered since the previous failure start a new streak. Past the budget a ``UserError``: what was
+    committed before stays, and rerunning the command resumes.
     """
-    retries = _env_number(RETRIES_ENV, DEFAULT_RETRIES, int) if retries is None else retries
-    backoff_s = _env_number(BACKOFF_ENV, DEFAULT_BACKOFF_S, float) if backoff_s is None else backoff_s
-    last = {"delivered": -1, "failures": 0}  # at the previous failure
+    streak = _Streak(name, config_path, "the stream")
+    last = {"delivered": -1}  # at the previous failure
 
     def recover(err: Exception, delivered: int) -> None:
-        if not is_transient(err):
+        cause = _transient(err)
+        if cause is None:
             raise err
-        failures = last["failures"] + 1 if delivered == last["delivered"] else 1  # progress resets the count
-        last.update(delivered=delivered, failures=failures)
-        limited = status_code(err) == 429
-        if failures > retries:
-            raise UserError(
-                f"{name}: the stream failed {failures} times in a row after {delivered:,} batches "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
-                + (
-                    "rate limited by the Hub: set HF_TOKEN (higher limits) or start fewer ranks at once, then "
-                    if limited
-                    else ""
-                )
-                + "rerun the same command to resume from the last complete shard",
-                path=config_path,
-                field="source",
-            ) from None
-        first_wait, cap = (RATE_LIMIT_FIRST_S * backoff_s, RATE_LIMIT_CAP_S) if limited else (backoff_s, BACKOFF_CAP_S)
-        wait = min(cap, first_wait * 2 ** (failures - 1))
-        log.warning(
-            "%s: stream dropped after %d batches (%s); retry %d/%d in %.0f s",
-            name,
-            delivered,
-            type(err).__name__,
-            failures,
-            retries,
-            wait,
-        )
-        time.sleep(wait)
+        if delivered != last["delivered"]:  # progress since the previous failure
+            streak.failures, last["delivered"] = 0, delivered
+        streak.what = f"the stream after {delivered:,} batches"
+        streak.wait(cause)
 
-    return reopening(open_stream, recover, first=first)
+    return reopening(lambda: _attempts(open_stream, streak), recover, first=first)

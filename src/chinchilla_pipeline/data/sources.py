@@ -26,6 +26,7 @@ import logging
 import os
 import string
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -331,7 +332,7 @@ def iter_batches(
     rows are read as the iterator is consumed.
     """
     size = batch_docs or cfg.batch_docs
-    opened = document_dataset(cfg, config_path, rank, world_size)
+    opened = hub.opening(cfg, config_path, partial(document_dataset, cfg, config_path, rank, world_size))  # retried
     files = opened[1]
 
     def open_tables():
@@ -376,7 +377,9 @@ def _skipping(cfg: DatasetConfig, config_path: str | Path):
 
 def _first_row(cfg: DatasetConfig, config_path: str | Path, ds):
     """``ds``'s first row, skipping the undecodable row groups of a local parquet source as ``iter_batches`` does."""
-    if isinstance(cfg.source, HubSource) or cfg.source.format != "parquet":
+    if isinstance(cfg.source, HubSource):  # read again after a transient failure
+        return hub.retrying(lambda: ds.take(1), cfg.name, config_path)
+    if cfg.source.format != "parquet":
         return ds.take(1)
     return hub.reopening(lambda: _load_rows(cfg, config_path)[0].take(1), _skipping(cfg, config_path), first=ds.take(1))
 
@@ -388,7 +391,7 @@ def open_sources(configs: list[tuple[DatasetConfig, str | Path]]) -> None:
     are columns. Commands reading several sources (tokenizer-train, estimate, prepare) call it first.
     """
     for cfg, path in configs:
-        ds = _load_rows(cfg, path)[0]
+        ds = hub.opening(cfg, path, partial(_load_rows, cfg, path))[0]
         try:
             first = next(iter(_first_row(cfg, path, ds)), {})
         except UserError:
