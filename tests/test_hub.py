@@ -21,7 +21,7 @@ from chinchilla_pipeline.data.config import DatasetConfig, HubSource
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from conftest import CLI, CLI_ENV, ROOT, corrupt_row_group, prepare_args
-from hub_replicas import build_mirror, script_only_repo
+from hub_replicas import build_mirror, paragraphs, script_only_repo
 
 PHASE_CONFIGS = ["phase_a_wikipedia_1b", "phase_a_pg19_500m", "phase_b_c4_1b", "phase_b_forums_500m"]  # BOOKS=pg19
 UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _comment (and not the default books)
@@ -370,14 +370,23 @@ def test_broken_source_fails_before_the_first_long_read(on_mirror, tmp_path, tok
     assert not (tmp_path / "out").exists()
 
 
-def test_fewer_files_than_ranks_every_rank_reads_all_files_and_keeps_a_disjoint_part(on_mirror, caplog):
-    """3 reddit files, 4 ranks: each rank streams every file and keeps one document in 4 (logged)."""
-    cfg, path = shipped("phase_b_forums_500m")
-    whole = [d for b in sources.iter_documents(cfg, path) for d in b]
-    parts = [[d for b in sources.iter_documents(cfg, path, rank, 4) for d in b] for rank in range(4)]
-    assert sorted(d for p in parts for d in p) == sorted(whole)
-    assert sum(len(p) for p in parts) == len(whole) and all(abs(len(p) - len(whole) / 4) <= 1 for p in parts)
-    assert "3 source files do not split evenly into 4 parts" in caplog.text
+def test_fewer_files_than_ranks_every_rank_reads_all_files_and_keeps_the_documents_it_owns(tmp_path, caplog):
+    """2 JSON files, 4 ranks: each rank streams every file and keeps the documents its hash owns (logged);
+    the parts are disjoint, together the one-rank stream, each within 4 standard deviations of a quarter."""
+    caplog.set_level("INFO")
+    paras = paragraphs()[:1200]
+    for j in range(2):
+        with gzip.open(tmp_path / f"f{j}.jsonl.gz", "wt") as f:
+            f.writelines(json.dumps({"text": p}) + "\n" for p in paras[j::2])
+    cfg = DatasetConfig.model_validate(
+        {"name": "two", "source": {"type": "local", "format": "json", "data_files": [str(tmp_path / "f*.jsonl.gz")]}}
+    )
+    whole = [d for b in sources.iter_documents(cfg, "two.json") for d in b]
+    parts = [[d for b in sources.iter_documents(cfg, "two.json", rank, 4) for d in b] for rank in range(4)]
+    assert sorted(d for p in parts for d in p) == sorted(whole) and len(whole) == len(paras)
+    sd = (len(whole) * 0.25 * 0.75) ** 0.5
+    assert all(abs(len(p) - len(whole) / 4) <= 4 * sd for p in parts), [len(p) for p in parts]
+    assert "reads all 2 files and keeps the documents it owns by hash" in caplog.text
 
 
 def test_offline_local_sources_need_no_hub(tmp_path, tokenizer_dir, monkeypatch):
