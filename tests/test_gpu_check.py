@@ -288,3 +288,18 @@ def test_auto_micro_batch_takes_the_largest_that_fits_the_free_memory_or_stops_w
     peaks.update({2: None, 1: None})
     with pytest.raises(UserError, match=r"no micro batch fits on NVIDIA H100 80GB HBM3 .*speed\.cross_entropy"):
         microbatch.resolve_micro_batch(_cfg(8 * 32, "auto"), MODEL, dist)
+
+
+@pytest.mark.parametrize(
+    "card, tflops",
+    [("NVIDIA H200", 989), ("NVIDIA H200 NVL", 835), ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756),
+     ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA L4", None)],
+)
+def test_peak_table_matches_the_most_specific_card_name(monkeypatch, card, tflops):
+    import torch
+
+    from chinchilla_pipeline.train.metrics import peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: card)
+    peak = peak_flops(torch.device("cuda", 0))
+    assert (None if peak is None else round(peak / 1e12)) == tflops

@@ -21,9 +21,17 @@ if TYPE_CHECKING:  # imported where used: reading metrics (report) needs no torc
     import torch
 
 # Dense bf16 peak FLOP/s (no sparsity), by device-name substring, most specific first. A100 from nanoGPT's
-# estimate_mfu, H100 SXM from NVIDIA's datasheet (989 TFLOPS); H100 PCIe, H100 NVL and H200 from NVIDIA's
-# datasheets (half their "with sparsity" figures: 1,513, 1,671 and 1,979 TFLOPS).
-PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+# estimate_mfu, H100 SXM from NVIDIA's datasheet (989 TFLOPS); H100 PCIe, H100 NVL, H200 NVL and H200 SXM from
+# NVIDIA's datasheets (half their "with sparsity" figures: 1,513, 1,671, 1,671 and 1,979 TFLOPS). "H200" alone
+# (the SXM card's name, "NVIDIA H200") comes after "H200 NVL", which it would otherwise match.
+PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,
+    "H200 NVL": 835e12,
+    "H200": 989e12,
+    "A100": 312e12,
+}
 
 
 def peak_flops(device: torch.device) -> float | None:
