@@ -322,7 +322,8 @@ def test_parquet_stream_without_undecodable_row_groups_is_the_stream_of_the_clea
         assert streams[0] == streams[1], (buffer, join, world_size, rank)
         assert sum(len(texts) for texts, _, _ in streams[0]) > 300
         # a rank whose row groups do not include the bad one never meets it
-        after += [int(n) for n in re.findall(r"re-opened without the undecodable row groups, after (\d+) batches", caplog.text)]
+        reopened = r"re-opened without the undecodable row groups, after (\d+) batches"
+        after += [int(n) for n in re.findall(reopened, caplog.text)]
         caplog.clear()
     # The failure came mid-stream, so batches delivered before it were skipped on the re-opened stream. When
     # (not whether) pyarrow's read-ahead meets the bad group depends on thread timing: on a loaded machine one

@@ -292,8 +292,14 @@ def test_auto_micro_batch_takes_the_largest_that_fits_the_free_memory_or_stops_w
 
 @pytest.mark.parametrize(
     "card, tflops",
-    [("NVIDIA H200", 989), ("NVIDIA H200 NVL", 835), ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756),
-     ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA L4", None)],
+    [
+        ("NVIDIA H200", 989),
+        ("NVIDIA H200 NVL", 835),
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA L4", None),
+    ],
 )
 def test_peak_table_matches_the_most_specific_card_name(monkeypatch, card, tflops):
     import torch

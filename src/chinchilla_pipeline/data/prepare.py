@@ -207,7 +207,19 @@ def prepare_dataset(
             if source is not None:  # what this directory's shards are read from, checked by any resume
                 hub.save_source(out, source)
             return _write(
-                cfg, config_path, tok, out, fp, source, documents, pool, rank, world_size, progress, held_out, tokenizer_dir
+                cfg,
+                config_path,
+                tok,
+                out,
+                fp,
+                source,
+                documents,
+                pool,
+                rank,
+                world_size,
+                progress,
+                held_out,
+                tokenizer_dir,
             )
 
 
