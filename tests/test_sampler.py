@@ -81,6 +81,20 @@ def test_state_restores_the_same_next_batches(tmp_path):
     assert set(state) == {"position", "drawn", "offset", "names"}
 
 
+def test_peek_names_the_next_picks_without_moving_the_state(tmp_path):
+    a, b = make(tmp_path, [0.5, 0.3, 0.2]), make(tmp_path, [0.5, 0.3, 0.2])
+    for _ in range(12):  # 192 sequences: every source crosses epochs (20-window source)
+        state, events = a.state_dict(), list(a.epoch_events)
+        ahead = a.peek(16, rank=1, world=2)
+        assert a.state_dict() == state and a.epoch_events == events
+        picks = a.take(16, rank=1, world=2)
+        assert picks == ahead
+        rows, src = a.read(picks)
+        expected_rows, expected_src = b.next_step(16, rank=1, world=2)
+        assert np.array_equal(rows, expected_rows) and np.array_equal(src, expected_src)
+    assert a.state_dict() == b.state_dict() and a.epoch_events == b.epoch_events != []
+
+
 def test_offset_continues_a_source_across_phases(tmp_path):
     whole = make(tmp_path, [1], windows=(50,))
     rows = whole.next_step(40)[0]

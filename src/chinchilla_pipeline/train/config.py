@@ -86,8 +86,13 @@ class SpeedConfig(StrictModel):
     """How fast a step runs, never what it computes: left out of the resume fingerprint (like ``compile``).
 
     Each setting is measured by ``chinchilla gpu-check`` (docs/gpu.md); the defaults are the
-    conservative ones until a GPU measurement says otherwise. All but ``cross_entropy`` act on CUDA only.
+    conservative ones until a GPU measurement says otherwise. All but ``cross_entropy`` and ``prefetch`` act
+    on CUDA only.
     """
+
+    # the next step's batch read from the shards (and pinned) in a background thread while this one
+    # computes (train/prefetch.py); the same batches, so the same losses. BENCHMARKS.md measures it.
+    prefetch: bool = True
 
     tf32: bool = True  # float32 matmuls outside autocast (none in the hot path under bf16) use TF32
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"

@@ -8,12 +8,15 @@ is an input exactly once per epoch; a source holds (N - 1) // T windows.
 
 from __future__ import annotations
 
+import copy
 import zlib
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..data.shards import Shard
+
+Pick = tuple[int, int]  # (source index, first token of its window in the source's stream)
 
 
 class TokenStream:
@@ -60,6 +63,10 @@ class WeightedMultiDatasetSampler:
     - **DDP**: ``next_step(n, rank, world)`` advances the global stream by
       ``n`` sequences for every rank alike and returns rank ``rank``'s
       contiguous slice of them; the stream does not depend on ``world``.
+    - **Two halves**: ``take`` advances the state and names the windows
+      (integers, microseconds); ``read`` copies them from the shards (the slow
+      half when pages are not cached), so train/prefetch.py can read step k + 1
+      in a background thread (``peek``) while step k computes.
     """
 
     def __init__(
@@ -126,16 +133,30 @@ class WeightedMultiDatasetSampler:
         """Advance by ``n`` sequences without reading tokens; their sources (for tests and planning)."""
         return [self._advance()[0] for _ in range(n)]
 
-    def next_step(self, n: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Advance by ``n`` sequences; rank ``rank``'s slice as (tokens (n/world, T+1) int64, sources)."""
+    def take(self, n: int, rank: int = 0, world: int = 1) -> list[Pick]:
+        """Advance by ``n`` sequences; rank ``rank``'s slice of them as picks for ``read`` (n/world of them)."""
         assert n % world == 0, "sequences per step must divide among ranks"
         per_rank = n // world
-        lo, hi = rank * per_rank, (rank + 1) * per_rank
-        picks = [self._advance() for _ in range(n)][lo:hi]
-        out = np.empty((per_rank, self.context + 1), dtype=np.int64)
-        for row, (s, used) in enumerate(picks):
-            out[row] = self.streams[s].read(self._window(s, used) * self.context, self.context + 1)
+        drawn = [self._advance() for _ in range(n)][rank * per_rank : (rank + 1) * per_rank]
+        return [(s, self._window(s, used) * self.context) for s, used in drawn]
+
+    def peek(self, n: int, rank: int = 0, world: int = 1) -> list[Pick]:
+        """The picks ``take(n, rank, world)`` returns next, leaving this sampler's state and events as they are."""
+        ahead = copy.copy(self)
+        ahead.drawn, ahead.epoch_events, ahead._perms = list(self.drawn), [], dict(self._perms)
+        return ahead.take(n, rank, world)
+
+    def read(self, picks: Sequence[Pick]) -> tuple[np.ndarray, np.ndarray]:
+        """The picks' windows as (tokens (len(picks), T+1) int64, sources). Reads the read-only memory maps
+        and changes nothing: safe in another thread while this one takes the next picks."""
+        out = np.empty((len(picks), self.context + 1), dtype=np.int64)
+        for row, (s, start) in enumerate(picks):
+            out[row] = self.streams[s].read(start, self.context + 1)
         return out, np.array([s for s, _ in picks], dtype=np.int64)
+
+    def next_step(self, n: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Advance by ``n`` sequences; rank ``rank``'s slice as (tokens (n/world, T+1) int64, sources)."""
+        return self.read(self.take(n, rank, world))
 
     # --- state ----------------------------------------------------------------
     def consumed(self) -> dict[str, int]:

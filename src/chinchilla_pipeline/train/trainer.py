@@ -1,7 +1,8 @@
 """The training loop of a curriculum run: phases, evaluation, checkpoints, resume.
 
-Hot path per optimiser step: draw the rank's sequences (integer bookkeeping
-and memory-mapped reads), copy them to the device (pinned, non-blocking on
+Hot path per optimiser step: draw the rank's sequences (integer bookkeeping;
+their memory-mapped reads were done by a background thread during the step
+before, ``speed.prefetch``), copy them to the device (pinned, non-blocking on
 CUDA), ``grad_accum`` forward/backward passes, clip, the optimiser step. Losses and
 gradient norms stay on the device until the log interval, where one
 all-reduce and one ``tolist`` bring them to the host: no per-step sync.
@@ -26,6 +27,7 @@ from .distributed import Dist, all_reduce_sum
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .microbatch import resolve_micro_batch
 from .optim import set_schedule
+from .prefetch import BatchPrefetcher
 from .sampler import TokenStream, WeightedMultiDatasetSampler
 from .schedule import lr_factor
 from .setup import build_training, fingerprint, open_domains
@@ -118,6 +120,7 @@ class Trainer:
         self.last_eval: dict[str, dict[str, float]] = {}  # the latest evaluation, same shape
         self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
         self._rate = RateMeter()
+        self.batches = BatchPrefetcher(dist.device)
 
     # --- resume ---------------------------------------------------------------
     def resume(self, phase: str | None, allow_changes: bool = False) -> int:
@@ -206,7 +209,8 @@ class Trainer:
             if self.sampler_phase != i:
                 self._enter_phase(i)
                 self.log.write({"type": "phase_start", "step": self.step, "phase": cfg.phases[i].name})
-            self.train_step()
+            # never past the phase (the next one has another sampler) nor past this invocation's end
+            self.train_step(read_ahead=cfg.speed.prefetch and self.step + 1 < min(end, plan.phase_steps[i][1]))
             phase_end = self.step == plan.phase_steps[i][1]
             if self.step % cfg.log_interval_steps == 0 or phase_end or self.step == end:
                 self.flush(end)
@@ -216,18 +220,23 @@ class Trainer:
                 self.finish_phase(i)
             elif self.step % cfg.checkpoint.interval_steps == 0:
                 self.save()
+        self.batches.close()  # an exception leaves at most one read to finish; the thread ends with the trainer
 
-    def train_step(self) -> None:
-        """One optimiser step over the global batch; no host synchronisation."""
+    def train_step(self, read_ahead: bool = False) -> None:
+        """One optimiser step over the global batch; no host synchronisation. ``read_ahead``: start reading
+        the next step's batch in the background thread (same phase only)."""
         plan, dev = self.plan, self.dist.device
         opt = self.cfg.optimizer
         factor = lr_factor(self.step, plan, self.cfg.schedule, opt.min_lr_ratio)
         set_schedule(self.optimizer, factor, self.step, opt)
         lr = opt.peak_lr * factor
-        rows, _ = self.sampler.next_step(plan.sequences_per_step, self.dist.rank, self.dist.world_size)
-        batch = torch.from_numpy(rows)
+        n, rank, world = plan.sequences_per_step, self.dist.rank, self.dist.world_size
+        picks = self.sampler.take(n, rank, world)  # the sampler now holds the state a checkpoint after this step saves
+        batch = self.batches.get(self.sampler, picks)  # read ahead during the step before, or now
+        if read_ahead:
+            self.batches.ahead(self.sampler, self.sampler.peek(n, rank, world))  # overlaps this step's passes
         if dev.type == "cuda":
-            batch = batch.pin_memory().to(dev, non_blocking=True)
+            batch = batch.to(dev, non_blocking=True)
         total = torch.zeros((), device=dev)
         mb = plan.micro_batch_size
         for m in range(plan.grad_accum):
