@@ -126,15 +126,16 @@ bench-train-gpu: ## GPU: GPT-2 124M, context 1024, bf16, compiled: tokens/s and 
 # --- the GPU check (docs/gpu.md) ---
 GPU_CHECK_OUT ?= $(RUNS)/gpu_check
 
-.PHONY: gpu-check gpu-check-cpu gpu-wheels
-gpu-check: ## one GPU, <= 8 min: environment, tokens/s per speed setting, micro-batch search, smoke run killed+resumed, torchrun, export
+.PHONY: gpu-check gpu-check-cpu gpu-wheels gpu-check-command
+gpu-check: ## one GPU, <= 6 min from start: environment, recipes' tokens/s, torchrun NCCL, smoke kill+resume, export, more settings
 	scripts/gpu_check.sh --out_dir $(GPU_CHECK_OUT)
-gpu-check-cpu: ## the same check's CPU mode (tiny model, gloo): what the test suite runs
+gpu-check-cpu: ## the same check's CPU mode (tiny models, gloo): what the test suite rehearses
 	PYTHON=$(PYTHON) scripts/gpu_check.sh --mode cpu --out_dir $(GPU_CHECK_OUT)_cpu
 gpu-wheels: ## download into .whl/ the wheels a GPU machine without network lacks (constraints/gpu-wheels.txt)
-	python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-	  -d .whl -r constraints/gpu-wheels.txt
+	scripts/gpu_wheels.sh .whl
+gpu-check-command: ## print the one command a session on the lent GPU machine runs (docs/gpu.md)
+	@echo 'device run: command "scripts/gpu_check_device.sh", carry [".whl"], timeout_s 600'
+	@ls .whl/*.whl > /dev/null 2>&1 || echo 'warning: no .whl/ here: run `make gpu-wheels` first, or the check exits at once'
 
 # --- planning ---
 PLAN_OUT ?= $(RUNS)/plan.json

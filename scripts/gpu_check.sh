@@ -2,10 +2,11 @@
 # The GPU check on a machine whose own python3 holds torch (CUDA) but not this package, nor pydantic/datasets:
 # wheels from .whl/ (`make gpu-wheels`, copied along) go to /tmp/site when those are missing; the package runs
 # from src/.
-#   scripts/gpu_check.sh                  GPU mode, <= ~7.5 minutes on one H100/H200 (deadline 420 s)
+#   scripts/gpu_check.sh                  GPU mode, within 6 minutes of its start on one H200 (docs/gpu.md)
 #                                         -> runs/gpu_check/gpu_check.{json,md}, rewritten after every part
-#   scripts/gpu_check.sh --mode cpu       the same on CPU with a tiny model (tests/test_gpu_check.py runs this)
-# Any arguments go to `chinchilla gpu-check` (--out_dir, --settings, --budget_s, --deadline_s).
+#   scripts/gpu_check.sh --mode cpu       the same on CPU with tiny models (tests/test_gpu_check.py runs this)
+# Any arguments go to `chinchilla gpu-check` (--out_dir, --settings, --deadline_s). On the lent GPU machine
+# run scripts/gpu_check_device.sh instead: it also copies the results to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

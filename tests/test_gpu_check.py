@@ -1,12 +1,13 @@
-"""``chinchilla gpu-check --mode cpu``: the GPU check's own code path on CPU (tiny model, gloo), run through
-``scripts/gpu_check.sh`` so CI keeps both working; what a kill, a deadline or a hung subprocess leaves; and the
-pieces it relies on: "micro_batch_size": "auto", speed settings outside the fingerprint, one rank under torchrun
-running DDP."""
+"""``chinchilla gpu-check --mode cpu``: the GPU check's own code path on CPU (tiny models, gloo), rehearsing
+its order with scaled budgets; what a SIGTERM, a SIGKILL, the device command's cut, a deadline or a hung
+subprocess leaves; and the pieces it relies on: "micro_batch_size": "auto", speed settings outside the
+fingerprint, one rank under torchrun running DDP."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -41,46 +42,126 @@ def _cfg(global_batch_tokens: int, micro, **fields) -> CurriculumConfig:
     )
 
 
-def test_gpu_check_cpu_mode_runs_every_part_through_its_script(tmp_path):
-    """``scripts/gpu_check.sh --mode cpu`` (as `make gpu-check-cpu` runs it): the interpreter from $PYTHON, its
-    pydantic/datasets check, the package from src/ on the PYTHONPATH it sets (none inherited)."""
-    out = tmp_path / "check"
+def test_rehearsal_runs_the_parts_in_order_each_result_on_disk_before_the_next(tmp_path, monkeypatch):
+    """The whole order in CPU mode at the CPU deadline (240 s, every budget scaled by 240/330): each part, as
+    it starts, finds the results of every part before it in gpu_check.json (read from disk); every part passes;
+    the resumed and torchrun runs are bitwise the unbroken one, so is the second unbroken run."""
+    out, seen = tmp_path / "check", []
+
+    def on_disk_first(part):
+        def run(ctx):
+            on_disk = json.loads((out / "gpu_check.json").read_text())
+            seen.append((part.name, on_disk["parts_done"], [p for p in on_disk["order"] if p in on_disk]))
+            return part.run(ctx)
+
+        return check.parts.Part(part.name, run)
+
+    monkeypatch.setattr(check, "PARTS", [on_disk_first(p) for p in check.PARTS])
+    handler = signal.getsignal(signal.SIGTERM)
+    res = check.gpu_check("cpu", out, say=lambda line: None)
+    order = ["environment", "throughput", "smoke_data", "torchrun", "smoke", "export", "more_speed"]
+    assert res["order"] == order and [name for name, _, _ in seen] == order
+    for i, (name, done, with_results) in enumerate(seen):
+        assert done == order[:i] and with_results == order[:i], name
+    assert res["complete"] and res["parts_done"] == order and res["failed_parts"] == [], res["failed_parts"]
+    assert signal.getsignal(signal.SIGTERM) is handler  # the check's own handler is gone
+    times = res["part_times_s"]
+    assert sum(t["budget"] for t in times.values()) == pytest.approx(check.DEFAULT_DEADLINE_S["cpu"], abs=0.5)
+    assert all(times[a]["end"] <= times[b]["start"] for a, b in zip(order, order[1:]))
+    assert res["wall_s"] < res["deadline_s"]
+    nanochat, gpt2 = res["throughput"]  # both shipped recipes, the default first, with their optimisers
+    assert (nanochat["recipe"], nanochat["optimizer"], gpt2["recipe"], gpt2["optimizer"]) == (
+        "nanochat",
+        "muon",
+        "gpt2",
+        "adamw",
+    )
+    for r in (nanochat, gpt2):
+        assert r["micro_batch_size"] == 16 and r["trainer_tokens_per_s"] > 0 and r["bare_tokens_per_s"] > 0
+        assert r["ratio"] == r["trainer_tokens_per_s"] / r["bare_tokens_per_s"] and r["graphs_compiled"] == 0
+    assert [r["setting"] for r in res["more_speed"]] == speed.CPU_SETTINGS
+    assert all(r["trainer_tokens_per_s"] > 0 for r in res["more_speed"])
+    tr = res["torchrun"]
+    assert tr["process_group"] and tr["grad_accum"] == 2 and tr["no_sync_micro_steps_per_step"] == 1
+    sm = res["smoke"]
+    assert sm["phase_boundary_logged"] and sm["grad_accum"] == 2 and sm["run_to_run"]["bitwise"]
+    assert 10 <= sm["killed_at_checkpoint"] < 30  # killed mid phase a; the resume crossed the boundary at 30
+    assert sm["resume_vs_unbroken"]["bitwise"] and sm["resume_vs_unbroken"]["steps_compared"] == 60
+    assert sm["verdict"]["ok"] and sm["verdict"]["summary"].count("bitwise") == 3
+    assert sm["torchrun_vs_unbroken"]["bitwise"]
+    assert res["export"]["max_abs_diff"] < 1e-4 and res["export"]["argmax_agreement"] == 1.0
+    table = (out / "gpu_check.md").read_text()
+    assert "| resume verdict | ok: train_loss: bitwise" in table and "Incomplete" not in table
+    assert "| recipe nanochat (check_cpu_nanochat, muon) | 16 |" in table
+    assert (out / "work" / check.MARKER).is_file()
+
+
+def _partial(path: Path) -> dict:
+    """gpu_check.json as a kill left it: it parses, names the parts done, in order, each with its result."""
+    res = json.loads(path.read_text())
+    done = res["parts_done"]
+    assert done == res["order"][: len(done)] and all(name in res for name in done)
+    assert res["complete"] == (done == res["order"])
+    return res
+
+
+KILL_DEADLINE_S = 15.0  # the kill tests' check: the whole order, every budget at 15/330 of the GPU one
+
+
+def test_the_device_command_copies_a_readable_result_to_out_when_cut_at_a_random_moment(tmp_path):
+    """scripts/gpu_check_device.sh, its cut (SIGTERM) at a random moment: $OUT still gets gpu_check.json (it
+    parses and names the parts done), gpu_check.md and the output."""
+    cut = random.Random().uniform(8, KILL_DEADLINE_S + 5)
     env = {k: v for k, v in CLI_ENV.items() if k != "PYTHONPATH"}
+    env.update(
+        PYTHON=sys.executable,
+        OUT=str(tmp_path / "out"),
+        GPU_CHECK_OUT=str(tmp_path / "check"),
+        GPU_CHECK_CUT_S=f"{cut:.1f}",
+    )
+    (tmp_path / "out").mkdir()
     r = subprocess.run(
-        [str(SCRIPT), "--mode", "cpu", "--out_dir", str(out)],
-        env={**env, "PYTHON": sys.executable},
+        [str(ROOT / "scripts" / "gpu_check_device.sh"), "--mode", "cpu", "--deadline_s", str(KILL_DEADLINE_S)],
+        env=env,
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        timeout=120,
     )
-    assert r.returncode == 0, r.stderr[-4000:]
-    res = json.loads((out / "gpu_check.json").read_text())
-    assert Path(res["environment"]["pythonpath"]).resolve() == (ROOT / "src").resolve()
-    assert res["complete"] and res["pending_parts"] == [] and res["failed_parts"] == []
-    assert res["deadline_s"] == check.DEFAULT_DEADLINE_S["cpu"] and res["wall_s"] < res["deadline_s"]
-    base, chunked, modern = res["throughput"]
-    assert (base["setting"], chunked["setting"], modern["setting"]) == ("baseline", "chunked_ce", "nanochat")
-    # the modern recipe: the nanochat model with Muon + AdamW, measured like the others
-    assert modern["optimizer"] == "muon" and modern["trainer_tokens_per_s"] > 0 and modern["model"].endswith("nanochat")
-    # the bare loop for the baseline only: trainer/bare there, the bare fields empty elsewhere
-    assert base["bare_measured"] and base["bare_tokens_per_s"] > 0 and base["trainer_tokens_per_s"] > 0
-    assert base["ratio"] == base["trainer_tokens_per_s"] / base["bare_tokens_per_s"]
-    assert chunked["trainer_tokens_per_s"] > 0 and not chunked["bare_measured"]
-    assert all(chunked[k] is None for k in speed.BARE_FIELDS)
-    smoke_res = res["smoke"]
-    assert smoke_res["phase_boundary_logged"] and "auto -> 4" in smoke_res["micro_batch_line"]
-    assert 20 <= smoke_res["killed_at_checkpoint"] < 100  # killed mid phase a; the resume crossed the boundary
-    assert smoke_res["resume_vs_unbroken"]["bitwise"] and smoke_res["resume_vs_unbroken"]["steps_compared"] == 200
-    assert smoke_res["torchrun_process_group"] and smoke_res["torchrun_vs_unbroken"]["bitwise"]
-    assert res["export"]["max_abs_diff"] < 1e-4 and res["export"]["argmax_agreement"] == 1.0
-    assert res["checkpoint_write"]["bytes"] > 3 * 4 * res["checkpoint_write"]["params"]  # weights + 2 AdamW moments
-    table = (out / "gpu_check.md").read_text()
-    assert "| resumed vs unbroken | bitwise identical" in table and table == r.stdout
-    assert "Incomplete" not in table
-    row = next(line for line in table.splitlines() if line.startswith("| chunked_ce ("))
-    cells = [c.strip() for c in row.split("|")[1:-1]]  # setting, micro, trainer, bare, ratio, MFU, MFU, GiB, first
-    assert cells[2] != "–" and cells[3] == cells[4] == "–" and cells[8].endswith("/ –")
-    assert (out / "work" / check.MARKER).is_file()
+    assert r.returncode in (0, 1, 124), (cut, r.stdout[-2000:], r.stderr[-2000:])
+    res = _partial(tmp_path / "out" / "gpu_check.json")
+    assert res["complete"] or res["stopped"].startswith("SIGTERM"), (cut, res.get("stopped"))
+    assert (tmp_path / "out" / "gpu_check.md").read_text().startswith("# gpu-check (cpu mode)")
+    assert "gpu-check" in (tmp_path / "out" / "gpu_check.log").read_text()
+    if "environment" in res["parts_done"]:  # the interpreter from $PYTHON, the package from src/ (none inherited)
+        assert Path(res["environment"]["pythonpath"]).resolve() == (ROOT / "src").resolve()
+
+
+def test_a_sigkill_at_a_random_moment_leaves_a_readable_partial_result(tmp_path):
+    """SIGKILL of the check (and of the runs it started) at a random moment after its first write."""
+    out = tmp_path / "check"
+    env = {k: v for k, v in CLI_ENV.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [str(SCRIPT), "--mode", "cpu", "--out_dir", str(out), "--deadline_s", str(KILL_DEADLINE_S)],
+        env={**env, "PYTHON": sys.executable},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not (out / "gpu_check.json").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(random.Random().uniform(0, KILL_DEADLINE_S))
+    finally:
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen: its list of runs cannot change while they are killed
+        runs = smoke._descendants(proc.pid)
+        for pid in runs:
+            os.kill(pid, signal.SIGSTOP)
+        runs = smoke._descendants(proc.pid)
+        for pid in [proc.pid, *runs]:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    res = _partial(out / "gpu_check.json")
+    assert res["complete"] or "stopped" not in res
+    assert (out / "gpu_check.md").read_text().startswith("# gpu-check (cpu mode)")
 
 
 def test_gpu_check_script_without_pydantic_or_wheels_says_what_to_do(tmp_path):
@@ -101,39 +182,15 @@ def test_gpu_check_script_without_pydantic_or_wheels_says_what_to_do(tmp_path):
     assert r.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
 
 
-def test_gpu_check_writes_its_results_after_every_part(tmp_path, monkeypatch):
-    """A kill during a part leaves the parts before it on disk, marked incomplete; the next check reuses the
-    scratch directory (its own), and parts the deadline leaves no time for are recorded as not run."""
-    out, seen = tmp_path / "check", {}
-
-    def killed(*_args, **_kwargs):  # what a SIGKILL during the checkpoint part would leave: the files as they are
-        seen["json"] = json.loads((out / "gpu_check.json").read_text())
-        seen["md"] = (out / "gpu_check.md").read_text()
-        os.kill(os.getpid(), signal.SIGTERM)  # then a SIGTERM (`timeout`'s signal) ends the check
-        time.sleep(30)
-
-    monkeypatch.setattr(check, "checkpoint_cost", killed)
-    handler = signal.getsignal(signal.SIGTERM)
-    stopped = check.gpu_check("cpu", out, settings=["baseline"], say=lambda line: None)
-    on_disk = seen["json"]
-    assert not on_disk["complete"] and on_disk["running_part"] == "checkpoint_write"
-    assert on_disk["pending_parts"] == ["checkpoint_write", "smoke_data", "smoke", "export"]
-    (base,) = on_disk["throughput"]
-    assert base["trainer_tokens_per_s"] > 0 and base["bare_tokens_per_s"] > 0
-    assert on_disk["fastest"]["setting"] == "baseline" and on_disk["part_seconds"].keys() == {"throughput"}
-    assert "**Incomplete**" in seen["md"] and "during part `checkpoint_write`" in seen["md"]
-    assert "| baseline (" in seen["md"]
-    final = json.loads((out / "gpu_check.json").read_text())  # SIGTERM: recorded, and the check ends
-    assert final == json.loads(json.dumps(stopped)) and not final["complete"]
-    assert final["stopped"] == "SIGTERM during part checkpoint_write" and final["failed_parts"] == ["checkpoint_write"]
-    assert final["checkpoint_write"]["error"] == "stopped: SIGTERM" and final["throughput"] == on_disk["throughput"]
-    assert signal.getsignal(signal.SIGTERM) is handler  # the check's own handler is gone
-
+def test_parts_past_the_deadline_are_recorded_as_not_run_and_the_scratch_directory_is_reused(tmp_path):
+    out = tmp_path / "check"
+    (out / "work").mkdir(parents=True)
+    (out / "work" / check.MARKER).write_text("an earlier check's")
     (out / "work" / "left_over").write_text("the killed check's scratch")
-    res = check.gpu_check("cpu", out, settings=["baseline"], deadline_s=1e-6, say=lambda line: None)
+    res = check.gpu_check("cpu", out, deadline_s=1e-6, say=lambda line: None)
     assert res["complete"] and res["pending_parts"] == [] and not (out / "work" / "left_over").exists()
-    assert res["failed_parts"] == check.PARTS
-    assert all(res[part]["error"].startswith("not run: the check's deadline") for part in check.PARTS)
+    assert res["failed_parts"] == res["order"]
+    assert all(res[part]["error"].startswith("not run: the check's deadline") for part in res["order"])
     assert json.loads((out / "gpu_check.json").read_text()) == json.loads(json.dumps(res))
 
 
@@ -171,38 +228,34 @@ def test_a_smoke_run_past_its_timeout_is_killed_with_its_process_tree(tmp_path):
         smoke.run(["true"], None, log, smoke._timeout_s(time.monotonic() - 1, "the late run"))
 
 
-def test_throughput_settings_start_only_within_their_budget_and_bare_only_for_the_baseline(monkeypatch):
-    """eager right after baseline; a compiled setting starts only if the last compiled one's trainer time fits."""
+def test_further_settings_start_only_if_their_expected_time_fits(monkeypatch):
+    """A setting that shares the recipe's graph is expected to cost the recipe's time less its compile and
+    probe; a new graph the recipe's whole time. The rest is recorded as skipped, with the reason."""
     calls, saves = [], []
-
-    def fake_measure(name, *_args, bare, **_kwargs):
-        calls.append((name, bare))
-        return {
-            "setting": name,
-            "trainer_tokens_per_s": 1.0,
-            "trainer_wall_s": 60.0,
-            "bare_measured": bare,
-            "bare_tokens_per_s": 1.0 if bare else None,
-            "micro_batch_size": 16,
-        }
-
-    monkeypatch.setattr(speed, "measure", fake_measure)
-    assert speed.GPU_SETTINGS[:2] == ["baseline", "eager"]
-    rows = speed.measure_all(
-        speed.GPU_SETTINGS[:4],
-        MODEL,
-        None,
-        dtype="bfloat16",
-        steps=1,
-        warmup=1,
-        peak=None,
-        deadline=time.monotonic() + 30,
-        say=lambda line: None,
-        save=lambda: saves.append(1),
+    monkeypatch.setattr(
+        speed,
+        "measure",
+        lambda *a, **k: calls.append(k["compile_"]) or {"micro_batch_size": 16, "trainer_tokens_per_s": 1.0},
     )
-    assert calls == [("baseline", True), ("eager", False)]
-    assert [r["setting"] for r in rows] == speed.GPU_SETTINGS[:4] and len(saves) == 4
-    assert rows[2]["skipped"].startswith("time budget") and "~60 s expected" in rows[2]["skipped"]
+    base = {"wall_s": 100.0, "first_step_s": 60.0, "probe_s": 10.0, "micro_batch_size": 16}
+    cfg = CurriculumConfig(
+        name="r", model="m.json", phases=[{"name": "a", "share": 1.0, "sources": [{"name": "s", "path": "d"}]}]
+    )
+    rows = speed.measure_settings(
+        ["foreach_adamw", "eager", "chunked_ce"],
+        base,
+        cfg,
+        MODEL,
+        torch.device("cpu"),
+        mode="gpu",
+        peak=None,
+        until=time.monotonic() + 50,
+        rows=[],
+        save=lambda: saves.append(1),
+        say=lambda line: None,
+    )
+    assert calls == ["on", "off"] and len(saves) == 3
+    assert rows[2]["skipped"].startswith("time:") and "~100 s expected" in rows[2]["skipped"]
 
 
 def test_gpu_check_refuses_an_unknown_setting(tmp_path):

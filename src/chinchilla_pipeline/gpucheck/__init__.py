@@ -1,8 +1,8 @@
-"""``chinchilla gpu-check``: one prepared check of every CUDA path, run in one go on a GPU machine.
+"""``chinchilla gpu-check``: one prepared check of every CUDA path, in priority order, inside one short lease.
 
-``env``: the machine; ``speed``: tokens/s of the trainer per speed setting (and of a bare loop for the
-baseline); ``smoke``: a real curriculum run killed with SIGKILL and resumed, under torchrun, exported;
-``check``: runs them in order within the deadline and writes ``gpu_check.json`` and ``gpu_check.md`` after
-every part (a kill keeps what was measured).
-``--mode cpu`` runs the same code on a tiny model with gloo (the test suite runs it).
+``check``: the order, each part's budget, results on disk after every part (a kill keeps what was measured);
+``parts``: the parts; ``env``: the machine; ``speed``: throughput of the shipped recipes and further speed
+settings; ``smoke``: curriculum runs under torchrun, unbroken, killed with SIGKILL and resumed, exported;
+``compare``: runs compared step by step, a resume judged against the run-to-run difference; ``table``: markdown.
+``--mode cpu`` runs the same code on tiny models with gloo (the test suite rehearses the order with it).
 """

@@ -1,24 +1,20 @@
-"""``chinchilla gpu-check``: run every part in order and write ``gpu_check.json`` and ``gpu_check.md``.
+"""``chinchilla gpu-check``: the parts in priority order, each within its budget, results on disk after each.
 
-GPU mode (at most ~7.5 minutes on one H100/H200): GPT-2 124M at context 1024, bf16,
-compiled, for the throughput settings until ``budget_s``; the checkpoint write cost
-of a 124M model with its AdamW state; the smoke run on GPT-2 124M's shape (12 x 768,
-context 1024, the check's own 4,096-token vocabulary). CPU mode (the test suite): a
-tiny model, float32, eager, gloo. Parts that fail are recorded with their error and
-the check goes on; the exit code is 1 when any part failed.
+GPU mode answers its questions inside 6 minutes of wall time on one H200, counted from the process's start
+(compilation included): the parts run until ``DEADLINE_S`` (330 s) and a part still running in this process
+30 s later is stopped (``HARD_STOP_GRACE_S``). Each part has a budget (``BUDGET_S``, seconds at the default
+deadline; another ``--deadline_s`` scales them all, which is how CPU mode rehearses the order in CI). A
+part may run to ``STRETCH`` x its budget past its start, never past the deadline: a slow part takes from
+the parts after it, a fast one leaves them its time, and the last part takes whatever is left.
 
-Both files are rewritten (atomically) before and after every part and every throughput
-setting or smoke run, marked ``"complete": false`` with the parts not yet run, so a kill
-keeps what was measured. ``deadline_s`` bounds the whole check: throughput settings stop
-starting at ``budget_s`` (or the deadline), the smoke subprocesses are killed at the
-deadline less the export's reserve, a part that cannot start in time is recorded as an
-error, and a hard stop (SIGALRM, ``HARD_STOP_GRACE_S`` past the deadline) or SIGTERM ends
-the check with the results written.
+Both files are rewritten (atomically) before and after every part and every measurement or smoke run,
+marked ``"complete": false`` with the parts done and not yet done, so a kill keeps what was measured. A
+failed part is recorded with its error and the next part still runs; the exit code is 1 when any failed.
+SIGTERM, and the hard stop, end the check with the results written.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import sys
@@ -26,6 +22,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,30 +30,33 @@ import torch
 
 from ..atomic import write_json, write_text
 from ..errors import UserError
-from ..model.config import ModelConfig, load_model_config
-from ..train.checkpoint import save_checkpoint
-from ..train.config import BatchConfig, CheckpointConfig, OptimizerConfig
-from ..train.metrics import peak_flops
-from ..train.setup import build_training
-from . import smoke
-from .env import environment
-from .speed import CPU_SETTINGS, GPU_SETTINGS, SETTINGS, measure_all
-from .table import markdown, throughput_rows
+from . import parts
+from .speed import SETTINGS
+from .table import markdown, speed_rows
 
-TARGET_TOKENS_PER_S = 500_000  # per H100-class GPU, GPT-2 124M at context 1,024 (issue 8; llm.c: ~468K)
-REPO = Path(__file__).resolve().parents[3]
-CORPUS = REPO / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real documents (Python's help topics)
-GPT2_124M = REPO / "config" / "models" / "gpt2_124m.json"
-NANOCHAT_124M = REPO / "config" / "models" / "nanochat_124m.json"
-CPU_MODEL = {"name": "check_cpu", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64, "vocab_size": 512}
-CPU_NANOCHAT = {**CPU_MODEL, "name": "check_cpu_nanochat", "architecture": "nanochat", "bias": False}
-PARTS = ["throughput", "checkpoint_write", "smoke_data", "smoke", "export"]
-# The whole check's deadline and the throughput part's share of it, seconds from the start (docs/gpu.md has the
-# estimate behind them): GPU mode ends well inside 8 minutes, the device's limit per command is 10.
-DEFAULT_DEADLINE_S = {"gpu": 420.0, "cpu": 1200.0}
-DEFAULT_BUDGET_S = {"gpu": 120.0, "cpu": None}
-EXPORT_RESERVE_S = {"gpu": 30.0, "cpu": 10.0}  # the smoke runs end this long before the deadline
-HARD_STOP_GRACE_S = 60.0  # past the deadline, an in-process part still running is interrupted
+# Seconds at the default deadline, in priority order; docs/gpu.md has the estimate behind each.
+BUDGET_S = {
+    "environment": 10.0,  # versions, the card (CUDA's start-up is in the process start before it)
+    "throughput": 180.0,  # 2 recipes x (micro-batch probe ~10 s + one compile ~60 s + 20 timed steps ~10 s)
+    "smoke_data": 15.0,  # a 4,096-token BPE and two small datasets, on the CPU
+    "torchrun": 35.0,  # one pretrain under torchrun: start-up ~10 s, compile of the 4 x 256 model ~20 s
+    "smoke": 70.0,  # 4 pretrain runs, the compiled graphs now cached on disk: ~15 s each
+    "export": 10.0,  # export the smoke model, two forward passes
+    "more_speed": 10.0,  # further settings while time is left: the last part takes all that remains
+}
+PARTS = [
+    parts.Part("environment", parts.environment_part),
+    parts.Part("throughput", parts.throughput_part),
+    parts.Part("smoke_data", parts.smoke_data_part),
+    parts.Part("torchrun", parts.torchrun_part),
+    parts.Part("smoke", parts.smoke_part),
+    parts.Part("export", parts.export_part),
+    parts.Part("more_speed", parts.more_speed_part),
+]
+DEADLINE_S = sum(BUDGET_S.values())  # 330 s from the process's start
+DEFAULT_DEADLINE_S = {"gpu": DEADLINE_S, "cpu": 240.0}  # CPU: the same order at 240/330 of each budget
+STRETCH = 1.5
+HARD_STOP_GRACE_S = 30.0  # past the deadline, a part still running in this process is interrupted
 MARKER = ".made-by-gpu-check"  # in <out_dir>/work: the only kind of work directory the check deletes
 
 
@@ -64,43 +64,20 @@ class Stopped(BaseException):
     """SIGTERM or the hard stop: ends the whole check (not one part) once the results are written."""
 
 
-def checkpoint_cost(model_cfg: ModelConfig, device: torch.device, work: Path, rounds: int = 2) -> dict[str, Any]:
-    """Seconds to write a checkpoint of ``model_cfg`` with its AdamW state, as the trainer does (rank 0,
-    atomic: temp file, fsync, rename), best of ``rounds``; the file's size."""
-    torch.manual_seed(0)
-    built = build_training(model_cfg, OptimizerConfig(), device, dtype="float32", compile_="off")  # trainer's AdamW
-    model, opt = built.raw, built.optimizer
-    x = torch.randint(0, model_cfg.vocab_size, (1, model_cfg.block_size + 1), device=device)
-    model(x[:, :-1], x[:, 1:]).backward()
-    opt.step()  # creates the optimiser state (2 float32 tensors per parameter)
-    times, path = [], None
-    for r in range(rounds):
-        t0 = time.perf_counter()
-        path = save_checkpoint(
-            work, {"step": r, "model": model.state_dict(), "optimizer": opt.state_dict()}, keep_last=1
-        )
-        times.append(time.perf_counter() - t0)
-    size = path.stat().st_size
-    shutil.rmtree(work)
-    return {"write_s": min(times), "rounds_s": times, "bytes": size, "params": model_cfg.num_params()}
+@dataclass(frozen=True)
+class Plan:
+    """When each part may start and must end, seconds from the process's start."""
 
+    start: float  # time.monotonic of the process's start
+    deadline_s: float
 
-def summarise(res: dict[str, Any]) -> None:
-    """The fastest setting against the target, and the checkpoint's share of training time at the baseline rate
-    with the default interval (``CheckpointConfig``: every 250 steps of 524,288 tokens)."""
-    rows = [r for r in throughput_rows(res) if "trainer_tokens_per_s" in r]
-    if rows:
-        best = max(rows, key=lambda r: r["trainer_tokens_per_s"])
-        res["fastest"] = {
-            "setting": best["setting"],
-            "trainer_tokens_per_s": best["trainer_tokens_per_s"],
-            "of_target": best["trainer_tokens_per_s"] / TARGET_TOKENS_PER_S,
-        }
-    base = next((r for r in rows if r["setting"] == "baseline"), None)
-    ck = res.get("checkpoint_write", {})
-    if base and "write_s" in ck:
-        interval = CheckpointConfig().interval_steps * BatchConfig().global_batch_tokens / base["trainer_tokens_per_s"]
-        ck.update(default_interval_s=interval, share_of_training=ck["write_s"] / (interval + ck["write_s"]))
+    def budget(self, name: str) -> float:
+        return BUDGET_S[name] * self.deadline_s / DEADLINE_S
+
+    def until(self, name: str, now: float) -> float:
+        """The time.monotonic by which part ``name``, starting at ``now``, must end."""
+        deadline = self.start + self.deadline_s
+        return deadline if name == PARTS[-1].name else min(deadline, now + STRETCH * self.budget(name))
 
 
 def scratch_dir(work: Path) -> Path:
@@ -118,11 +95,21 @@ def scratch_dir(work: Path) -> Path:
     return work
 
 
-def failed_parts(res: dict[str, Any]) -> list[str]:
-    """Parts with an error (not run for the deadline included), then throughput settings with an error."""
-    return [k for k in PARTS if isinstance(res.get(k), dict) and "error" in res[k]] + [
-        f"throughput {r['setting']}" for r in throughput_rows(res) if "error" in r
-    ]
+def summarise(res: dict[str, Any]) -> None:
+    """The fastest trainer measured (a recipe or a setting) and the parts that failed."""
+    rows = [r for r in speed_rows(res) if "trainer_tokens_per_s" in r]
+    if rows:
+        best = max(rows, key=lambda r: r["trainer_tokens_per_s"])
+        res["fastest"] = {
+            "setting": best.get("setting") or f"recipe {best['recipe']}",
+            "trainer_tokens_per_s": best["trainer_tokens_per_s"],
+        }
+    failed = [p.name for p in PARTS if isinstance(res.get(p.name), dict) and "error" in res[p.name]]
+    failed += [f"speed {r.get('setting') or r.get('recipe')}" for r in speed_rows(res) if "error" in r]
+    verdict = res.get("smoke", {}).get("verdict") if isinstance(res.get("smoke"), dict) else None
+    if verdict and not verdict["ok"]:
+        failed.append("smoke resume")
+    res["failed_parts"] = failed
 
 
 def _error(res: dict[str, Any], name: str, message: str, tb: str | None = None) -> None:
@@ -132,25 +119,28 @@ def _error(res: dict[str, Any], name: str, message: str, tb: str | None = None) 
     res[name] = {**kept, "error": message[:3000], **({"traceback": tb[-3000:]} if tb else {})}
 
 
-def _part(res: dict[str, Any], name: str, fn: Callable[[], Any], say, save, *, until: float | None) -> None:
-    """Run one part unless ``until`` (time.monotonic) has passed; its result (or its error and traceback tail,
-    with what it had measured) goes to ``res[name]``; the results are saved before and after."""
-    res["running_part"] = name
-    save()
-    t0 = time.monotonic()
-    if until is not None and t0 >= until:
-        _error(res, name, f"not run: the check's deadline ({res['deadline_s']:.0f} s) had passed")
-        say(f"{name}: not run (deadline)")
+def _run_part(part: parts.Part, ctx: parts.Context, plan: Plan) -> None:
+    """Run one part unless the deadline has passed; its result (or its error, with what it had measured) goes
+    to ``res[part.name]``; the results are saved before and after."""
+    res, now = ctx.res, time.monotonic()
+    res["running_part"] = part.name
+    res["part_times_s"][part.name] = {"start": round(now - plan.start, 1), "budget": round(plan.budget(part.name), 1)}
+    ctx.save()
+    if now >= plan.start + plan.deadline_s:
+        _error(res, part.name, f"not run: the check's deadline ({plan.deadline_s:.0f} s) had passed")
+        ctx.say(f"{part.name}: not run (deadline)")
     else:
+        ctx.until = plan.until(part.name, now)
         try:
-            res[name] = fn()
+            res[part.name] = part.run(ctx)
         except Exception as err:  # noqa: BLE001 - a failed part is reported, the others still run
-            _error(res, name, f"{type(err).__name__}: {err}", traceback.format_exc())
-            say(f"{name}: FAILED: {type(err).__name__}: {str(err)[:300]}")
-    res.setdefault("part_seconds", {})[name] = round(time.monotonic() - t0, 1)
-    res["pending_parts"].remove(name)
+            _error(res, part.name, f"{type(err).__name__}: {err}", traceback.format_exc())
+            ctx.say(f"{part.name}: FAILED: {type(err).__name__}: {str(err)[:300]}")
+    res["part_times_s"][part.name]["end"] = round(time.monotonic() - plan.start, 1)
+    res["pending_parts"].remove(part.name)
+    res["parts_done"].append(part.name)
     res["running_part"] = None
-    save()
+    ctx.save()
 
 
 @contextmanager
@@ -180,124 +170,49 @@ def gpu_check(
     out_dir: Path,
     *,
     settings: list[str] | None = None,
-    budget_s: float | None = None,
     deadline_s: float | None = None,
-    corpus: Path = CORPUS,
-    say=lambda line: print(line, file=sys.stderr, flush=True),
+    started: float | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Run the check; write ``out_dir/gpu_check.json`` and ``out_dir/gpu_check.md`` before and after every part;
-    return the results. ``budget_s``, ``deadline_s``: seconds from the start (defaults by mode above)."""
-    start = time.monotonic()
-    gpu = mode == "gpu"
-    if gpu and not torch.cuda.is_available():
+    return the results. ``deadline_s``: seconds from ``started`` (time.monotonic; default now: the CLI passes
+    the process's start)."""
+    plan = Plan(time.monotonic() if started is None else started, deadline_s or DEFAULT_DEADLINE_S[mode])
+    if mode == "gpu" and not torch.cuda.is_available():
         raise UserError(
             f"no CUDA device visible (torch {torch.__version__}, CUDA build {torch.version.cuda}): "
             "run on a GPU machine, or use --mode cpu",
             field="--mode",
         )
-    if not corpus.exists():
-        raise UserError("the check's corpus is missing (run from a checkout of the repository)", path=corpus)
     for name in settings or []:
         if name not in SETTINGS:
             raise UserError(f"unknown setting '{name}' (known: {', '.join(SETTINGS)})", field="--settings")
-    device = torch.device("cuda", 0) if gpu else torch.device("cpu")
-    deadline_s = deadline_s if deadline_s is not None else DEFAULT_DEADLINE_S[mode]
-    budget_s = budget_s if budget_s is not None else DEFAULT_BUDGET_S[mode]
-    deadline = start + deadline_s
-    work = scratch_dir(out_dir / "work")
     res: dict[str, Any] = {
         "mode": mode,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "chinchilla " + " ".join(sys.argv[1:]),
         "complete": False,
-        "pending_parts": list(PARTS),
+        "order": [p.name for p in PARTS],
+        "parts_done": [],
+        "pending_parts": [p.name for p in PARTS],
         "running_part": None,
-        "deadline_s": deadline_s,
-        "budget_s": budget_s,
+        "deadline_s": plan.deadline_s,
+        "part_times_s": {},
     }
 
     def save() -> None:
-        res["wall_s"] = round(time.monotonic() - start, 1)
+        res["wall_s"] = round(time.monotonic() - plan.start, 1)
         summarise(res)
-        res["failed_parts"] = failed_parts(res)
         write_json(out_dir / "gpu_check.json", res)
         write_text(out_dir / "gpu_check.md", markdown(res))
 
-    try:  # recorded, not fatal: the parts below still measure
-        res["environment"] = environment(device)
-    except Exception as err:  # noqa: BLE001 - a probe of the machine that fails is a finding, not a crash
-        res["environment"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-    say(f"gpu-check ({mode}): {res['environment'].get('card')}, torch {torch.__version__}, deadline {deadline_s:.0f} s")
-    model_cfg = load_model_config(GPT2_124M) if gpu else ModelConfig(**CPU_MODEL)
-    models = {"gpt2": model_cfg, "nanochat": load_model_config(NANOCHAT_124M) if gpu else ModelConfig(**CPU_NANOCHAT)}
-    res["throughput_model"] = {
-        "name": model_cfg.name,
-        "params": model_cfg.num_params(),
-        "context": model_cfg.block_size,
-        "flops_per_token": model_cfg.flops_per_token(),
-        "dtype": "bfloat16" if gpu else "float32",
-    }
-    shape = smoke.GPU_SHAPE if gpu else smoke.CPU_SHAPE
-    threads = None if gpu else 1
-    data: dict[str, Any] = {}
-    rows: list[dict[str, Any]] = []
-    smoke_res: dict[str, Any] = {}
-    smoke_until = deadline - EXPORT_RESERVE_S[mode]
-
-    def throughput() -> list[dict[str, Any]]:
-        res["throughput"] = rows  # filled setting by setting: each save shows the settings measured so far
-        return measure_all(
-            settings or (GPU_SETTINGS if gpu else CPU_SETTINGS),
-            models,
-            device,
-            dtype="bfloat16" if gpu else "float32",
-            steps=30 if gpu else 3,
-            warmup=3 if gpu else 1,
-            peak=peak_flops(device),
-            deadline=min(start + budget_s, deadline) if budget_s is not None else deadline,
-            say=say,
-            compile_=None if gpu else "off",
-            rows=rows,
-            save=save,
-        )
-
-    def make_data() -> dict[str, Any]:
-        tok, paths, vocab = smoke.make_data(corpus, work / "data", shape.vocab)
-        data.update(tokenizer=tok, config=smoke.write_curriculum(work, shape, paths, vocab))
-        return {
-            "tokenizer": str(tok),
-            "vocab_size": vocab,
-            "datasets": {k: str(v) for k, v in paths.items()},
-            "curriculum": json.loads(data["config"].read_text()),
-            "model": {**shape.model, "vocab_size": vocab},
-            "params": ModelConfig(**shape.model, vocab_size=vocab).num_params(),
-        }
-
-    def smoke_runs() -> dict[str, Any]:
-        if "config" not in data:
-            raise RuntimeError("no smoke data (see smoke_data's error)")
-        res["smoke"] = smoke_res
-        return smoke.smoke_runs(data["config"], work / "runs", shape, threads, say, smoke_until, smoke_res, save)
-
-    def export() -> dict[str, Any]:
-        if not isinstance(res.get("smoke"), dict) or "unbroken_s" not in res["smoke"]:
-            raise RuntimeError("no unbroken smoke run to export (see smoke's error)")
-        return smoke.export_logits(work / "runs" / "unbroken" / "smoke", data["tokenizer"], work / "hf", device)
-
+    ctx = parts.make_context(mode, scratch_dir(out_dir / "work"), res, save, say, settings)
+    save()
+    say(f"gpu-check ({mode}): deadline {plan.deadline_s:.0f} s from the process's start")
     try:
-        with _stops(max(deadline + HARD_STOP_GRACE_S - time.monotonic(), 1e-3)):
-            _part(res, "throughput", throughput, say, save, until=deadline)
-            _part(
-                res,
-                "checkpoint_write",
-                lambda: checkpoint_cost(model_cfg, device, work / "ckpt_cost"),
-                say,
-                save,
-                until=deadline,
-            )
-            _part(res, "smoke_data", make_data, say, save, until=deadline)
-            _part(res, "smoke", smoke_runs, say, save, until=smoke_until)
-            _part(res, "export", export, say, save, until=deadline)
+        with _stops(max(plan.start + plan.deadline_s + HARD_STOP_GRACE_S - time.monotonic(), 1e-3)):
+            for part in PARTS:
+                _run_part(part, ctx, plan)
     except (Stopped, KeyboardInterrupt) as err:
         why = str(err) if isinstance(err, Stopped) else "KeyboardInterrupt"
         res["stopped"] = f"{why} " + (f"during part {res['running_part']}" if res["running_part"] else "between parts")

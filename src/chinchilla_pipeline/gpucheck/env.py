@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,3 +42,14 @@ def environment(device: torch.device) -> dict[str, Any]:
     else:
         out.update(card=f"CPU ({platform.processor() or platform.machine()})", peak_bf16_tflops=None)
     return out
+
+
+def process_start() -> float:
+    """When this process started, on the ``time.monotonic`` clock (Linux: /proc; elsewhere: now), so a
+    deadline counts Python's start-up and torch's import too."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])  # seconds since boot
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)

@@ -1,16 +1,17 @@
-"""The curriculum smoke run: real data made here, a two-phase run killed and resumed, torchrun, export.
+"""The curriculum smoke runs: real data made here, torchrun over NCCL, a two-phase run killed and resumed.
 
-Data: a tokenizer trained on a small local corpus and two datasets prepared from it
-with the project's own ``tokenizer-train`` and ``prepare`` code. Runs: ``chinchilla
-pretrain`` subprocesses, exactly what a user starts: an unbroken run; the same run
-SIGKILLed after its first mid-phase checkpoint and resumed (the resume crosses the phase
-boundary); the same run under ``torchrun --nproc_per_node=1`` (a process group and DDP:
-NCCL on CUDA, gloo on CPU). Trajectories are compared step by step.
+Data: a tokenizer trained on a small local corpus and two datasets prepared from it with the project's own
+``tokenizer-train`` and ``prepare`` code. Model: the default recipe's architecture (nanochat, Muon + AdamW)
+at 4 layers x 256 on a GPU, so a checkpoint is tens of MB, not 1 GB, and a compile takes seconds. The batch
+is two micro batches (accumulation 2), so under DDP ``no_sync`` runs on the first of them. Runs are
+``chinchilla pretrain`` subprocesses, exactly what a user starts: under ``torchrun --nproc_per_node=1`` (a
+process group and DDP: NCCL on CUDA, gloo on CPU); two unbroken runs (their difference is the run-to-run
+bound); the same run SIGKILLed after a mid-phase checkpoint and resumed (the resume crosses the phase
+boundary). ``compare.py`` compares them step by step.
 
-Every subprocess runs in its own process group with a timeout: the time left before the
-check's deadline. On timeout the group and every descendant (torchrun starts its workers
-in sessions of their own) are SIGKILLed and the run raises, so a hang (NCCL, a compile)
-costs the smoke part, not the check.
+Every subprocess runs in its own process group with a timeout: the time left to its part. On timeout the
+group and every descendant (torchrun starts its workers in sessions of their own) are SIGKILLed and the run
+raises, so a hang (NCCL, a compile) costs its part, not the check.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from ..data.config import DatasetConfig
 from ..data.prepare import prepare_dataset
 from ..schema import load_config
 from ..tokenizer.train import train_tokenizer
-from ..train.checkpoint import list_checkpoints, load_checkpoint
+from ..train.checkpoint import list_checkpoints
 from ..train.metrics import read_all_metrics
+from .compare import compare, judge
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # src/: PYTHONPATH of the subprocesses
 
@@ -43,33 +45,43 @@ class SmokeShape:
 
     model: dict[str, Any]
     vocab: int  # tokenizer size asked for
-    tokens_per_step: int
+    micro_batch_size: int  # sequences per forward pass; the step is 2 of them (accumulation 2)
     steps: int  # two phases of steps / 2
     checkpoint_every: int
     eval_every: int
     kill_after: int  # SIGKILL once a checkpoint at or past this step exists (mid phase a)
     device: str
+    compile: str
+
+    @property
+    def tokens_per_step(self) -> int:
+        return 2 * self.micro_batch_size * self.model["block_size"]
 
 
+NANOCHAT = {"architecture": "nanochat", "bias": False}
+# 4 x 256, 2 heads of 128 (nanochat's head size), context 256: ~3M parameters, checkpoints of ~40 MB with
+# the optimiser state; 120 steps of 2 x 8 x 256 = 4,096 tokens, phase boundary at step 60.
 GPU_SHAPE = SmokeShape(
-    model={"name": "smoke_124m_shape", "n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
+    model={"name": "smoke_nanochat_4x256", **NANOCHAT, "n_layer": 4, "n_head": 2, "n_embd": 256, "block_size": 256},
     vocab=4096,
-    tokens_per_step=8 * 1024,
-    steps=160,
-    checkpoint_every=40,
-    eval_every=40,
-    kill_after=40,
+    micro_batch_size=8,
+    steps=120,
+    checkpoint_every=20,
+    eval_every=20,
+    kill_after=20,
     device="cuda",
+    compile="on",
 )
 CPU_SHAPE = SmokeShape(
-    model={"name": "smoke_tiny", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64},
+    model={"name": "smoke_tiny", **NANOCHAT, "n_layer": 2, "n_head": 1, "n_embd": 64, "block_size": 64},
     vocab=1024,
-    tokens_per_step=4 * 64,
-    steps=200,
+    micro_batch_size=2,
+    steps=60,
     checkpoint_every=10,
-    eval_every=50,
-    kill_after=20,
+    eval_every=30,
+    kill_after=10,
     device="cpu",
+    compile="off",
 )
 
 
@@ -108,8 +120,11 @@ def make_data(corpus: Path, work: Path, vocab: int) -> tuple[Path, dict[str, Pat
     return tok, out, size
 
 
-def write_curriculum(work: Path, shape: SmokeShape, data: dict[str, Path], vocab: int) -> Path:
-    """Two phases of equal share: a = topics; b = topics + bodies (2:1). Micro batch "auto"."""
+def write_curriculum(
+    work: Path, shape: SmokeShape, data: dict[str, Path], vocab: int, optimizer: dict[str, Any]
+) -> Path:
+    """Two phases of equal share: a = topics; b = topics + bodies (2:1); the default recipe's ``optimizer``;
+    the micro batch given, so that every step accumulates 2 of them."""
     (work / "configs").mkdir(parents=True, exist_ok=True)
     model = work / "configs" / "model.json"
     model.write_text(json.dumps({**shape.model, "vocab_size": vocab}))
@@ -130,7 +145,9 @@ def write_curriculum(work: Path, shape: SmokeShape, data: dict[str, Path], vocab
                 ],
             },
         ],
-        "batch": {"global_batch_tokens": shape.tokens_per_step, "micro_batch_size": "auto"},
+        "batch": {"global_batch_tokens": shape.tokens_per_step, "micro_batch_size": shape.micro_batch_size},
+        "optimizer": optimizer,
+        "compile": shape.compile,
         "eval": {"interval_steps": shape.eval_every, "tokens_per_source": 4 * ctx},
         "checkpoint": {"interval_steps": shape.checkpoint_every, "keep_last": 2},
         "log_interval_steps": 10,
@@ -273,26 +290,31 @@ def run_killed(
     return list_checkpoints(run_dir)[-1][0]
 
 
-def compare(a_dir: Path, b_dir: Path) -> dict[str, Any]:
-    """Step-by-step comparison of two runs: train losses, validation losses, final weights."""
-    a, b = read_all_metrics(a_dir / "metrics.jsonl"), read_all_metrics(b_dir / "metrics.jsonl")
-    ta, tb = a.get("train", {}), b.get("train", {})
-    steps = sorted(set(ta) & set(tb))
-    diffs = [abs(ta[s]["loss"] - tb[s]["loss"]) for s in steps]
-    va, vb = a.get("validation", {}), b.get("validation", {})
-    vdiffs = [abs(va[s]["loss"][k] - vb[s]["loss"][k]) for s in sorted(set(va) & set(vb)) for k in va[s]["loss"]]
-    fa = load_checkpoint(list_checkpoints(a_dir)[-1][1])["model"]
-    fb = load_checkpoint(list_checkpoints(b_dir)[-1][1])["model"]
-    wdiff = max(float((fa[k].float() - fb[k].float()).abs().max()) for k in fa)
+def _start_record(run_dir: Path) -> dict[str, Any]:
+    starts = list(read_all_metrics(run_dir / "metrics.jsonl").get("start", {}).values())
+    return starts[-1] if starts else {}
+
+
+def torchrun_run(config: Path, work: Path, shape: SmokeShape, threads: int | None, until: float | None) -> dict:
+    """The smoke run under ``torchrun --standalone --nproc_per_node=1``: a process group, DDP, accumulation 2."""
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    wall = run(
+        pretrain_cmd(config, work / "torchrun", shape.device, torchrun=True),
+        threads,
+        work / "logs" / "torchrun.log",
+        _timeout_s(until, "the torchrun run"),
+    )
+    start = _start_record(work / "torchrun" / "smoke")
+    accum = start.get("grad_accum", 0)
     return {
-        "steps_compared": len(steps),
-        "same_steps": sorted(ta) == sorted(tb),
-        "train_loss_bitwise_equal_steps": sum(d == 0 for d in diffs),
-        "train_loss_max_abs_diff": max(diffs, default=None),
-        "validation_loss_max_abs_diff": max(vdiffs, default=None),
-        "final_weights_max_abs_diff": wdiff,
-        "bitwise": wdiff == 0 and all(d == 0 for d in diffs + vdiffs),
-        "final_train_loss": [ta[steps[-1]]["loss"], tb[steps[-1]]["loss"]] if steps else None,
+        "wall_s": wall,
+        "backend": "nccl" if shape.device == "cuda" else "gloo",
+        "process_group": bool(start.get("ddp")),
+        "world_size": start.get("world_size"),
+        "grad_accum": accum,
+        # trainer.py: under DDP every micro step but the last of a step runs inside model.no_sync()
+        "no_sync_micro_steps_per_step": accum - 1 if start.get("ddp") else 0,
+        "steps": start.get("end_step"),
     }
 
 
@@ -302,34 +324,30 @@ def smoke_runs(
     shape: SmokeShape,
     threads: int | None,
     say,
-    deadline: float | None = None,
-    out: dict[str, Any] | None = None,
-    save: Callable[[], None] = lambda: None,
+    until: float | None,
+    out: dict[str, Any],
+    save: Callable[[], None],
 ) -> dict[str, Any]:
-    """Unbroken, killed + resumed, torchrun; comparisons; then a second unbroken run when resume is not bitwise.
+    """Two unbroken runs, then one SIGKILLed mid phase a and resumed; comparisons (torchrun's too, when it ran).
 
     Each run's results go into ``out`` as soon as it ends, and ``save`` is called, so a timeout or a kill keeps
-    the runs before it. Every subprocess must end before ``deadline`` (time.monotonic; None: no limit).
-    """
-    out = {} if out is None else out
+    the runs before it. Every subprocess must end before ``until`` (time.monotonic; None: no limit)."""
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     dev = shape.device
 
-    def pretrain(name: str, torchrun: bool = False) -> float:
-        return run(
-            pretrain_cmd(config, work / name, dev, torchrun=torchrun),
-            threads,
-            logs / f"{name}.log",
-            _timeout_s(deadline, f"the {name} run"),
-        )
+    def pretrain(name: str) -> float:
+        return run(pretrain_cmd(config, work / name, dev), threads, logs / f"{name}.log", _timeout_s(until, name))
 
     out["unbroken_s"] = pretrain("unbroken")
-    log = (logs / "unbroken.log").read_text()
-    out["micro_batch_line"] = next((line for line in log.splitlines() if "micro_batch_size auto" in line), None)
-    out["phase_boundary_logged"] = "phase 'a' done" in log
+    out["phase_boundary_logged"] = "phase 'a' done" in (logs / "unbroken.log").read_text()
+    out["grad_accum"] = _start_record(work / "unbroken" / "smoke").get("grad_accum")
     save()
     say(f"smoke: unbroken run {out['unbroken_s']:.0f} s")
+    out["unbroken2_s"] = pretrain("unbroken2")
+    out["run_to_run"] = compare(work / "unbroken" / "smoke", work / "unbroken2" / "smoke")
+    save()
+    say(f"smoke: second unbroken run {out['unbroken2_s']:.0f} s; bitwise {out['run_to_run']['bitwise']}")
     killed_dir = work / "killed" / "smoke"
     out["killed_at_checkpoint"] = run_killed(
         pretrain_cmd(config, work / "killed", dev),
@@ -337,32 +355,22 @@ def smoke_runs(
         shape.kill_after,
         threads,
         logs / "killed.log",
-        _timeout_s(deadline, "the killed run"),
+        _timeout_s(until, "the killed run"),
     )
     save()
     out["resumed_s"] = run(
-        pretrain_cmd(config, work / "killed", dev), threads, logs / "resumed.log", _timeout_s(deadline, "the resume")
+        pretrain_cmd(config, work / "killed", dev), threads, logs / "resumed.log", _timeout_s(until, "the resume")
     )
     out["resume_line"] = next(
         (line for line in (logs / "resumed.log").read_text().splitlines() if line.startswith("resumed ")), None
     )
-    out["resume_vs_unbroken"] = compare(work / "unbroken" / "smoke", killed_dir)
+    resumed = compare(work / "unbroken" / "smoke", killed_dir, split_step=out["killed_at_checkpoint"])
+    out["resume_vs_unbroken"] = resumed
+    out["verdict"] = judge(resumed, out["run_to_run"])
+    if (work / "torchrun" / "smoke" / "metrics.jsonl").is_file():
+        out["torchrun_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "torchrun" / "smoke")
     save()
-    say(
-        f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; "
-        f"bitwise {out['resume_vs_unbroken']['bitwise']}"
-    )
-    # torchrun before the run-to-run comparison: NCCL DDP is a path no other part covers
-    out["torchrun_s"] = pretrain("torchrun", torchrun=True)
-    starts = [r for r in read_all_metrics(work / "torchrun" / "smoke" / "metrics.jsonl").get("start", {}).values()]
-    out["torchrun_process_group"] = bool(starts and starts[-1].get("ddp"))
-    out["torchrun_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "torchrun" / "smoke")
-    save()
-    say(f"smoke: torchrun --nproc_per_node=1 {out['torchrun_s']:.0f} s, DDP {out['torchrun_process_group']}")
-    if not out["resume_vs_unbroken"]["bitwise"]:  # is it the resume, or the GPU's run-to-run nondeterminism?
-        pretrain("unbroken2")
-        out["unbroken_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "unbroken2" / "smoke")
-        save()
+    say(f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; {out['verdict']['summary']}")
     return out
 
 

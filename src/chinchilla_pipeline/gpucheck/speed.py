@@ -1,16 +1,15 @@
-"""Throughput of the trainer per speed setting, and of a bare loop of the same model for the baseline.
+"""Throughput of the shipped recipes, then of further speed settings, with as few compilations as possible.
 
-A setting is a set of ``SpeedConfig`` fields (``train/config.py``), a compile switch and a
-micro batch ("auto": probed as ``"micro_batch_size": "auto"`` would be). Each is measured
-in this process after ``torch._dynamo.reset()``, so no setting reuses another's compiled
-code (the on-disk Inductor cache may still shorten its compile time: ``first_step_s``
-is the first optimiser step, compilation included). MFU uses nanoGPT's formula
-(``ModelConfig.flops_per_token``: 6N + 12·L·H·Q·T per token) against the card's dense bf16 peak.
+A recipe is a shipped curriculum config (its model, optimiser, speed section and 2^19-token batch); it is
+measured as shipped: bf16, compiled, at the micro batch ``"auto"`` resolves to on this card. The bare loop
+(one fixed batch on the device: no sampler, no logging) then runs on the trainer's own compiled model, so
+it reuses the trainer's graph: no second compile of the same graph.
 
-The bare loop (one fixed batch on the device: no sampler, no logging) runs for ``BARE_FOR``
-only: trainer/bare there is the check of the trainer's data loading and overhead. Another
-compile per setting would cost the budget settings (on a GPU each compile of GPT-2 124M
-takes about a minute); the other settings' bare fields are None.
+A further setting changes ``SpeedConfig`` fields of the default recipe (or its compile switch). Nothing here
+calls ``torch._dynamo.reset()``: a setting whose graph equals the recipe's (``foreach_adamw``: only the
+optimiser differs) is served from the graphs already compiled, and ``graphs_compiled`` (Dynamo's count of
+new graphs) says whether it was. MFU uses nanoGPT's / nanochat's formula (``ModelConfig.flops_per_token``:
+6N + 12·L·H·Q·T per token) against the card's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -25,135 +24,126 @@ from typing import Any, Callable
 import torch
 
 from ..model.config import ModelConfig
-from ..train.bench_train import bare_loop, make_trainer
-from ..train.config import DEFAULT_GLOBAL_BATCH_TOKENS, BatchConfig, CurriculumConfig, OptimizerConfig, SpeedConfig
+from ..train.bench_train import make_trainer
+from ..train.config import CurriculumConfig, SpeedConfig
 from ..train.distributed import Dist
 from ..train.metrics import mfu
 from ..train.microbatch import resolve_micro_batch
+from ..train.trainer import Trainer
+
+# The shipped recipes, default first (config/curriculum/, RECIPE=nanochat | gpt2 in the Makefile).
+RECIPES = {
+    "nanochat": "config/curriculum/chinchilla_124m_pg19.json",  # nanochat_124m.json, Muon + AdamW
+    "gpt2": "config/curriculum/chinchilla_124m_pg19_gpt2.json",  # gpt2_124m.json, AdamW
+}
 
 
 @dataclass(frozen=True)
 class Setting:
     description: str
-    speed: dict[str, Any] = field(default_factory=dict)  # SpeedConfig fields
+    speed: dict[str, Any] = field(default_factory=dict)  # SpeedConfig fields over the default recipe's
     compile: str = "on"
-    micro: int | str = 16  # sequences per forward pass, or "auto"
-    recipe: str = "gpt2"  # a key of RECIPE_OPTIMIZERS and of the check's models: the model and its optimiser
+    new_graph: bool = True  # False: the recipe's compiled graph serves it (same model, loss, attention, shape)
+    own_micro: bool = False  # True: its own "auto" probe (a loss that needs less memory); else the recipe's
 
 
-# The optimiser of each recipe (its lrs do not change the step's cost): GPT-2's AdamW; nanochat's Muon + AdamW.
-RECIPE_OPTIMIZERS = {"gpt2": OptimizerConfig(), "nanochat": OptimizerConfig(kind="muon")}
-
-
+# Part (vi), cheapest first: two that compile nothing new, then one new graph each (~1 minute on a GPU).
 SETTINGS: dict[str, Setting] = {
-    "baseline": Setting(
-        "SpeedConfig defaults: sliced cross-entropy, fused AdamW, SDPA auto, TF32, compile mode default"
-    ),
-    "chunked_ce": Setting("cross-entropy in 4,096-row chunks (no B x T x V logits)", {"cross_entropy": "chunked"}),
-    "auto_micro": Setting("largest micro batch that fits (sliced cross-entropy)", micro="auto"),
-    "auto_micro_chunked": Setting(
-        "largest micro batch that fits, chunked cross-entropy", {"cross_entropy": "chunked"}, micro="auto"
+    "foreach_adamw": Setting("AdamW foreach instead of fused", {"fused_adamw": False}, new_graph=False),
+    "eager": Setting("no torch.compile", compile="off", new_graph=False),
+    "chunked_ce": Setting(
+        "cross-entropy in 4,096-row chunks (no B x T x V logits), its own auto micro batch",
+        {"cross_entropy": "chunked"},
+        own_micro=True,
     ),
     "flash": Setting("SDPA forced to the flash kernel", {"attention": "flash"}),
     "cudnn": Setting("SDPA forced to cuDNN attention", {"attention": "cudnn"}),
-    "foreach_adamw": Setting("AdamW foreach instead of fused", {"fused_adamw": False}),
-    "eager": Setting("no torch.compile", compile="off"),
-    "nanochat": Setting(
-        "the modern recipe: nanochat architecture (config/models/nanochat_124m.json), Muon + AdamW",
-        recipe="nanochat",
-    ),
     "no_tf32": Setting("TF32 off for float32 matmuls", {"tf32": False}),
+    "reduce_overhead": Setting("compile mode reduce-overhead (CUDA graphs)", {"compile_mode": "reduce-overhead"}),
     "max_autotune": Setting(
         "compile mode max-autotune-no-cudagraphs (minutes of autotuning)",
         {"compile_mode": "max-autotune-no-cudagraphs"},
     ),
-    "reduce_overhead": Setting("compile mode reduce-overhead (CUDA graphs)", {"compile_mode": "reduce-overhead"}),
 }
-# Measured by default on a GPU, most telling first; the budget may cut the tail. The others on request.
-# "eager" right after the baseline: the compile-vs-eager comparison, and it costs no compilation.
-GPU_SETTINGS = [
-    "baseline",
-    "eager",
-    "nanochat",
-    "chunked_ce",
-    "auto_micro_chunked",
-    "auto_micro",
-    "flash",
-    "cudnn",
-    "foreach_adamw",
-]
-CPU_SETTINGS = ["baseline", "chunked_ce", "nanochat"]
-BARE_FOR = "baseline"  # the one setting whose bare loop is measured too (trainer/bare: the trainer's overhead)
-BARE_FIELDS = ("bare_tokens_per_s", "bare_first_step_s", "bare_peak_gib", "ratio", "bare_mfu")
+GPU_SETTINGS = ["foreach_adamw", "eager", "chunked_ce", "flash", "cudnn"]  # the others on request (--settings)
+CPU_SETTINGS = ["foreach_adamw", "chunked_ce"]
+STEPS = {"gpu": (20, 3), "cpu": (3, 1)}  # (timed steps, warm-up steps after the first) per measurement
 
 
-def _free(device: torch.device) -> None:
+def free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def auto_micro(
-    model_cfg: ModelConfig,
-    speed: SpeedConfig,
-    dtype: str,
-    device: torch.device,
-    global_batch_tokens: int = DEFAULT_GLOBAL_BATCH_TOKENS,
-) -> tuple[int, list[str]]:
-    """What ``"micro_batch_size": "auto"`` resolves to for llm.c's 2^19-token global batch, and the probe log."""
-    cfg = CurriculumConfig(
-        name="probe",
-        model="<probe>",
-        phases=[{"name": "p", "share": 1.0, "sources": [{"name": "s", "path": "<none>"}]}],
-        batch=BatchConfig(global_batch_tokens=global_batch_tokens, micro_batch_size="auto"),
-        dtype=dtype,
-        speed=speed,
-    )
+def graphs_compiled() -> int:
+    """Dynamo's count of graphs compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def auto_micro(cfg: CurriculumConfig, model_cfg: ModelConfig, device: torch.device) -> tuple[int, list[str]]:
+    """What ``cfg``'s ``"micro_batch_size": "auto"`` resolves to on ``device`` (its model, optimiser, loss,
+    dtype, 2^19-token batch), and the probe's log."""
     log: list[str] = []
-    micro = resolve_micro_batch(cfg, model_cfg, Dist(0, 0, 1, device), log=log.append)
+    free(device)
+    micro = resolve_micro_batch(
+        cfg.model_copy(update={"batch": cfg.batch.model_copy(update={"micro_batch_size": "auto"})}),
+        model_cfg,
+        Dist(0, 0, 1, device),
+        log=log.append,
+    )
     return micro, log
 
 
+def bare_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
+    """The plainest loop on the trainer's own (compiled) model and optimiser: forward, backward, clip, step on
+    one fixed batch of the trainer's shape, so no graph is compiled again. Tokens/s and peak bytes."""
+    dev, micro, ctx = trainer.dist.device, trainer.plan.micro_batch_size, trainer.plan.context
+    batch = torch.randint(0, trainer.model_cfg.vocab_size, (micro, ctx + 1), device=dev)
+    x, y = batch[:, :-1], batch[:, 1:]
+
+    def step() -> torch.Tensor:
+        with trainer.autocast():
+            loss = trainer.model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.raw.parameters(), 1.0)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    free(dev)
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.item()  # a host sync
+    rate = steps * micro * ctx / (time.perf_counter() - t0)
+    return {"tokens_per_s": rate, "peak_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else 0}
+
+
 def measure(
-    name: str,
-    models: dict[str, ModelConfig],
+    cfg: CurriculumConfig,
+    model_cfg: ModelConfig,
     device: torch.device,
     *,
-    dtype: str,
-    steps: int,
-    warmup: int,
+    micro: int,
+    compile_: str,
+    mode: str,
     peak: float | None,
-    compile_: str | None = None,
-    bare: bool = True,
+    bare: bool,
 ) -> dict[str, Any]:
-    """Tokens/s, MFU, peak memory and first-step (compile) time of the trainer and, with ``bare``, of the
-    bare loop (else the bare fields are None).
-
-    ``compile_`` overrides the setting's compile switch (CPU mode: "off", compiling costs a minute there).
-    """
-    s = SETTINGS[name]
-    speed = SpeedConfig(**s.speed)
-    compile_ = compile_ or s.compile
-    model_cfg, optimizer = models[s.recipe], RECIPE_OPTIMIZERS[s.recipe]
-    out: dict[str, Any] = {
-        "setting": name,
-        "description": s.description,
-        "compile": compile_,
-        "speed": speed.model_dump(),
-        "model": model_cfg.name,
-        "params": model_cfg.num_params(),
-        "optimizer": optimizer.kind,
-    }
-    micro = s.micro
-    if micro == "auto":
-        _free(device)
-        micro, out["micro_probe"] = auto_micro(model_cfg, speed, dtype, device)
-    out["micro_batch_size"] = micro
+    """The trainer's tokens/s, MFU, peak memory and first step (compilation included) at ``micro`` sequences
+    per step (no accumulation: the rate per token is the same); with ``bare`` the bare loop on its model."""
+    steps, warmup = STEPS[mode]
     fpt = model_cfg.flops_per_token()
-    torch._dynamo.reset()
-    _free(device)
-    t_trainer = time.monotonic()
+    out: dict[str, Any] = {"micro_batch_size": micro, "compile": compile_}
+    graphs0 = graphs_compiled()
+    free(device)
+    t_all = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(
             model_cfg,
@@ -161,125 +151,120 @@ def measure(
             Path(tmp),
             micro=micro,
             accum=1,
-            steps=warmup + steps,
-            dtype=dtype,
+            steps=1 + warmup + steps,
+            dtype=cfg.dtype,
             compile_=compile_,
             seed=1337,
-            speed=speed,
-            optimizer=optimizer,
+            speed=cfg.speed,
+            optimizer=cfg.optimizer,
         )
         t0 = time.perf_counter()
         trainer.train(1)  # ends with a flush: a host sync
-        out["trainer_first_step_s"] = time.perf_counter() - t0
-        trainer.train(warmup)
+        out["first_step_s"] = time.perf_counter() - t0  # compilation included
+        trainer.train(1 + warmup)
         t0 = time.perf_counter()
-        trainer.train(warmup + steps)
+        trainer.train(1 + warmup + steps)
         rate = steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0)
+        out["graphs_compiled"] = graphs_compiled() - graphs0
+        out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        out.update(trainer_tokens_per_s=rate, trainer_mfu=mfu(fpt, rate, peak))
+        if bare:
+            b = bare_steps(trainer, steps, warmup)
+            out.update(
+                bare_tokens_per_s=b["tokens_per_s"],
+                bare_mfu=mfu(fpt, b["tokens_per_s"], peak),
+                bare_peak_gib=b["peak_bytes"] / 2**30 if device.type == "cuda" else None,
+                ratio=rate / b["tokens_per_s"],
+                graphs_compiled_bare=graphs_compiled() - graphs0 - out["graphs_compiled"],
+            )
         trainer.log.close()
         del trainer
-    out["trainer_tokens_per_s"] = rate
-    out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    out["trainer_mfu"] = mfu(fpt, rate, peak)
-    out["trainer_wall_s"] = time.monotonic() - t_trainer  # the next setting's expected cost (measure_all)
-    out.update(dict.fromkeys(BARE_FIELDS))
-    out["bare_measured"] = bare
-    if not bare:
-        _free(device)
-        return out
-    torch._dynamo.reset()
-    _free(device)
-    bare_res = bare_loop(
-        model_cfg,
-        device,
-        micro=micro,
-        accum=1,
-        steps=steps,
-        warmup=warmup,
-        dtype=dtype,
-        compile_=compile_,
-        seed=1337,
-        speed=speed,
-        optimizer=optimizer,
-    )
-    out.update(
-        bare_tokens_per_s=bare_res["tokens_per_s"],
-        bare_first_step_s=bare_res["first_step_s"],
-        bare_peak_gib=bare_res["peak_bytes"] / 2**30 if device.type == "cuda" else None,
-        ratio=rate / bare_res["tokens_per_s"],
-        bare_mfu=mfu(fpt, bare_res["tokens_per_s"], peak),
-    )
-    _free(device)
+    out["wall_s"] = time.monotonic() - t_all
+    free(device)
     return out
 
 
-def measure_all(
+def measure_recipe(
+    name: str, cfg: CurriculumConfig, model_cfg: ModelConfig, device: torch.device, *, mode: str, peak: float | None
+) -> dict[str, Any]:
+    """One shipped recipe as shipped (compiled on a GPU, eager in CPU mode), with the bare loop."""
+    t0 = time.monotonic()
+    micro, probe = auto_micro(cfg, model_cfg, device)
+    row = {
+        "recipe": name,
+        "curriculum": RECIPES[name],
+        "model": model_cfg.name,
+        "params": model_cfg.num_params(),
+        "flops_per_token": model_cfg.flops_per_token(),
+        "optimizer": cfg.optimizer.kind,
+        "speed": cfg.speed.model_dump(),
+        "micro_probe": probe,
+        "probe_s": time.monotonic() - t0,
+    }
+    row.update(
+        measure(
+            cfg,
+            model_cfg,
+            device,
+            micro=micro,
+            compile_="on" if mode == "gpu" else "off",
+            mode=mode,
+            peak=peak,
+            bare=True,
+        )
+    )
+    row["wall_s"] = time.monotonic() - t0
+    return row
+
+
+def measure_settings(
     names: list[str],
-    models: dict[str, ModelConfig],
+    base: dict[str, Any],
+    cfg: CurriculumConfig,
+    model_cfg: ModelConfig,
     device: torch.device,
     *,
-    dtype: str,
-    steps: int,
-    warmup: int,
+    mode: str,
     peak: float | None,
-    deadline: float | None,
+    until: float,
+    rows: list[dict[str, Any]],
+    save: Callable[[], None],
     say,
-    compile_: str | None = None,
-    rows: list[dict[str, Any]] | None = None,
-    save: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """``measure`` each setting in order (the bare loop for ``BARE_FOR`` only), appending to ``rows`` and
-    calling ``save`` after each, so a kill keeps the settings measured so far.
+    """Each setting over the default recipe (``base``: its measured row), appended to ``rows`` and saved.
 
-    A setting starts only if it is expected to end before ``deadline`` (time.monotonic): expected is the
-    trainer's wall time of the last setting measured with the same compile switch (unknown: 0); the others
-    are recorded as skipped. A setting that fails (e.g. a backend this card lacks) is reported with its
-    error, not fatal.
-    """
-    rows = [] if rows is None else rows
-    expected: dict[str, float] = {}  # compile switch -> seconds its last setting's trainer took
+    A setting starts only if it is expected to end before ``until`` (time.monotonic): a new graph is expected
+    to cost the recipe's whole measurement (its compile included), a shared graph or eager its wall time less
+    the first step. The others are recorded as skipped; one that fails (a backend this card lacks) is recorded
+    with its error."""
     for name in names:
-        switch = compile_ or SETTINGS[name].compile
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left < expected.get(switch, 0.0):
-            why = f"time budget: {left:.0f} s left, ~{expected[switch]:.0f} s expected" if left > 0 else "time budget"
-            rows.append({"setting": name, "description": SETTINGS[name].description, "skipped": why})
-            say(f"throughput {name}: skipped ({why})")
-            save()
-            continue
-        t0 = time.monotonic()
-        try:
-            row = measure(
-                name,
-                models,
-                device,
-                dtype=dtype,
-                steps=steps,
-                warmup=warmup,
-                peak=peak,
-                compile_=compile_,
-                bare=name == BARE_FOR,
-            )
-            expected[switch] = row["trainer_wall_s"]
-        except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others' figures
-            torch._dynamo.reset()
-            _free(device)
-            row = {
-                "setting": name,
-                "description": SETTINGS[name].description,
-                "error": f"{type(err).__name__}: {str(err)[:500]}",
-            }
-        row["wall_s"] = time.monotonic() - t0
+        s = SETTINGS[name]
+        expected = base["wall_s"] if s.new_graph else base["wall_s"] - base["first_step_s"] - base.get("probe_s", 0)
+        left = until - time.monotonic()
+        row: dict[str, Any] = {"setting": name, "description": s.description, "new_graph": s.new_graph}
+        if left < expected:
+            row["skipped"] = f"time: {max(left, 0):.0f} s left, ~{expected:.0f} s expected"
+        else:
+            t0 = time.monotonic()
+            try:
+                scfg = cfg.model_copy(update={"speed": SpeedConfig(**{**cfg.speed.model_dump(), **s.speed})})
+                micro = auto_micro(scfg, model_cfg, device)[0] if s.own_micro else base["micro_batch_size"]
+                compile_ = s.compile if mode == "gpu" else "off"
+                row.update(
+                    measure(scfg, model_cfg, device, micro=micro, compile_=compile_, mode=mode, peak=peak, bare=False)
+                )
+            except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others' figures
+                free(device)
+                row["error"] = f"{type(err).__name__}: {str(err)[:500]}"
+            row["wall_s"] = time.monotonic() - t0
         rows.append(row)
         save()
         say(
-            f"throughput {name}: "
+            f"speed {name}: "
             + (
-                row["error"]
-                if "error" in row
-                else f"trainer {row['trainer_tokens_per_s']:,.0f} tok/s"
-                + (f", bare {row['bare_tokens_per_s']:,.0f} tok/s" if row["bare_measured"] else "")
-                + f", micro {row['micro_batch_size']}"
+                row.get("skipped")
+                or row.get("error")
+                or f"{row['trainer_tokens_per_s']:,.0f} tok/s, micro {row['micro_batch_size']}"
             )
-            + f" ({row['wall_s']:.0f} s)"
         )
     return rows

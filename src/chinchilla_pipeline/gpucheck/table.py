@@ -21,23 +21,54 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def throughput_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """The throughput part's rows: its list, or the rows kept beside its error."""
-    tp = res.get("throughput")
+def _rows(res: dict[str, Any], part: str) -> list[dict[str, Any]]:
+    """A part's rows: its list, or the rows kept beside its error."""
+    tp = res.get(part)
     rows = tp if isinstance(tp, list) else tp.get("rows") if isinstance(tp, dict) else None
     return [r for r in rows or [] if isinstance(r, dict)]
 
 
+def speed_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every throughput measurement: the recipes (ii), then the further settings (vi)."""
+    return _rows(res, "throughput") + _rows(res, "more_speed")
+
+
+def _speed_line(name: str, r: dict[str, Any]) -> str:
+    if "skipped" in r or "error" in r:
+        why = f"skipped ({r['skipped']})" if "skipped" in r else _cell(r["error"], 160)
+        return f"| {name} | {why} | | | | | | | |"
+    return (
+        f"| {name} | {r['micro_batch_size']} | {_f(r['trainer_tokens_per_s'])} | {_pct(r['trainer_mfu'])} | "
+        f"{_f(r.get('bare_tokens_per_s'))} | {_f(r.get('ratio'), '.3f')} | {_f(r['trainer_peak_gib'], '.1f')} | "
+        f"{r['first_step_s']:.1f} | {r['graphs_compiled']} |"
+    )
+
+
+def _parts(res: dict[str, Any]) -> list[str]:
+    lines = ["| part | budget s | started at s | ended at s | result |", "|---|---|---|---|---|"]
+    for name in res["order"]:
+        t = res["part_times_s"].get(name, {})
+        p = res.get(name)
+        state = (
+            ("failed: " + _cell(p["error"], 120))
+            if isinstance(p, dict) and "error" in p
+            else ("done" if name in res["parts_done"] else "running" if name == res.get("running_part") else "not run")
+        )
+        lines.append(
+            f"| {name} | {_f(t.get('budget'))} | {_f(t.get('start'), '.1f')} | {_f(t.get('end'), '.1f')} | {state} |"
+        )
+    return lines
+
+
 def markdown(res: dict[str, Any]) -> str:
-    """Environment, throughput per setting, checkpoint cost, smoke run, torchrun and export, as markdown.
+    """The parts with their times, throughput, torchrun, smoke runs and export, as markdown.
 
     Written after every part: while ``complete`` is false it says which parts have not run (yet)."""
-    env, m = res["environment"], res["throughput_model"]
-    budget = f", throughput budget {res['budget_s']:.0f} s" if res.get("budget_s") is not None else ""
     lines = [
         f"# gpu-check ({res['mode']} mode), {res['started']}",
         "",
-        f"Command: `{res['command']}`; wall time {res['wall_s']:.0f} s (deadline {res['deadline_s']:.0f} s{budget}).",
+        f"Command: `{res['command']}`; wall time {res['wall_s']:.0f} s from the process's start "
+        f"(deadline {res['deadline_s']:.0f} s).",
         "",
     ]
     if not res.get("complete"):
@@ -49,120 +80,117 @@ def markdown(res: dict[str, Any]) -> str:
                 if res.get("stopped")
                 else "the check was still running, or was killed" + (f", during part `{running}`" if running else "")
             )
-            + f". Not run (or not finished): {', '.join(res.get('pending_parts', [])) or 'none'}. "
-            "These files are rewritten after every part: what is below was measured.",
+            + f". Done: {', '.join(res['parts_done']) or 'none'}; not run (or not finished): "
+            f"{', '.join(res['pending_parts']) or 'none'}. These files are rewritten after every part.",
             "",
         ]
-    lines += [
-        "| environment | |",
-        "|---|---|",
-    ]
-    for k in (
-        "card",
-        "memory_gib",
-        "capability",
-        "peak_bf16_tflops",
-        "torch",
-        "cuda_build",
-        "nccl",
-        "python",
-        "cpu_count",
-        "error",
-    ):
-        if k in env:
-            lines.append(f"| {k} | {env[k]} |")
-    lines += [
-        "",
-        f"Throughput: model {m['name']} ({m['params']:,} parameters, context {m['context']}, "
-        f"{m['dtype']}), {m['flops_per_token']:,} FLOPs/token (nanoGPT's 6N + 12·L·H·Q·T); MFU = "
-        "FLOPs/token × tokens/s ÷ the card's dense bf16 peak above. One process, one device; "
-        "first step = compilation included; peak = `torch.cuda.max_memory_allocated`. The bare loop (one "
-        "fixed batch on the device: no data loading, no logging) runs for `baseline` only: trainer/bare there "
-        "is the check of the trainer's data loading and overhead; – = not measured.",
-        "",
-        "| setting | micro batch | trainer tok/s | bare tok/s | trainer/bare | trainer MFU | bare MFU "
-        "| trainer peak GiB | first step s (trainer / bare) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in throughput_rows(res):
-        if "skipped" in r or "error" in r:
-            why = f"skipped ({r['skipped']})" if "skipped" in r else _cell(r["error"], 160)
-            lines.append(f"| {r['setting']} ({r['description']}) | {why} | | | | | | | |")
-            continue
-        lines.append(
-            f"| {r['setting']} ({r['description']}) | {r['micro_batch_size']} | "
-            f"{_f(r['trainer_tokens_per_s'])} | {_f(r['bare_tokens_per_s'])} | {_f(r['ratio'], '.3f')} | "
-            f"{_pct(r['trainer_mfu'])} | {_pct(r['bare_mfu'])} | {_f(r['trainer_peak_gib'], '.1f')} | "
-            f"{r['trainer_first_step_s']:.1f} / {_f(r['bare_first_step_s'], '.1f')} |"
-        )
-    tp = res.get("throughput")
-    if isinstance(tp, dict) and "error" in tp:  # the whole part failed (or was not run)
-        lines.append(f"| failed: {_cell(tp['error'], 200)} | | | | | | | | |")
-    if "fastest" in res and res["mode"] == "gpu":
-        f = res["fastest"]
+    lines += _parts(res) + [""]
+    env = res.get("environment")
+    if isinstance(env, dict):
+        lines += ["| environment | |", "|---|---|"]
+        for k in (
+            "card",
+            "memory_gib",
+            "capability",
+            "peak_bf16_tflops",
+            "torch",
+            "cuda_build",
+            "nccl",
+            "python",
+            "cpu_count",
+            "error",
+        ):
+            if k in env:
+                lines.append(f"| {k} | {env[k]} |")
+        lines.append("")
+    rows = speed_rows(res)
+    if rows:
         lines += [
+            "Throughput: each recipe as shipped (its curriculum config: model, optimiser, speed section), bf16 on "
+            'a GPU, compiled, at the micro batch `"auto"` finds, one micro batch per step. MFU = FLOPs/token '
+            "(nanoGPT's and nanochat's 6N + 12·L·H·Q·T) × tokens/s ÷ the card's dense bf16 peak above. Bare = "
+            "the same compiled model and optimiser on one fixed batch (no data loading, no logging): "
+            "trainer/bare is the trainer's overhead. First step: compilation included. Graphs: new graphs "
+            "Dynamo compiled for it (0: served by graphs compiled before). Peak: `torch.cuda.max_memory_allocated`.",
             "",
-            f"Fastest trainer: `{f['setting']}`, {f['trainer_tokens_per_s']:,.0f} tokens/s = "
-            f"{100 * f['of_target']:.0f}% of the 500K tokens/s target.",
+            "| recipe or setting | micro batch | trainer tok/s | trainer MFU | bare tok/s | trainer/bare | peak GiB "
+            "| first step s | graphs |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-    ck = res.get("checkpoint_write", {})
-    lines += ["", "| checkpoint write (model + AdamW state, atomic, best of 2) | |", "|---|---|"]
-    if "error" in ck:
-        lines.append(f"| failed | {_cell(ck['error'], 200)} |")
-    elif ck:
-        lines += [
-            f"| size | {ck['bytes'] / 2**30:.2f} GiB ({ck['params']:,} parameters) |",
-            f"| seconds | {ck['write_s']:.2f} (rounds: {', '.join(f'{t:.2f}' for t in ck['rounds_s'])}) |",
-        ]
-        if "share_of_training" in ck:
+        for r in _rows(res, "throughput"):
             lines.append(
-                f"| share of training time | {100 * ck['share_of_training']:.2f}% (one write per 250 steps "
-                f"of 524,288 tokens = {ck['default_interval_s']:,.0f} s at the baseline trainer rate) |"
+                _speed_line(f"recipe {r['recipe']}" + (f" ({r['model']}, {r['optimizer']})" if "model" in r else ""), r)
             )
-    sd, sm = res.get("smoke_data", {}), res.get("smoke", {})
-    lines += ["", "| curriculum smoke run | |", "|---|---|"]
-    if "error" in sd:
-        lines.append(f"| data: failed | {_cell(sd['error'], 200)} |")
-    elif sd:
-        c = sd["curriculum"]
+        for r in _rows(res, "more_speed"):
+            lines.append(_speed_line(f"{r['setting']} ({r['description']})", r))
+        lines.append("")
+    lines += _smoke(res)
+    if res.get("failed_parts"):
+        lines += ["", f"**Failed**: {', '.join(res['failed_parts'])} (errors in gpu_check.json)."]
+    return "\n".join(lines) + "\n"
+
+
+def _smoke(res: dict[str, Any]) -> list[str]:
+    sd, tr, sm, ex = (
+        res.get(k) if isinstance(res.get(k), dict) else {} for k in ("smoke_data", "torchrun", "smoke", "export")
+    )
+    lines = ["| torchrun, smoke runs, export | |", "|---|---|"]
+    if "params" in sd:
+        c, m = sd["curriculum"], sd["model"]
         lines.append(
-            f"| run | {sd['params']:,} parameters ({sd['model']['n_layer']} layers x {sd['model']['n_embd']},"
-            f" context {sd['model']['block_size']}, vocabulary {sd['vocab_size']:,}); phases a, b; "
-            f"{c['total_tokens'] // c['batch']['global_batch_tokens']} steps of "
-            f"{c['batch']['global_batch_tokens']:,} tokens; micro batch auto |"
+            f"| smoke run | {sd['params']:,} parameters ({m['n_layer']} layers x {m['n_embd']}, context "
+            f"{m['block_size']}, vocabulary {sd['vocab_size']:,}); phases a, b; "
+            f"{c['total_tokens'] // c['batch']['global_batch_tokens']} steps of {c['batch']['global_batch_tokens']:,} "
+            f"tokens, micro batch {c['batch']['micro_batch_size']} |"
         )
-    # each run's rows as soon as it has ended (a timeout or a kill keeps the runs before it)
+    if "wall_s" in tr:
+        lines.append(
+            f"| torchrun --nproc_per_node=1 | {tr['wall_s']:.0f} s; {tr['backend']} process group + DDP: "
+            f"{tr['process_group']}; accumulation {tr['grad_accum']}: no_sync on {tr['no_sync_micro_steps_per_step']} "
+            "micro step(s) per step |"
+        )
     if "unbroken_s" in sm:
-        lines += [
-            f"| micro batch | {sm.get('micro_batch_line')} |",
-            f"| unbroken | {sm['unbroken_s']:.0f} s; phase boundary crossed: {sm['phase_boundary_logged']} |",
-        ]
+        lines.append(f"| unbroken | {sm['unbroken_s']:.0f} s; phase boundary crossed: {sm['phase_boundary_logged']} |")
+    if "run_to_run" in sm:
+        lines.append(f"| unbroken vs unbroken (run-to-run) | {_cmp(sm['run_to_run'])} |")
     if "killed_at_checkpoint" in sm:
         lines.append(
             f"| SIGKILL | after the checkpoint at step {sm['killed_at_checkpoint']}; {sm.get('resume_line')} |"
         )
     if "resume_vs_unbroken" in sm:
-        lines.append(f"| resumed vs unbroken | {_cmp(sm['resume_vs_unbroken'])} |")
-    if "unbroken_vs_unbroken" in sm:
-        lines.append(f"| unbroken vs unbroken (run-to-run) | {_cmp(sm['unbroken_vs_unbroken'])} |")
-    if "torchrun_vs_unbroken" in sm:
+        c = sm["resume_vs_unbroken"]
         lines.append(
-            f"| torchrun --nproc_per_node=1 vs unbroken | process group + DDP: "
-            f"{sm['torchrun_process_group']}; {_cmp(sm['torchrun_vs_unbroken'])} |"
+            f"| resumed vs unbroken | {_cmp(c)}; train loss up to the kill "
+            f"{_f(c.get('train_loss_to_kill'), '.2e')}, after the resume "
+            f"{_f(c.get('train_loss_after_resume'), '.2e')} |"
         )
-    if "error" in sm:
-        lines.append(f"| failed | {_cell(sm['error'], 300)} |")
-    ex = res.get("export", {})
+    if "verdict" in sm:
+        v = sm["verdict"]
+        per = "; ".join(
+            f"{q}: {p['result']}"
+            + (
+                f" ({p['diff']:.2e} ≤ {p['bound']:.2e})"
+                if p["result"] == "within"
+                else f" ({p['diff']:.2e} > {p['bound']:.2e})"
+                if p["result"] == "exceeds"
+                else ""
+            )
+            for q, p in v["per_quantity"].items()
+        )
+        lines.append(f"| resume verdict | {'ok' if v['ok'] else 'NOT OK'}: {per}. Why: {v['why']} |")
+    if "torchrun_vs_unbroken" in sm:
+        lines.append(f"| torchrun vs unbroken | {_cmp(sm['torchrun_vs_unbroken'])} |")
+    for name, part in (("smoke data", sd), ("torchrun", tr), ("smoke", sm)):
+        if "error" in part:
+            lines.append(f"| {name}: failed | {_cell(part['error'], 300)} |")
     if "error" in ex:
-        lines.append(f"| HF export logits | failed: {_cell(ex['error'], 200)} |")
+        lines.append(f"| export logits | failed: {_cell(ex['error'], 200)} |")
     elif ex:
         lines.append(
-            f"| HF export logits vs model (float32, {ex['shape']}) | max abs diff {ex['max_abs_diff']:.2e} "
+            f"| export logits vs model (float32, {ex['shape']}) | max abs diff {ex['max_abs_diff']:.2e} "
             f"(largest logit {ex['logit_scale']:.1f}); argmax agreement {100 * ex['argmax_agreement']:.2f}% |"
         )
-    if res.get("failed_parts"):
-        lines += ["", f"**Failed parts**: {', '.join(res['failed_parts'])} (errors in gpu_check.json)."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _cmp(c: dict[str, Any]) -> str:
@@ -170,7 +198,6 @@ def _cmp(c: dict[str, Any]) -> str:
         return f"bitwise identical ({c['steps_compared']} steps' losses, validation losses, final weights)"
     return (
         f"{c['train_loss_bitwise_equal_steps']}/{c['steps_compared']} steps bitwise; max |Δ loss| "
-        f"{_f(c['train_loss_max_abs_diff'], '.2e')}, max |Δ validation loss| "
-        f"{_f(c['validation_loss_max_abs_diff'], '.2e')}, max |Δ final weight| "
-        f"{c['final_weights_max_abs_diff']:.2e}"
+        f"{_f(c['train_loss'], '.2e')}, max |Δ validation loss| {_f(c['validation_loss'], '.2e')}, "
+        f"max |Δ final weight| {c['final_weights']:.2e}"
     )
