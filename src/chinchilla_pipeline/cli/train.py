@@ -226,36 +226,34 @@ def _add_bench_train(sub) -> None:
 def _add_gpu_check(sub) -> None:
     p = sub.add_parser(
         "gpu-check",
-        help="the GPU check: environment, throughput per speed setting, micro-batch "
-        "search, curriculum smoke run killed and resumed, torchrun DDP, export logits (docs/gpu.md)",
+        help="the GPU check in priority order: environment, throughput of the shipped recipes, torchrun NCCL DDP, "
+        "curriculum smoke run killed and resumed, export logits, further speed settings (docs/gpu.md)",
     )
     p.add_argument(
         "--mode",
         choices=["gpu", "cpu"],
         default="gpu",
-        help="gpu: GPT-2 124M on CUDA (<= 8 min: deadline 420 s); cpu: a tiny model on CPU with gloo (CI)",
+        help="gpu: the 124M recipes on CUDA, within 6 minutes of the process's start; cpu: tiny models, gloo (CI)",
     )
     p.add_argument("--out_dir", default="runs/gpu_check", help="gpu_check.json, gpu_check.md and the smoke runs")
     p.add_argument(
-        "--settings", nargs="+", help="throughput settings to measure (default: the mode's list; names in docs/gpu.md)"
-    )
-    p.add_argument(
-        "--budget_s",
-        type=float,
-        help="start no throughput setting that would end past this many seconds (default: 120 on gpu, none on cpu)",
+        "--settings", nargs="+", help="part (vi)'s further speed settings (default: the mode's list; docs/gpu.md)"
     )
     p.add_argument(
         "--deadline_s",
         type=float,
-        help="the whole check's deadline in seconds: later parts are not run, smoke runs are killed "
-        "(default: 420 on gpu, 1200 on cpu)",
+        help="seconds from the process's start by which every part has ended; each part's budget scales with it "
+        "(default: 330 on gpu, 240 on cpu)",
     )
 
     def run(a):
         from ..gpucheck.check import gpu_check
+        from ..gpucheck.env import process_start
 
-        positive(a, "budget_s", "deadline_s")
-        result = gpu_check(a.mode, Path(a.out_dir), settings=a.settings, budget_s=a.budget_s, deadline_s=a.deadline_s)
+        positive(a, "deadline_s")
+        result = gpu_check(
+            a.mode, Path(a.out_dir), settings=a.settings, deadline_s=a.deadline_s, started=process_start()
+        )
         print((Path(a.out_dir) / "gpu_check.md").read_text(), end="")
         return 1 if result["failed_parts"] else 0
 
