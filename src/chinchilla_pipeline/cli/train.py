@@ -223,6 +223,44 @@ def _add_bench_train(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_prefetch(sub) -> None:
+    p = sub.add_parser(
+        "bench-prefetch",
+        help="the data path with speed.prefetch off and on, shards dropped from the page cache: ms per step",
+    )
+    p.add_argument("--work_dir", help="where the shards are written: a disk, not tmpfs (default: the temp directory)")
+    p.add_argument("--gb", type=float, default=4.0, help="GB of shards written (2 sources, deleted at the end)")
+    p.add_argument("--sequences", type=int, default=64, help="sequences per step (one of 8 ranks at 124M: 64)")
+    p.add_argument("--context", type=int, default=1024, help="tokens per sequence (plus its last target)")
+    p.add_argument("--steps", type=int, default=16, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of each loop; the best counts")
+    p.add_argument("--compute_ms", type=float, default=200.0, help="stand-in forward and backward per step, ms")
+    p.add_argument(
+        "--stand_in",
+        choices=["matmul", "sleep"],
+        default="matmul",
+        help="matmul: CPU training (the cores busy); sleep: a GPU's step (the host idle)",
+    )
+
+    def run(a):
+        from ..train.bench_prefetch import bench_prefetch
+
+        positive(a, "gb", "sequences", "context", "steps", "rounds", "compute_ms")
+        bench_prefetch(
+            a.work_dir,
+            gb=a.gb,
+            sequences=a.sequences,
+            context=a.context,
+            steps=a.steps,
+            rounds=a.rounds,
+            compute_ms=a.compute_ms,
+            stand_in=a.stand_in,
+        )
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_gpu_check(sub) -> None:
     p = sub.add_parser(
         "gpu-check",
@@ -303,6 +341,7 @@ ADDERS = [
     _add_preflight,
     _add_pretrain,
     _add_bench_train,
+    _add_bench_prefetch,
     _add_gpu_check,
     _add_demo_size,
 ]
