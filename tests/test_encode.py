@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from chinchilla_pipeline.data.encode import EncoderPool, _chunks, encode_texts
+from chinchilla_pipeline.tokenizer.encoders import open_encoder
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from conftest import CORPUS
 
@@ -23,9 +24,10 @@ def test_pool_matches_in_process_encoding_for_any_workers_and_chunks(tokenizer_d
     docs = [json.loads(line)["text"] for line in gzip.open(CORPUS, "rt")][:120]
     docs.insert(7, " ".join(docs[:40]))  # one document larger than several chunks
     items = [docs[i : i + 25] for i in range(0, len(docs), 25)] + [[]]  # the last item holds nothing
-    expected = [encode_texts(tok.tokenizer, tok.eot_id, item, np.uint16) for item in items]
-    for workers, chunk_chars in ((1, 1 << 20), (3, 2_000)):
-        with EncoderPool(tok.path.read_text(), tok.eot_id, np.uint16, workers) as pool:
+    hf = open_encoder("hf", tok.path.read_text(), parallel=True)
+    expected = [encode_texts(hf, tok.eot_id, item, np.uint16) for item in items]
+    for workers, chunk_chars, encoder in ((1, 1 << 20, "hf"), (3, 2_000, "gigatoken")):
+        with EncoderPool(tok.path.read_text(), tok.eot_id, np.uint16, workers, encoder) as pool:
             got = list(pool.map(iter(items), lambda item: item, chunk_chars=chunk_chars))
         assert [g[0] for g in got] == items
         for (_, tokens, lens), (want_tokens, want_lens) in zip(got, expected):

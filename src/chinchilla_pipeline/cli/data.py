@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..tokenizer.encoders import ENCODERS
 from .common import config_path_arg, positive
 
 
@@ -58,6 +59,11 @@ def _add_prepare(sub) -> None:
     )
     p.add_argument("--workers", type=int, help="tokenizer processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        help="gigatoken (default when installed) or hf: the same ids, gigatoken ~24x faster",
+    )
 
     def run(a):
         import os
@@ -86,6 +92,7 @@ def _add_prepare(sub) -> None:
                 world_size=world,
                 workers=a.workers,
                 progress=not a.quiet,
+                encoder=a.encoder,
             )
             info = ManifestSummary.of(m)
             part = f" part {rank}/{world}" if world > 1 else ""
@@ -145,6 +152,11 @@ def _add_estimate(sub) -> None:
     config_path_arg(p, required=True, nargs="+")
     p.add_argument("--tokenizer", default="data/tokenizer")
     p.add_argument("--sample_docs", type=int, default=1000, help="documents to tokenize")
+    p.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        help="gigatoken (default when installed) or hf: the same ids, gigatoken ~24x faster",
+    )
     p.add_argument("--max_samples", type=int)
     p.add_argument("--max_tokens", type=int)
 
@@ -161,7 +173,7 @@ def _add_estimate(sub) -> None:
         ]
         open_sources(configs)  # every source opens (first row read) before the first sample
         for cfg, path in configs:
-            print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs)))
+            print(format_estimate(estimate(cfg, path, a.tokenizer, a.sample_docs, a.encoder)))
         return 0
 
     p.set_defaults(func=run)

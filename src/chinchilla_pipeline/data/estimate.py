@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tokenizer.encoders import open_encoder, resolve_encoder
 from ..tokenizer.load import load_tokenizer
 from .config import DatasetConfig
 from .sources import iter_documents
@@ -21,16 +22,22 @@ ESTIMATE_BUFFER = 10_000
 
 
 def estimate(
-    cfg: DatasetConfig, config_path: str | Path, tokenizer_dir: str | Path, sample_docs: int = 1_000
+    cfg: DatasetConfig,
+    config_path: str | Path,
+    tokenizer_dir: str | Path,
+    sample_docs: int = 1_000,
+    encoder: str | None = None,
 ) -> dict[str, Any]:
-    """Tokenize the first ``sample_docs`` documents of the stream and project the config's output."""
+    """Tokenize the first ``sample_docs`` documents of the stream with ``encoder`` (default gigatoken when
+    installed, else HF) and project the config's output."""
     tok = load_tokenizer(tokenizer_dir)
+    encode = open_encoder(resolve_encoder(encoder), tok.path.read_text(encoding="utf-8"), parallel=True)
     lens: list[int] = []
     buffer = min(cfg.shuffle_buffer, ESTIMATE_BUFFER)
     sampled = cfg.model_copy(update={"shuffle_buffer": buffer})
     for batch in iter_documents(sampled, config_path, batch_docs=min(sample_docs, 1024)):
         batch = batch[: sample_docs - len(lens)]
-        lens.extend(len(e.ids) + 1 for e in tok.tokenizer.encode_batch_fast(batch, add_special_tokens=False))
+        lens.extend((encode(batch)[1] + 1).tolist())  # + 1: the end-of-text before each document
         if len(lens) >= sample_docs:
             break
     arr = np.array(lens, dtype=np.float64)

@@ -12,6 +12,9 @@ Guarantees (tested):
   training document equal to one of them is dropped and counted in the manifest's ``hygiene``;
   a tokenizer that read this dataset but did not hold out this part's validation split is
   refused (``held_out_validation``, ``check_validation``), without a pass of its own over the source;
+- the same bytes whichever encoder (``--encoder gigatoken|hf``): with gigatoken, a sample of every run is
+  encoded with HF tokenizers too, and a difference stops the run before any of its ids are written
+  (``id_check.py``);
 - flat memory: a few batches of documents per worker plus one shard's document lengths
   (and a set of the validation documents' sha256s, ~100 bytes each).
 """
@@ -33,6 +36,7 @@ from ..atomic import remove_stale_temporaries, write_json
 from ..errors import UserError
 from ..lock import output_lock
 from ..schema import read_json
+from ..tokenizer.encoders import resolve_encoder
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from ..tokenizer.report import REPORT_FILE
 from ..tokenizer.token_bytes import token_byte_lengths
@@ -42,6 +46,7 @@ from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .files import resolve_data_files
 from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
+from .id_check import IdMismatch
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -178,12 +183,14 @@ def prepare_dataset(
     world_size: int = 1,
     workers: int | None = None,
     progress: bool = True,
+    encoder: str | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/<name>/`` (or this rank's part of it) and return its manifest.
 
-    ``workers`` tokenizer processes (default: one per core) encode while this process reads
-    the source and writes shards.
+    ``workers`` tokenizer processes (default: one per core) encode with ``encoder`` (``ENCODERS``; default
+    gigatoken when installed) while this process reads the source and writes shards.
     """
+    encoder = resolve_encoder(encoder)
     tok = load_tokenizer(tokenizer_dir)
     files, source = None, None
     if not isinstance(cfg.source, HubSource):  # a missing file fails before anything is written
@@ -201,26 +208,33 @@ def prepare_dataset(
         held_out = held_out_validation(tokenizer_dir, cfg, config_path, rank, world_size)  # before any shard
         # Workers start first: they load the tokenizer while this process opens the source.
         with EncoderPool(
-            tok.path.read_text(encoding="utf-8"), tok.eot_id, token_dtype(tok.vocab_size), workers or default_workers()
+            tok.path.read_text(encoding="utf-8"),
+            tok.eot_id,
+            token_dtype(tok.vocab_size),
+            workers or default_workers(),
+            encoder,
         ) as pool:
             documents = iter_batches(cfg, config_path, rank, world_size)  # opens the source before writing anything
             if source is not None:  # what this directory's shards are read from, checked by any resume
                 hub.save_source(out, source)
-            return _write(
-                cfg,
-                config_path,
-                tok,
-                out,
-                fp,
-                source,
-                documents,
-                pool,
-                rank,
-                world_size,
-                progress,
-                held_out,
-                tokenizer_dir,
-            )
+            try:
+                return _write(
+                    cfg,
+                    config_path,
+                    tok,
+                    out,
+                    fp,
+                    source,
+                    documents,
+                    pool,
+                    rank,
+                    world_size,
+                    progress,
+                    held_out,
+                    tokenizer_dir,
+                )
+            except IdMismatch as err:  # the unfinished shard is gone, progress is at the last complete one
+                raise UserError(f"{cfg.name}: {err}", path=config_path) from None
 
 
 def _write(
@@ -326,7 +340,8 @@ def _fill(
     tail = np.zeros(len(COUNTS), dtype=np.int64)
     checked = False
     try:
-        for batch, tokens, lens in pool.map(_skip(hygiene.split(documents), splits.consumed), lambda b: b.texts):
+        stream = _skip(hygiene.split(documents), splits.consumed)
+        for batch, tokens, lens in pool.map(stream, lambda b: b.texts, first_position=splits.consumed):
             i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
             if i:
                 splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i], batch.files[:i])

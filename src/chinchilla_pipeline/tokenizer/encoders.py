@@ -1,0 +1,72 @@
+"""Two encoders of the one ``tokenizer.json``: HF ``tokenizers`` (the reference) and gigatoken (the default).
+
+gigatoken reads the same file and gives the same ids about 24x faster (20k real documents, measured;
+BENCHMARKS.md has this project's figures). The file on disk never changes, so a run can switch encoders
+at any time; ``prepare`` compares the two on a sample of every run (``data/id_check.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from itertools import chain
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UserError
+
+ENCODERS = ("gigatoken", "hf")
+# texts -> (the documents' ids concatenated as uint32, each document's number of ids as int64)
+BatchEncoder = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+log = logging.getLogger(__name__)
+
+
+def resolve_encoder(name: str | None) -> str:
+    """``name``, or by default gigatoken when it is installed, else HF with one logged line."""
+    have_gigatoken = importlib.util.find_spec("gigatoken") is not None
+    if name is None:
+        if not have_gigatoken:
+            log.info("gigatoken is not installed: encoding with HF tokenizers (same ids, ~24x slower)")
+        return "gigatoken" if have_gigatoken else "hf"
+    if name not in ENCODERS:
+        raise UserError(f"expected one of {', '.join(ENCODERS)}, got {name!r}", field="--encoder")
+    if name == "gigatoken" and not have_gigatoken:
+        raise UserError("gigatoken is not installed (pip install gigatoken), or use --encoder hf", field="--encoder")
+    return name
+
+
+def open_encoder(name: str, tokenizer_json: str, parallel: bool) -> BatchEncoder:
+    """The batch encoder ``name`` (see ``ENCODERS``) of ``tokenizer_json`` (the file's text).
+
+    ``parallel``: use the library's own threads (False in worker processes, which are the parallelism).
+    Special tokens in the text (``<|endoftext|>``) become their ids with both, as ``encode`` does in HF.
+    """
+    if name == "gigatoken":
+        import gigatoken
+
+        tok = gigatoken.Tokenizer.from_json(tokenizer_json)
+
+        def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            import awkward as ak
+
+            layout = ak.to_layout(tok.encode_batch(texts, parallel=parallel))  # ListOffsetArray of uint32
+            offsets = np.asarray(layout.offsets.data)
+            ids = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+            return ids.astype(np.uint32, copy=False), np.diff(offsets).astype(np.int64)
+
+        return encode
+    import os
+
+    from tokenizers import Tokenizer
+
+    if not parallel:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read when the thread pool first starts
+    hf = Tokenizer.from_str(tokenizer_json)
+
+    def encode_hf(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        docs = [e.ids for e in hf.encode_batch_fast(texts, add_special_tokens=False)]
+        lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        return np.fromiter(chain.from_iterable(docs), dtype=np.uint32, count=int(lens.sum())), lens
+
+    return encode_hf
