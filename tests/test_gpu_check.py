@@ -43,7 +43,7 @@ def _cfg(global_batch_tokens: int, micro, **fields) -> CurriculumConfig:
 
 
 def test_rehearsal_runs_the_parts_in_order_each_result_on_disk_before_the_next(tmp_path, monkeypatch):
-    """The whole order in CPU mode at the CPU deadline (240 s, every budget scaled by 240/330): each part, as
+    """The whole order in CPU mode at the CPU deadline (300 s, every budget scaled by 300/330): each part, as
     it starts, finds the results of every part before it in gpu_check.json (read from disk); every part passes;
     the resumed and torchrun runs are bitwise the unbroken one, so is the second unbroken run."""
     out, seen = tmp_path / "check", []

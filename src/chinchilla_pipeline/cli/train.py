@@ -281,7 +281,7 @@ def _add_gpu_check(sub) -> None:
         "--deadline_s",
         type=float,
         help="seconds from the process's start by which every part has ended; each part's budget scales with it "
-        "(default: 330 on gpu, 240 on cpu)",
+        "(default: 330 on gpu, 300 on cpu)",
     )
 
     def run(a):

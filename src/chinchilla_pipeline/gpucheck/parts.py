@@ -20,6 +20,7 @@ from ..train.config import CurriculumConfig
 from ..train.metrics import peak_flops
 from . import smoke, speed
 from .env import environment
+from .logits import export_logits
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO / "tests" / "fixtures" / "pydoc_topics.jsonl.gz"  # 789 real documents (Python's help topics)
@@ -172,7 +173,7 @@ def export_part(ctx: Context) -> dict[str, Any]:
         or "unbroken_s" not in ctx.res["smoke"]
     ):
         raise RuntimeError("no unbroken smoke run to export (see smoke's error)")
-    return smoke.export_logits(run_dir, ctx.data["tokenizer"], ctx.work / "hf", ctx.device)
+    return export_logits(run_dir, ctx.data["tokenizer"], ctx.work / "hf", ctx.device)
 
 
 def more_speed_part(ctx: Context) -> list[dict[str, Any]]:

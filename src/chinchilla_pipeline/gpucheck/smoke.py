@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from ..data.config import DatasetConfig
 from ..data.prepare import prepare_dataset
 from ..schema import load_config
@@ -59,7 +57,7 @@ class SmokeShape:
 
 
 NANOCHAT = {"architecture": "nanochat", "bias": False}
-# 4 x 256, 2 heads of 128 (nanochat's head size), context 256: ~3M parameters, checkpoints of ~40 MB with
+# 4 x 256, 2 heads of 128 (nanochat's head size), context 256: 5.2M parameters, checkpoints of tens of MB with
 # the optimiser state; 120 steps of 2 x 8 x 256 = 4,096 tokens, phase boundary at step 60.
 GPU_SHAPE = SmokeShape(
     model={"name": "smoke_nanochat_4x256", **NANOCHAT, "n_layer": 4, "n_head": 2, "n_embd": 256, "block_size": 256},
@@ -372,30 +370,3 @@ def smoke_runs(
     save()
     say(f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; {out['verdict']['summary']}")
     return out
-
-
-def export_logits(run_dir: Path, tokenizer: Path, out_dir: Path, device: torch.device) -> dict[str, Any]:
-    """Export the run's final checkpoint; the HF model's logits against ours on ``device``, float32."""
-    from transformers import AutoModelForCausalLM
-
-    from ..export.huggingface import export_huggingface
-    from ..export.trained import load_trained
-    from ..train.setup import set_tf32
-
-    export_huggingface(run_dir, tokenizer, out_dir)
-    ours = load_trained(run_dir, tokenizer)
-    hf = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32).to(device).eval()
-    model = ours.model.to(device)
-    cfg = ours.config
-    g = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), generator=g).to(device)
-    if device.type == "cuda":
-        set_tf32(False)  # the comparison in true float32 (the check's last part: left so)
-    with torch.no_grad():
-        a, b = model(idx).float(), hf(idx).logits.float()
-    return {
-        "shape": list(a.shape),
-        "max_abs_diff": float((a - b).abs().max()),
-        "logit_scale": float(a.abs().max()),
-        "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean()),
-    }

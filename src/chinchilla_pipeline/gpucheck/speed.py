@@ -6,9 +6,11 @@ measured as shipped: bf16, compiled, at the micro batch ``"auto"`` resolves to o
 it reuses the trainer's graph: no second compile of the same graph.
 
 A further setting changes ``SpeedConfig`` fields of the default recipe (or its compile switch). Nothing here
-calls ``torch._dynamo.reset()``: a setting whose graph equals the recipe's (``foreach_adamw``: only the
-optimiser differs) is served from the graphs already compiled, and ``graphs_compiled`` (Dynamo's count of
-new graphs) says whether it was. MFU uses nanoGPT's / nanochat's formula (``ModelConfig.flops_per_token``:
+calls ``torch._dynamo.reset()`` before a setting whose graph equals the recipe's (``foreach_adamw``: only the
+optimiser differs; Dynamo reuses a graph across instances of one model class), so it is served from the
+graphs already compiled; a setting that needs a graph of its own (a loss, an attention backend, a compile
+mode) resets first, so its number is never the recipe's graph's. ``graphs_compiled`` (Dynamo's count of
+new graphs) says which happened. MFU uses nanoGPT's / nanochat's formula (``ModelConfig.flops_per_token``:
 6N + 12·L·H·Q·T per token) against the card's dense bf16 peak.
 """
 
@@ -165,6 +167,7 @@ def measure(
         t0 = time.perf_counter()
         trainer.train(1 + warmup + steps)
         rate = steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0)
+        out["compile_s"] = max(out["first_step_s"] - trainer.plan.tokens_per_step / rate, 0.0)  # less one step
         out["graphs_compiled"] = graphs_compiled() - graphs0
         out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         out.update(trainer_tokens_per_s=rate, trainer_mfu=mfu(fpt, rate, peak))
@@ -246,6 +249,8 @@ def measure_settings(
             row["skipped"] = f"time: {max(left, 0):.0f} s left, ~{expected:.0f} s expected"
         else:
             t0 = time.monotonic()
+            if s.new_graph:  # its own graph for certain (a backend or mode that Dynamo's guards may not see)
+                torch._dynamo.reset()
             try:
                 scfg = cfg.model_copy(update={"speed": SpeedConfig(**{**cfg.speed.model_dump(), **s.speed})})
                 micro = auto_micro(scfg, model_cfg, device)[0] if s.own_micro else base["micro_batch_size"]

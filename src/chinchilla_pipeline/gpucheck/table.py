@@ -40,7 +40,7 @@ def _speed_line(name: str, r: dict[str, Any]) -> str:
     return (
         f"| {name} | {r['micro_batch_size']} | {_f(r['trainer_tokens_per_s'])} | {_pct(r['trainer_mfu'])} | "
         f"{_f(r.get('bare_tokens_per_s'))} | {_f(r.get('ratio'), '.3f')} | {_f(r['trainer_peak_gib'], '.1f')} | "
-        f"{r['first_step_s']:.1f} | {r['graphs_compiled']} |"
+        f"{r['compile_s']:.1f} ({r['first_step_s']:.1f}) | {r['graphs_compiled']} |"
     )
 
 
@@ -110,11 +110,12 @@ def markdown(res: dict[str, Any]) -> str:
             'a GPU, compiled, at the micro batch `"auto"` finds, one micro batch per step. MFU = FLOPs/token '
             "(nanoGPT's and nanochat's 6N + 12·L·H·Q·T) × tokens/s ÷ the card's dense bf16 peak above. Bare = "
             "the same compiled model and optimiser on one fixed batch (no data loading, no logging): "
-            "trainer/bare is the trainer's overhead. First step: compilation included. Graphs: new graphs "
+            "trainer/bare is the trainer's overhead. Compile: the first step's seconds less one step's (the "
+            "first step's in brackets). Graphs: new graphs "
             "Dynamo compiled for it (0: served by graphs compiled before). Peak: `torch.cuda.max_memory_allocated`.",
             "",
             "| recipe or setting | micro batch | trainer tok/s | trainer MFU | bare tok/s | trainer/bare | peak GiB "
-            "| first step s | graphs |",
+            "| compile s (first step) | graphs |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in _rows(res, "throughput"):
