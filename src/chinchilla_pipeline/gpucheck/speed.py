@@ -119,6 +119,8 @@ def bare_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
     free(dev)
     for _ in range(warmup):
         step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)  # the warm-up's queued kernels stay out of the timed steps
     t0 = time.perf_counter()
     for _ in range(steps):
         loss = step()
