@@ -241,6 +241,7 @@ def _add_bench_prefetch(sub) -> None:
         default="matmul",
         help="matmul: CPU training (the cores busy); sleep: a GPU's step (the host idle)",
     )
+    p.add_argument("--cached", action="store_true", help="keep the shards in the page cache: the thread's overhead")
 
     def run(a):
         from ..train.bench_prefetch import bench_prefetch
@@ -255,6 +256,7 @@ def _add_bench_prefetch(sub) -> None:
             rounds=a.rounds,
             compute_ms=a.compute_ms,
             stand_in=a.stand_in,
+            cached=a.cached,
         )
         return 0
 
