@@ -41,19 +41,26 @@ def open_encoder(name: str, tokenizer_json: str, parallel: bool) -> BatchEncoder
 
     ``parallel``: use the library's own threads (False in worker processes, which are the parallelism).
     Special tokens in the text (``<|endoftext|>``) become their ids with both, as ``encode`` does in HF.
+    gigatoken leaves the documents of the Unicode gap (``unicode_gap.py``) to HF.
     """
     if name == "gigatoken":
         import gigatoken
 
+        from .unicode_gap import gap_documents, splice
+
         tok = gigatoken.Tokenizer.from_json(tokenizer_json)
+        reference = open_encoder("hf", tokenizer_json, parallel)  # for the few documents of the Unicode gap
 
         def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             import awkward as ak
 
             layout = ak.to_layout(tok.encode_batch(texts, parallel=parallel))  # ListOffsetArray of uint32
             offsets = np.asarray(layout.offsets.data)
-            ids = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
-            return ids.astype(np.uint32, copy=False), np.diff(offsets).astype(np.int64)
+            ids = np.asarray(layout.content.data)[offsets[0] : offsets[-1]].astype(np.uint32, copy=False)
+            lens = np.diff(offsets).astype(np.int64)
+            if gap := gap_documents(texts):
+                ids, lens = splice(ids, lens, gap, *reference([texts[i] for i in gap]))
+            return ids, lens
 
         return encode
     import os
