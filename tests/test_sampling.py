@@ -87,25 +87,37 @@ def test_reddit_sample_of_a_few_percent_holds_every_year_and_month_in_proportion
             assert all(0.5 <= r <= 2 for r in ratio.values()), (split, ratio)
 
 
-@pytest.mark.parametrize("world_size", [3, 4])
-def test_ranks_read_disjoint_units_of_replicas_with_the_real_file_counts(tmp_path_factory, monkeypatch, world_size):
-    """Wikipedia's 41 files, PG-19's 23 and BookCorpus's 10, split by row groups: each rank iterates its own
-    units only (no more than ceil(units / W)), the parts are disjoint and together the one-rank documents."""
-    root = build_mirror(tmp_path_factory.mktemp("hub"))
-    monkeypatch.setenv(hub.MIRROR_ENV, str(root))
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory) -> Path:
+    return build_mirror(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture
+def on_mirror(mirror, monkeypatch) -> Path:
+    monkeypatch.setenv(hub.MIRROR_ENV, str(mirror))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "_resolved", {})
-    for name, files in (("phase_a_wikipedia_1b", 41), ("phase_a_pg19_500m", 23), ("phase_a_bookcorpus_500m", 10)):
-        path = ROOT / f"config/datasets/{name}.json"
-        cfg = load_config(DatasetConfig, path)
-        whole, listed = sources.document_dataset(cfg, path)
-        assert len(listed) == files
+    return mirror
+
+
+@pytest.mark.parametrize(
+    "name, files", [("phase_a_wikipedia_1b", 41), ("phase_a_pg19_500m", 23), ("phase_a_bookcorpus_500m", 10)]
+)
+def test_ranks_read_disjoint_units_of_replicas_with_the_real_file_counts(on_mirror, name, files):
+    """Wikipedia's 41 files, PG-19's 23 and BookCorpus's 10, split by row groups for W = 3 and 4: each rank
+    iterates its own units only (no more than ceil(units / W)), the parts are disjoint and together the one-rank
+    documents."""
+    path = ROOT / f"config/datasets/{name}.json"
+    cfg = load_config(DatasetConfig, path)
+    whole, listed = sources.document_dataset(cfg, path)
+    assert len(listed) == files
+    one = sorted(d for b in sources.iter_documents(cfg, path) for d in b)
+    for world_size in (3, 4):
         parts = [sources.document_dataset(cfg, path, r, world_size)[0] for r in range(world_size)]
         assert sum(p.num_shards for p in parts) == whole.num_shards >= files
         assert max(p.num_shards for p in parts) <= -(-whole.num_shards // world_size)
         docs = [[d for b in sources.iter_documents(cfg, path, r, world_size) for d in b] for r in range(world_size)]
-        assert sorted(d for p in docs for d in p) == sorted(d for b in sources.iter_documents(cfg, path) for d in b)
-        assert len({d for p in docs for d in p}) == len({d for b in sources.iter_documents(cfg, path) for d in b})
+        assert sorted(d for p in docs for d in p) == one
 
 
 def test_reddit_ranks_each_read_every_file_and_keep_the_sample_they_own(tmp_path, monkeypatch):
@@ -124,14 +136,10 @@ def test_reddit_ranks_each_read_every_file_and_keep_the_sample_they_own(tmp_path
     assert json.loads(path.read_text())["sample_rate"] == cfg.sample_rate == 0.04
 
 
-def test_parquet_prefix_is_drawn_from_row_groups_of_every_part_of_the_source(tmp_path_factory, monkeypatch):
+def test_parquet_prefix_is_drawn_from_row_groups_of_every_part_of_the_source(on_mirror):
     """Wikipedia's replica (41 files in article order, row groups of 8) with a shuffle buffer of 16 documents: the
     first fifth of the stream comes from every fifth of the articles (at least half its share), which reading the
     files one after another (the unit shuffle left out) would not give."""
-    root = build_mirror(tmp_path_factory.mktemp("hub"))
-    monkeypatch.setenv(hub.MIRROR_ENV, str(root))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "_resolved", {})
     path = ROOT / "config/datasets/phase_a_wikipedia_1b.json"
     cfg = load_config(DatasetConfig, path).model_copy(update={"shuffle_buffer": 16, "validation_docs": 0})
     docs = [d for b in sources.iter_documents(cfg, path) for d in b]
