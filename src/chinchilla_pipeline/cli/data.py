@@ -183,10 +183,13 @@ def _add_bench_prepare(sub) -> None:
     p = sub.add_parser("bench-prepare", help="prepare end to end against raw encode_batch; peak RSS at two sizes")
     p.add_argument("--corpus", default="tests/fixtures/pydoc_topics.jsonl.gz", help="jsonl(.gz) with a 'text' field")
     p.add_argument("--repeat", type=int, default=96, help="times the corpus file is read (the run's size)")
-    p.add_argument("--vocab_size", type=int, default=8192, help="of the BPE trained on the corpus first")
+    p.add_argument("--vocab_size", type=int, help="of the BPE trained on the corpus first (default: 6,701)")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/prepare rounds; the best of each counts")
     p.add_argument("--workers", type=int, help="prepare's tokenizer processes (default: one per core)")
     p.add_argument("--validation_docs", type=int, default=0, help="held out first; their duplicates are dropped")
+    p.add_argument(
+        "--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS), help="measured in turn (default: both)"
+    )
 
     def run(a):
         from ..data.bench_prepare import bench_prepare
@@ -199,10 +202,11 @@ def _add_bench_prepare(sub) -> None:
         return bench_prepare(
             a.corpus,
             repeat=a.repeat,
-            vocab_size=a.vocab_size,
+            **({"vocab_size": a.vocab_size} if a.vocab_size else {}),
             rounds=a.rounds,
             workers=a.workers,
             validation_docs=a.validation_docs,
+            encoders=tuple(a.encoders),
         )
 
     p.set_defaults(func=run)

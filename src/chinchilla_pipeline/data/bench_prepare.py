@@ -1,13 +1,15 @@
 """``chinchilla bench-prepare``: `prepare` against the tokenizer's raw `encode_batch` on the same corpus.
 
-Prints: raw encode_batch_fast tokens/s on all cores (texts already in memory), the
+For each encoder (``--encoders gigatoken hf``), prints: raw tokens/s on all cores (texts already in memory), the
 pipeline's end-to-end tokens/s (stream, shuffle, tokenize, write shards, checksums),
 their ratio (target >= 0.85), and the peak RSS of `prepare` (its process and its
 tokenizer workers together) for two corpus sizes 4x apart (flat memory means about
 the same figure). Raw and pipeline alternate for --rounds rounds; the best of each
 counts, as other jobs on the machine only ever slow a round down. ``--validation_docs N``
 holds out the first N documents (prepare then hashes every document and drops training copies
-of them; raw encodes the same training documents): the cost of data/hygiene.py.
+of them; raw encodes the same training documents): the cost of data/hygiene.py. For gigatoken, also
+prepare with the id check off (``id_check.py``: the first 4 MB and 1 document in 1,000 encoded again
+with HF) and the CPU seconds of its parts: HF on the first 4 MB, the Unicode-gap scan of every document.
 
     make bench-prepare
     chinchilla bench-prepare --corpus data/demo_corpus/books.jsonl.gz --repeat 8
@@ -58,7 +60,7 @@ def cpu_s(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list[float]:
+def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None, encoder: str) -> list[float]:
     """Run `prepare` in a fresh process; its and its workers' summed RSS every 20 ms (MB)."""
     cmd = [
         sys.executable,
@@ -72,6 +74,8 @@ def rss_samples_mb(cfg: Path, tok: Path, out: Path, workers: int | None) -> list
         str(tok),
         "--out_dir",
         str(out),
+        "--encoder",
+        encoder,
     ] + (["--workers", str(workers)] if workers else [])
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     samples = []
@@ -86,17 +90,21 @@ def bench_prepare(
     corpus: str | Path,
     *,
     repeat: int = 96,
-    vocab_size: int = 8192,
+    vocab_size: int = 6_701,  # every merge the test corpus yields at min_frequency 2 (tokenizer-train refuses more)
     rounds: int = 3,
     workers: int | None = None,
     validation_docs: int = 0,
+    encoders: tuple[str, ...] = ("gigatoken", "hf"),
 ) -> int:
     """``chinchilla bench-prepare``: print prepare's throughput against raw ``encode_batch`` and peak RSS."""
     os.environ["TOKENIZERS_PARALLELISM"] = "true"  # the raw baseline on all cores, whatever the shell set
 
     from ..schema import load_config
+    from ..tokenizer.encoders import open_encoder, resolve_encoder
     from ..tokenizer.load import load_tokenizer
     from ..tokenizer.train import train_tokenizer
+    from ..tokenizer.unicode_gap import gap_documents
+    from . import id_check
     from .config import DatasetConfig
     from .hygiene import ValidationFilter, document_hash
     from .manifest import ManifestSummary
@@ -131,31 +139,70 @@ def bench_prepare(
             for t in texts:
                 document_hash(t)
             hash_cpu.append(cpu_s(resource.RUSAGE_SELF) - c0)
-        raw_rounds, pipe_rounds, raw_cpu, pipe_cpu = [], [], {}, {}  # cpu: round's seconds -> CPU seconds
-        for _ in range(rounds):
-            t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
-            raw_tokens = 0
-            for i in range(0, len(texts), cfg.batch_docs):
-                raw_tokens += sum(
-                    len(e.ids)
-                    for e in tok.tokenizer.encode_batch_fast(texts[i : i + cfg.batch_docs], add_special_tokens=False)
-                )
-            raw_rounds.append(time.perf_counter() - t0)
-            raw_cpu[raw_rounds[-1]] = cpu_s(resource.RUSAGE_SELF) - c0
+        json_text = tok.path.read_text(encoding="utf-8")
 
-            t0, c0, w0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
-            m = prepare_dataset(cfg, cfg_path, d / "tok", d / "out", overwrite=True, workers=workers, progress=False)
-            pipe_rounds.append(time.perf_counter() - t0)
-            pipe_cpu[pipe_rounds[-1]] = (cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0)
-            train = ManifestSummary.of(m).train
-            pipe_tokens = train.num_tokens - train.num_docs  # no end-of-text
-            assert pipe_tokens == raw_tokens, (pipe_tokens, raw_tokens)
-        del texts
-        raw_s, pipe_s = min(raw_rounds), min(pipe_rounds)
+        def measure(encoder: str, check: bool = True) -> dict:
+            """Best of ``rounds`` alternating raw/prepare rounds: seconds, CPU seconds, tokens."""
+            encode = open_encoder(encoder, json_text, parallel=True)
+            r = {"raw": [], "pipe": [], "raw_cpu": {}, "pipe_cpu": {}}  # cpu: round's seconds -> CPU seconds
+            saved = id_check.CHECK_FIRST_CHARS, id_check.CHECK_EVERY
+            if not check:  # only document 0 is checked
+                id_check.CHECK_FIRST_CHARS, id_check.CHECK_EVERY = 0, 1 << 62
+            try:
+                for _ in range(rounds):
+                    t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF)
+                    raw_tokens = sum(
+                        int(encode(texts[i : i + cfg.batch_docs])[1].sum())
+                        for i in range(0, len(texts), cfg.batch_docs)
+                    )
+                    r["raw"].append(time.perf_counter() - t0)
+                    r["raw_cpu"][r["raw"][-1]] = cpu_s(resource.RUSAGE_SELF) - c0
+                    t0, c0, w0 = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
+                    m = prepare_dataset(
+                        cfg,
+                        cfg_path,
+                        d / "tok",
+                        d / "out",
+                        overwrite=True,
+                        workers=workers,
+                        progress=False,
+                        encoder=encoder,
+                    )
+                    r["pipe"].append(time.perf_counter() - t0)
+                    r["pipe_cpu"][r["pipe"][-1]] = (
+                        cpu_s(resource.RUSAGE_SELF) - c0,
+                        cpu_s(resource.RUSAGE_CHILDREN) - w0,
+                    )
+                    train = ManifestSummary.of(m).train
+                    assert train.num_tokens - train.num_docs == raw_tokens, (train.num_tokens, raw_tokens)  # no eot
+            finally:
+                id_check.CHECK_FIRST_CHARS, id_check.CHECK_EVERY = saved
+            return {**r, "raw_tokens": raw_tokens, "manifest": m, "sha256": m["splits"]["train"]["shards"]}
+
+        encoders = tuple(resolve_encoder(e) for e in encoders)
+        results = {e: measure(e) for e in encoders}
+        if "gigatoken" in encoders:
+            results["gigatoken, id check off"] = measure("gigatoken", check=False)
+            hf = open_encoder("hf", json_text, parallel=False)
+            first, num_chars = [], 0
+            for t in texts:  # what the workers encode again with HF before the first shard
+                if num_chars >= id_check.CHECK_FIRST_CHARS:
+                    break
+                first.append(t)
+                num_chars += len(t)
+            c0 = cpu_s(resource.RUSAGE_SELF)
+            hf(first)
+            first_cpu = cpu_s(resource.RUSAGE_SELF) - c0
+            c0 = cpu_s(resource.RUSAGE_SELF)
+            num_gap = len(gap_documents(texts))
+            gap_cpu = cpu_s(resource.RUSAGE_SELF) - c0
+        shards = [r["sha256"] for r in results.values()]
+        assert all(x == shards[0] for x in shards), "the encoders wrote different shards"
+        m, raw_tokens = results[encoders[0]]["manifest"], results[encoders[0]]["raw_tokens"]
 
         quarter = max(1, repeat // 4)
-        small = rss_samples_mb(write_config(d, "rss1", corpus, quarter), d / "tok", d / "o1", workers)
-        large = rss_samples_mb(write_config(d, "rss4", corpus, 4 * quarter), d / "tok", d / "o4", workers)
+        small = rss_samples_mb(write_config(d, "rss1", corpus, quarter), d / "tok", d / "o1", workers, encoders[0])
+        large = rss_samples_mb(write_config(d, "rss4", corpus, 4 * quarter), d / "tok", d / "o4", workers, encoders[0])
         half = len(large) // 2
 
     print(
@@ -167,21 +214,31 @@ def bench_prepare(
     def rounds(seconds: list[float]) -> str:
         return ", ".join(f"{raw_tokens / s / 1e6:.3f}" for s in seconds)
 
+    for name, r in results.items():
+        raw_s, pipe_s = min(r["raw"]), min(r["pipe"])
+        main_cpu, workers_cpu = r["pipe_cpu"][pipe_s]
+        print(f"{name}:")
+        raw = f"{raw_tokens / raw_s / 1e6:.3f} M tokens/s (rounds: {rounds(r['raw'])})"
+        print(f"  raw (all cores, texts in memory): {raw}")
+        print(
+            f"  prepare end to end (stream, tokenize, write, sha256): {raw_tokens / pipe_s / 1e6:.3f} M tokens/s "
+            f"(rounds: {rounds(r['pipe'])}); ratio pipeline / raw {raw_s / pipe_s:.3f}"
+        )
+        print(
+            f"  CPU seconds of the best rounds: raw {r['raw_cpu'][raw_s]:.2f} in {raw_s:.2f} s; prepare "
+            f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s"
+        )
+    if "gigatoken" in results:
+        on, off = min(results["gigatoken"]["pipe"]), min(results["gigatoken, id check off"]["pipe"])
+        print(
+            f"id check: prepare {on:.2f} s with it, {off:.2f} s without ({(on / off - 1) * 100:+.1f}%); HF on the "
+            f"first {id_check.CHECK_FIRST_CHARS / 1e6:.0f} MB of text {first_cpu:.2f} CPU-s, 1 document in "
+            f"{id_check.CHECK_EVERY:,} after it; Unicode-gap scan of every document {gap_cpu:.2f} CPU-s "
+            f"({num_gap:,} documents in the gap, encoded by HF)"
+        )
     print(
-        f"raw encode_batch_fast (all cores, texts in memory): {raw_tokens / raw_s / 1e6:.3f} M tokens/s "
-        f"(rounds: {rounds(raw_rounds)})"
-    )
-    print(
-        f"prepare end to end (stream, tokenize, write, sha256):  {pipe_tokens / pipe_s / 1e6:.3f} M tokens/s "
-        f"(rounds: {rounds(pipe_rounds)})"
-    )
-    print(f"ratio pipeline / raw: {raw_s / pipe_s:.3f} (target >= 0.85)")
-    main_cpu, workers_cpu = pipe_cpu[pipe_s]
-    print(
-        f"CPU seconds of the best rounds: raw {raw_cpu[raw_s]:.2f} (tokenizer threads) in {raw_s:.2f} s; prepare "
-        f"{main_cpu:.2f} main process + {workers_cpu:.2f} workers in {pipe_s:.2f} s; the reader alone "
-        f"{reader_cpu:.2f} ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second); sha256 of every "
-        f"document (data/hygiene.py) {min(hash_cpu):.3f}"
+        f"the reader alone {reader_cpu:.2f} CPU-s ({num_bytes / 1e6 / reader_cpu:.0f} MB of text per CPU-second); "
+        f"sha256 of every document (data/hygiene.py) {min(hash_cpu):.3f} CPU-s; the same shards with every encoder"
     )
     print(
         f"peak RSS of prepare and its workers: {max(small):.0f} MB at x{quarter}, {max(large):.0f} MB at "
