@@ -143,3 +143,21 @@ def test_a_wrong_id_stops_prepare_with_one_line_and_keeps_complete_shards(tmp_pa
     ds, tok = open_prepared(out), load_tokenizer(tokenizer_dir).tokenizer
     stream = shard_docs(ds, "validation") + shard_docs(ds, "train")
     assert MARKER in tok.decode(stream[int(found[1].replace(",", ""))].tolist())
+
+
+def test_without_gigatoken_hf_is_the_default_with_one_line_and_asking_for_it_is_refused(monkeypatch, caplog):
+    import importlib.util
+
+    from chinchilla_pipeline.errors import UserError
+    from chinchilla_pipeline.tokenizer import encoders
+
+    assert encoders.resolve_encoder(None) == "gigatoken"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "gigatoken" else real(name))
+    with caplog.at_level("INFO", logger=encoders.__name__):
+        assert encoders.resolve_encoder(None) == "hf"
+    assert [r.getMessage() for r in caplog.records] == [
+        "gigatoken is not installed: encoding with HF tokenizers (the same ids, 24-35x slower)"
+    ]
+    with pytest.raises(UserError, match="gigatoken is not installed"):
+        encoders.resolve_encoder("gigatoken")

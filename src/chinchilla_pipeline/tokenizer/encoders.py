@@ -1,8 +1,9 @@
 """Two encoders of the one ``tokenizer.json``: HF ``tokenizers`` (the reference) and gigatoken (the default).
 
-gigatoken reads the same file and gives the same ids about 24x faster (20k real documents, measured;
-BENCHMARKS.md has this project's figures). The file on disk never changes, so a run can switch encoders
-at any time; ``prepare`` compares the two on a sample of every run (``data/id_check.py``).
+gigatoken reads the same file and gives the same ids 24-35x faster (24x on 20k real documents; 35x on the
+test corpus on 2 cores: BENCHMARKS.md, *gigatoken against HF tokenizers*). The file on disk never changes,
+so a run can switch encoders at any time; ``prepare`` compares the two on a sample of every run
+(``data/id_check.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def resolve_encoder(name: str | None) -> str:
     have_gigatoken = importlib.util.find_spec("gigatoken") is not None
     if name is None:
         if not have_gigatoken:
-            log.info("gigatoken is not installed: encoding with HF tokenizers (same ids, ~24x slower)")
+            log.info("gigatoken is not installed: encoding with HF tokenizers (the same ids, 24-35x slower)")
         return "gigatoken" if have_gigatoken else "hf"
     if name not in ENCODERS:
         raise UserError(f"expected one of {', '.join(ENCODERS)}, got {name!r}", field="--encoder")
