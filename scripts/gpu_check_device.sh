@@ -12,6 +12,6 @@ PYTHONUNBUFFERED=1 timeout -k 10 "${GPU_CHECK_CUT_S:-400}" scripts/gpu_check.sh 
   tee "$OUT/gpu_check.log"
 rc=${PIPESTATUS[0]}
 cp "$results/gpu_check.json" "$results/gpu_check.md" "$OUT/" || echo "no results were written (exit $rc)" >&2
-[ -d "$results/work/runs/logs" ] && tar -czf "$OUT/gpu_check_logs.tar.gz" -C "$results/work/runs" logs
+(cd "$results" && [ -d work/runs/logs ] && tar -czf "$OUT/gpu_check_logs.tar.gz" work/runs/logs) # the runs' logs
 echo "gpu-check exit $rc; in \$OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit "$rc"
