@@ -151,13 +151,13 @@ def test_a_sigkill_at_a_random_moment_leaves_a_readable_partial_result(tmp_path)
             time.sleep(0.05)
         time.sleep(random.Random().uniform(0, KILL_DEADLINE_S))
     finally:
-        os.kill(proc.pid, signal.SIGSTOP)  # frozen: its list of runs cannot change while they are killed
-        runs = smoke._descendants(proc.pid)
-        for pid in runs:
-            os.kill(pid, signal.SIGSTOP)
-        runs = smoke._descendants(proc.pid)
-        for pid in [proc.pid, *runs]:
-            os.kill(pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen (or a zombie): its list of runs cannot change while killed
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in smoke._descendants(proc.pid) + ([proc.pid] if sig == signal.SIGKILL else []):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:  # ended (and reaped) meanwhile
+                    pass
         proc.wait()
     res = _partial(out / "gpu_check.json")
     assert res["complete"] or "stopped" not in res
