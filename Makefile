@@ -85,7 +85,7 @@ preflight: ## before GPU spend: data prepared and verified, epochs per source, t
 	$(CLI) preflight --config_path $(CURRICULUM) --tokenizer $(TOK) --out_dir $(RUNS) \
 		--gpu_check $(GPU_CHECK_OUT)/gpu_check.json $(PREFLIGHT_FLAGS)
 
-bench-prepare: ## prepare vs raw encode_batch throughput, and peak RSS at two sizes 4x apart
+bench-prepare: ## prepare vs raw encoding, gigatoken and HF; the id check's cost; peak RSS at two sizes 4x apart
 	$(CLI) bench-prepare
 
 test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_samples 100
