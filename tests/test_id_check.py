@@ -22,9 +22,24 @@ from test_prepare import run_prepare, shard_docs, tree_bytes
 MARKER = "MARKER"  # the one document whose ids the broken encoder changes
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_gigatoken_gives_hf_ids_on_hard_text(tokenizer_dir, seed):
-    json_text = load_tokenizer(tokenizer_dir).path.read_text()
+@pytest.fixture(scope="module")
+def larger_tokenizer(tmp_path_factory):
+    """A 4,096-token BPE of the test corpus (the session's has 1,024): more merges, more ways to differ."""
+    from chinchilla_pipeline.tokenizer.train import train_tokenizer
+
+    d = tmp_path_factory.mktemp("tok4096")
+    cfg = write_dataset_config(d, "tokenizer_text_4096", validation_docs=20)
+    mix = d / "mix.json"
+    mix.write_text(
+        json.dumps({"vocab_size": 4096, "max_samples": 700, "report_docs": 20, "sources": [{"config": str(cfg)}]})
+    )
+    train_tokenizer(mix, d / "tokenizer")
+    return d / "tokenizer"
+
+
+@pytest.mark.parametrize("seed,size", [(0, "1024"), (1, "1024"), (2, "4096"), (3, "4096")])
+def test_gigatoken_gives_hf_ids_on_hard_text(tokenizer_dir, larger_tokenizer, seed, size):
+    json_text = load_tokenizer(tokenizer_dir if size == "1024" else larger_tokenizer).path.read_text()
     docs = hard_texts(seed)
     fast_ids, fast_lens = open_encoder("gigatoken", json_text, parallel=True)(docs)
     ref_ids, ref_lens = open_encoder("hf", json_text, parallel=True)(docs)
