@@ -31,9 +31,14 @@ def _train(root, prefetch: bool, phases: list[str | None]):
     return records, [load_checkpoint(p) for _, p in list_checkpoints(run)]
 
 
+@pytest.fixture(scope="module")
+def without_prefetch(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("off"), False, [None])
+
+
 @pytest.mark.parametrize("phases", [[None], ["a", "b"]])  # one invocation; one per phase (reads stop at each end)
-def test_losses_epochs_and_checkpoints_are_bitwise_those_without_prefetch(tmp_path, phases):
-    off_records, off_ckpts = _train(tmp_path / "off", False, [None])
+def test_losses_epochs_and_checkpoints_are_bitwise_those_without_prefetch(tmp_path, phases, without_prefetch):
+    off_records, off_ckpts = without_prefetch
     on_records, on_ckpts = _train(tmp_path / "on", True, phases)
     assert on_records == off_records  # losses and gradient norms as floats: equal to the last bit
     assert sum(r["type"] == "epoch" for r in on_records) >= 8  # each source's new epochs, logged at the same steps
