@@ -7,6 +7,7 @@ import pytest
 
 from chinchilla_pipeline.data.manifest import write_token_dataset
 from chinchilla_pipeline.data.reader import open_prepared
+from chinchilla_pipeline.train.mixture import Mixture, Piece
 from chinchilla_pipeline.train.sampler import TokenStream, WeightedMultiDatasetSampler
 
 CTX = 8
@@ -78,7 +79,7 @@ def test_state_restores_the_same_next_batches(tmp_path):
     b = make(tmp_path, [0.5, 0.3, 0.2])
     b.load_state_dict(state)
     assert all(np.array_equal(e, b.next_step(16)[0]) for e in expected)
-    assert set(state) == {"position", "drawn", "offset", "names"}
+    assert set(state) == {"position", "drawn", "used", "names"}
 
 
 def test_peek_names_the_next_picks_without_moving_the_state(tmp_path):
@@ -95,14 +96,19 @@ def test_peek_names_the_next_picks_without_moving_the_state(tmp_path):
     assert a.state_dict() == b.state_dict() and a.epoch_events == b.epoch_events != []
 
 
-def test_offset_continues_a_source_across_phases(tmp_path):
+def test_a_source_shared_by_two_phases_continues_where_it_stopped(tmp_path):
     whole = make(tmp_path, [1], windows=(50,))
     rows = whole.next_step(40)[0]
-    first = make(tmp_path, [1], windows=(50,))
-    part1 = first.next_step(25)[0]
-    second = make(tmp_path, [1], windows=(50,), offset=[first.consumed()["s0"]])
-    part2 = second.next_step(15)[0]
-    assert np.array_equal(np.concatenate([part1, part2]), rows)
+    w = (1.0, 0.0)  # phase 1: s0 alone; phase 2 (from sequence 25): s0 and s1 half and half
+    mixture = Mixture(
+        ["s0", "s1"], [Piece(0, 25, w, w, (0, 1), True), Piece(25, None, (0.5, 0.5), (0.5, 0.5), (0, 1), True)]
+    )
+    streams = [arange_stream(tmp_path, n, k, base=10000 * (i + 1)) for i, (n, k) in enumerate([("s0", 50), ("s1", 30)])]
+    both = WeightedMultiDatasetSampler(["s0", "s1"], streams, mixture, context=CTX, seed=1)
+    part1 = both.next_step(25)[0]
+    part2, src = both.next_step(30)
+    assert np.array_equal(np.concatenate([part1, part2[src == 0]]), rows)
+    assert both.consumed() == {"s0": 40, "s1": 15}
 
 
 @pytest.mark.parametrize("world", [2, 4])

@@ -18,6 +18,7 @@ from ..data.config import NAME_PATTERN
 from ..errors import UserError
 from ..model.config import ModelConfig, load_model_config
 from ..schema import StrictModel, load_config
+from .mixture import Mixture, run_mixture
 
 # The seed's rule, Chinchilla's ~20 tokens per parameter (124M x 20 = 2.48B tokens).
 DEFAULT_TOKENS_PER_PARAM = 20.0
@@ -60,11 +61,32 @@ class SourceConfig(StrictModel):
 
 
 class PhaseConfig(StrictModel):
-    """A phase: a share of the total budget drawn from its sources with their weights."""
+    """A phase: a share of the total budget drawn from its sources with their weights.
+
+    ``blend_in``: the switch from the previous phase is a linear ramp of the weights over this many
+    tokens ("40M", 40000000) or this share of the run's tokens ("10%"), centred on the boundary
+    (train/mixture.py); None: a hard switch at the boundary.
+    """
 
     name: str = Field(pattern=NAME_PATTERN)
     share: float = Field(gt=0, le=1)
     sources: list[SourceConfig] = Field(min_length=1)
+    blend_in: Optional[Union[int, str]] = None
+
+    @field_validator("blend_in", mode="before")
+    @classmethod
+    def _parse_blend(cls, v):
+        if v is None:
+            return None
+        if isinstance(v, str) and v.strip().endswith("%"):
+            share = float(v.strip()[:-1])
+            if not 0 < share <= 100:
+                raise ValueError(f"a share of the run's tokens is in (0%, 100%], got {v!r}")
+            return f"{share:g}%"
+        tokens = parse_token_count(v)
+        if tokens <= 0:
+            raise ValueError(f"tokens must be > 0, got {v!r}")
+        return tokens
 
     @model_validator(mode="after")
     def _unique_sources(self):
@@ -170,6 +192,9 @@ class ScheduleConfig(StrictModel):
     # WSD only: the lr stays at its peak until this share of the steps, then decays
     # linearly to min_lr (0.9 = a decay over the last 10%, as MiniCPM).
     decay_start_share: float = Field(default=0.9, gt=0, lt=1)
+    # WSD only: the decay runs over exactly this phase, the last (an anneal phase, e.g. on the high-quality
+    # mix, as OLMo 2's mid-training and MiniCPM's decay); it replaces decay_start_share.
+    decay_phase: Optional[str] = Field(default=None, pattern=NAME_PATTERN)
 
 
 class EvalConfig(StrictModel):
@@ -224,6 +249,14 @@ class CurriculumConfig(StrictModel):
     @model_validator(mode="after")
     def _check_phases(self):
         check_phase_shares([p.name for p in self.phases], [p.share for p in self.phases])
+        if self.schedule.decay_phase is not None:
+            if self.schedule.kind != "wsd":
+                raise ValueError('schedule.decay_phase needs "kind": "wsd"')
+            if self.schedule.decay_phase != self.phases[-1].name:
+                raise ValueError(
+                    f"schedule.decay_phase '{self.schedule.decay_phase}' must name the last phase "
+                    f"('{self.phases[-1].name}'): the decay ends with the run"
+                )
         paths: dict[str, str] = {}
         for p in self.phases:
             for s in p.sources:
@@ -332,6 +365,13 @@ def make_plan(
                 field="phases",
             )
     total = bounds[-1][1]
+    try:
+        run_mixture(cfg.phases, bounds, tps // ctx, target, ctx)
+    except ValueError as err:
+        raise UserError(str(err), path=path, field="phases.blend_in") from None
+    decay_start = round(cfg.schedule.decay_start_share * total)
+    if cfg.schedule.decay_phase is not None:
+        decay_start = bounds[-1][0]
     return RunPlan(
         context=ctx,
         micro_batch_size=mb,
@@ -343,8 +383,13 @@ def make_plan(
         total_steps=total,
         phase_steps=tuple(bounds),
         warmup_steps=round(cfg.schedule.warmup_share * total),
-        decay_start_step=round(cfg.schedule.decay_start_share * total),
+        decay_start_step=decay_start,
     )
+
+
+def plan_mixture(cfg: CurriculumConfig, plan: RunPlan) -> Mixture:
+    """The run's target weights at every sequence (train/mixture.py), for the sampler and the report."""
+    return run_mixture(cfg.phases, plan.phase_steps, plan.sequences_per_step, plan.target_tokens, plan.context)
 
 
 def load_curriculum(path: str | Path) -> tuple[CurriculumConfig, ModelConfig]:

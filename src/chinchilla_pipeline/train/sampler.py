@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.shards import Shard
+from .mixture import Mixture
 
 Pick = tuple[int, int]  # (source index, first token of its window in the source's stream)
 
@@ -44,25 +45,29 @@ class TokenStream:
 
 
 class WeightedMultiDatasetSampler:
-    """The global stream of training sequences of one phase, blended from its sources.
+    """The global stream of training sequences of a whole run, blended from its sources by a ``Mixture``.
 
     - **Weights mean tokens**, not documents: every sequence has the same
-      length, so a weight of 2/3 gives 2/3 of the phase's sequences and tokens.
+      length, so a weight of 2/3 gives 2/3 of the sequences and tokens.
     - **Exact proportions**: sequence p goes to the source with the largest
-      deficit ``w_s · (p + 1) - drawn_s`` (Megatron's greedy blending; ties to
-      the first source), which keeps every prefix of the stream within one
-      sequence of ``w_s`` x its length, for every source.
+      deficit ``target_s(p) - drawn_s`` (Megatron's greedy blending; ties to
+      the first source of the mixture's order there), where ``target_s(p)`` is
+      the source's weight summed over the sequences since the last restart
+      (train/mixture.py: a hard phase boundary restarts it; a ramp does not).
+      That keeps every prefix of the stream within one sequence of each
+      source's target, for fixed and ramped weights alike.
     - **Order within a source**: a permutation of its windows seeded by
       (seed, crc32(source name), epoch). No window repeats inside an epoch; a
       source that runs out starts epoch e + 1 with a different permutation,
-      recorded in ``epoch_events``. ``offset`` carries the windows a source
-      used in earlier phases, so a source shared by two phases keeps going.
-    - **State**: ``position`` (sequences drawn in this phase), ``drawn`` and
-      ``offset`` per source: a few integers (``state_dict``). Restoring them
+      recorded in ``epoch_events``. A source shared by two phases keeps going
+      where it stopped.
+    - **State**: ``position`` (sequences drawn in the run), ``drawn`` (per
+      source since the last restart) and ``used`` (per source in the run): a
+      few integers, the whole data position (``state_dict``). Restoring them
       gives exactly the sequences an unbroken run gives next.
-    - **DDP**: ``next_step(n, rank, world)`` advances the global stream by
-      ``n`` sequences for every rank alike and returns rank ``rank``'s
-      contiguous slice of them; the stream does not depend on ``world``.
+    - **DDP**: ``take(n, rank, world)`` advances the global stream by ``n``
+      sequences for every rank alike and returns rank ``rank``'s contiguous
+      slice of them; the stream does not depend on ``world``.
     - **Two halves**: ``take`` advances the state and names the windows
       (integers, microseconds); ``read`` copies them from the shards (the slow
       half when pages are not cached), so train/prefetch.py can read step k + 1
@@ -73,18 +78,17 @@ class WeightedMultiDatasetSampler:
         self,
         names: Sequence[str],
         streams: Sequence[TokenStream],
-        weights: Sequence[float],
+        weights: Sequence[float] | Mixture,
         *,
         context: int,
         seed: int,
-        offset: Sequence[int] | None = None,
     ):
-        if len(names) != len(streams) or len(names) != len(weights):
-            raise ValueError("names, streams and weights must have the same length")
-        total = float(sum(weights))
+        mixture = weights if isinstance(weights, Mixture) else Mixture.fixed(names, weights)
+        if len(names) != len(streams) or list(names) != mixture.names:
+            raise ValueError("names, streams and the mixture's sources must match")
         self.names = list(names)
         self.streams = list(streams)
-        self.weights = [float(w) / total for w in weights]
+        self.mixture = mixture
         self.context = context
         self.seed = seed
         self.num_windows = [(s.num_tokens - 1) // context for s in streams]
@@ -93,16 +97,18 @@ class WeightedMultiDatasetSampler:
                 raise ValueError(f"source '{name}' has fewer than context + 1 = {context + 1} train tokens")
         self.position = 0
         self.drawn = [0] * len(names)
-        self.offset = list(offset) if offset is not None else [0] * len(names)
+        self.used = [0] * len(names)
         self.epoch_events: list[dict[str, Any]] = []
         self._perms: dict[int, tuple[int, np.ndarray]] = {}  # source -> (epoch, permutation)
 
     # --- blending -------------------------------------------------------------
     def _next_source(self) -> int:
-        p = self.position + 1
-        best, best_deficit = 0, -float("inf")
-        for s, (w, d) in enumerate(zip(self.weights, self.drawn)):
-            deficit = w * p - d
+        if self.position and self.mixture.restarts_at(self.position):
+            self.drawn = [0] * len(self.names)
+        targets, order = self.mixture.targets(self.position)
+        best, best_deficit = order[0], -float("inf")
+        for s in order:
+            deficit = targets[s] - self.drawn[s]
             if deficit > best_deficit:
                 best, best_deficit = s, deficit
         return best
@@ -120,12 +126,13 @@ class WeightedMultiDatasetSampler:
     def _advance(self) -> tuple[int, int]:
         """Take the next sequence of the global stream: (source, draw count before it)."""
         s = self._next_source()
-        used = self.offset[s] + self.drawn[s]
+        used = self.used[s]
         if used and used % self.num_windows[s] == 0:
             self.epoch_events.append(
                 {"source": self.names[s], "epoch": used // self.num_windows[s], "position": self.position}
             )
         self.drawn[s] += 1
+        self.used[s] += 1
         self.position += 1
         return s, used
 
@@ -145,7 +152,8 @@ class WeightedMultiDatasetSampler:
         (on a copy: a new epoch's permutation is drawn here and again by ``take``, ~0.2 s per million windows
         on the 2-core VM, once per epoch)."""
         ahead = copy.copy(self)
-        ahead.drawn, ahead.epoch_events, ahead._perms = list(self.drawn), [], dict(self._perms)
+        ahead.drawn, ahead.used, ahead.epoch_events, ahead._perms = list(self.drawn), list(self.used), [], {}
+        ahead._perms.update(self._perms)
         return ahead.take(n, rank, world)
 
     def read(self, picks: Sequence[Pick]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,20 +170,20 @@ class WeightedMultiDatasetSampler:
 
     # --- state ----------------------------------------------------------------
     def consumed(self) -> dict[str, int]:
-        """Sequences taken from each source over every phase so far (``offset + drawn``)."""
-        return {n: o + d for n, o, d in zip(self.names, self.offset, self.drawn)}
+        """Sequences taken from each source so far."""
+        return dict(zip(self.names, self.used))
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "position": self.position,
             "drawn": list(self.drawn),
-            "offset": list(self.offset),
+            "used": list(self.used),
             "names": list(self.names),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert state["names"] == self.names, "sampler state belongs to another phase's sources"
+        assert state["names"] == self.names, "sampler state belongs to another set of sources"
         self.position = int(state["position"])
         self.drawn = [int(x) for x in state["drawn"]]
-        self.offset = [int(x) for x in state["offset"]]
+        self.used = [int(x) for x in state["used"]]
         self._perms.clear()

@@ -61,6 +61,10 @@ def fingerprint(cfg: CurriculumConfig, model: ModelConfig, domains: dict[str, Pr
     for phase in recipe["phases"]:
         for source in phase["sources"]:
             del source["path"]
+        if phase["blend_in"] is None:  # unset, it is the hard switch every older checkpoint had
+            del phase["blend_in"]
+    if recipe["schedule"]["decay_phase"] is None:
+        del recipe["schedule"]["decay_phase"]
     return {
         "model": _flat(model.model_dump()),
         "recipe": _flat(recipe),

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..hellaswag.run import training_hook
 from ..model.config import ModelConfig
 from .checkpoint import TrainState, check_fingerprint, latest_intact, list_checkpoints, save_checkpoint
-from .config import CurriculumConfig, RunPlan, make_plan
+from .config import CurriculumConfig, RunPlan, make_plan, plan_mixture
 from .distributed import Dist, all_reduce_sum
 from .metrics import MetricsLog, RateMeter, format_duration, mfu, peak_flops, transition_summary
 from .microbatch import resolve_micro_batch
@@ -112,9 +112,11 @@ class Trainer:
         self.peak = card * dist.world_size if card else None  # tokens/s below are global: every card's peak
         self.flops_per_token = model_cfg.flops_per_token()
         self.step = 0
-        self.sampler: WeightedMultiDatasetSampler | None = None
-        self.sampler_phase = -1
-        self.consumed: dict[str, int] = {name: 0 for name in self.domains}  # sequences, all phases
+        self.phase = -1  # the phase of the last step trained
+        mixture = plan_mixture(cfg, self.plan)  # every source's target weight at every sequence of the run
+        self.sampler = WeightedMultiDatasetSampler(
+            mixture.names, [self.streams[n] for n in mixture.names], mixture, context=self.plan.context, seed=cfg.seed
+        )
         # phase -> {"loss": {domain: nats/token}, "bpb": {domain: bits/byte}} at its end
         self.boundary_evals: dict[str, dict[str, dict[str, float]]] = {}
         self.last_eval: dict[str, dict[str, float]] = {}  # the latest evaluation, same shape
@@ -148,36 +150,33 @@ class Trainer:
         self.raw.load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.step = int(state.step)
-        self.consumed.update({k: int(v) for k, v in state.consumed.items()})
+        self.phase = self.plan.phase_at(self.step - 1) if self.step else -1
         self.boundary_evals = state.boundary_evals
         torch.set_rng_state(state.rng["torch"])
         if self.dist.device.type == "cuda" and "cuda" in state.rng:
             torch.cuda.set_rng_state(state.rng["cuda"])
-        if self.step < self.plan.total_steps and state.sampler["phase"] == self.plan.phase_at(self.step):
-            self._enter_phase(state.sampler["phase"])
-            if state.sampler["names"] != self.sampler.names:
-                raise UserError(
-                    f"was saved mid-phase with sources {state.sampler['names']}, the config now "
-                    f"has {self.sampler.names}: resume from a phase's final checkpoint instead",
-                    path=path,
-                )
-            self.sampler.load_state_dict(state.sampler)
+        sampler = state.sampler if "used" in state.sampler else self._one_phase_state(state)
+        if sampler["names"] != self.sampler.names:
+            raise UserError(
+                f"was saved with sources {sampler['names']}, the config now has {self.sampler.names}", path=path
+            )
+        self.sampler.load_state_dict(sampler)
         self.log.say(f"resumed {path} at step {self.step}")
 
-    # --- loop -------------------------------------------------------------------
-    def _enter_phase(self, i: int) -> None:
-        phase = self.cfg.phases[i]
-        names = [s.name for s in phase.sources]
-        self.sampler = WeightedMultiDatasetSampler(
-            names,
-            [self.streams[n] for n in names],
-            [s.weight for s in phase.sources],
-            context=self.plan.context,
-            seed=self.cfg.seed,
-            offset=[self.consumed[n] for n in names],
-        )
-        self.sampler_phase = i
+    def _one_phase_state(self, state: TrainState) -> dict[str, Any]:
+        """A checkpoint from before the run-wide sampler (one sampler per phase, its position counted from
+        the phase's start) as the run-wide sampler's state. Those curricula had hard switches only."""
+        old = state.sampler
+        start = self.plan.phase_steps[old["phase"]][0] * self.plan.sequences_per_step
+        drawn = dict(zip(old["names"], old["drawn"]))
+        return {
+            "position": start + int(old["position"]),
+            "drawn": [int(drawn.get(n, 0)) for n in self.sampler.names],
+            "used": [int(state.consumed.get(n, 0)) for n in self.sampler.names],
+            "names": self.sampler.names,
+        }
 
+    # --- loop -------------------------------------------------------------------
     def train(self, end: int) -> None:
         """Train from ``self.step`` to ``end`` with evaluations, checkpoints and summaries."""
         plan, cfg = self.plan, self.cfg
@@ -206,11 +205,10 @@ class Trainer:
         self._rate.reset()
         while self.step < end:
             i = plan.phase_at(self.step)
-            if self.sampler_phase != i:
-                self._enter_phase(i)
+            if self.phase != i:
+                self.phase = i
                 self.log.write({"type": "phase_start", "step": self.step, "phase": cfg.phases[i].name})
-            # never past the phase (the next one has another sampler) nor past this invocation's end
-            self.train_step(read_ahead=cfg.speed.prefetch and self.step + 1 < min(end, plan.phase_steps[i][1]))
+            self.train_step(read_ahead=cfg.speed.prefetch and self.step + 1 < end)  # never past this invocation
             phase_end = self.step == plan.phase_steps[i][1]
             if self.step % cfg.log_interval_steps == 0 or phase_end or self.step == end:
                 self.flush(end)
@@ -276,7 +274,7 @@ class Trainer:
                     tokens_per_s=tok_s,
                     mfu=mfu(self.flops_per_token, tok_s, self.peak),
                     tokens_seen=self.tokens_seen(),
-                    phase=self.cfg.phases[self.sampler_phase].name,
+                    phase=self.cfg.phases[self.phase].name,
                 )
             self.log.write(rec)
         for ev in self.sampler.epoch_events:
@@ -285,7 +283,7 @@ class Trainer:
         self.sampler.epoch_events.clear()
         m = mfu(self.flops_per_token, tok_s, self.peak)
         self.log.say(
-            f"[{self.cfg.phases[self.sampler_phase].name}] step {self.step}/{self.plan.total_steps} "
+            f"[{self.cfg.phases[self.phase].name}] step {self.step}/{self.plan.total_steps} "
             f"loss {values[0][last]:.4f} lr {self._pending[last][1]:.2e} gnorm {values[1][last]:.3f} "
             f"{tok_s:,.0f} tok/s"
             + (f" mfu {100 * m:.1f}%" if m is not None else "")
@@ -296,10 +294,7 @@ class Trainer:
 
     def tokens_seen(self) -> dict[str, int]:
         """Training tokens (inputs) drawn from each source over all phases."""
-        seqs = dict(self.consumed)
-        if self.sampler is not None:
-            seqs.update(self.sampler.consumed())
-        return {k: v * self.plan.context for k, v in seqs.items()}
+        return {k: v * self.plan.context for k, v in self.sampler.consumed().items()}
 
     # --- evaluation, checkpoints, transitions ---------------------------------
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -367,7 +362,6 @@ class Trainer:
                 else ""
             )
         )
-        self.consumed.update(self.sampler.consumed())
         self.save(final_of=name)
 
     def save(self, final_of: str | None = None) -> None:
@@ -402,8 +396,8 @@ class Trainer:
             step=self.step,
             model=self.raw.state_dict(),
             optimizer=self.optimizer.state_dict(),
-            sampler={"phase": self.sampler_phase, **self.sampler.state_dict()},
-            consumed={**self.consumed, **self.sampler.consumed()},
+            sampler={"phase": self.phase, **self.sampler.state_dict()},
+            consumed=self.sampler.consumed(),
             tokens_seen=self.tokens_seen(),
             boundary_evals=self.boundary_evals,
             rng=rng,
