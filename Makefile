@@ -50,7 +50,7 @@ PREPARE = $(CLI) prepare --tokenizer $(TOK) --out_dir $(PREP) $(PREPARE_FLAGS)
 
 .PHONY: tokenizer-train-mix prepare-phase-a prepare-phase-b prepare-chinchilla-full \
         prepare-wikipedia-1b prepare-bookcorpus-500m prepare-pg19-500m prepare-c4-1b prepare-forums-500m \
-        estimate-phases verify-data test-max-samples bench-prepare preflight
+        estimate-phases verify-data test-max-samples bench-prepare bench-tokenizer-train preflight
 tokenizer-train-mix: ## byte-level BPE on the mix of all sources (config/tokenizer_mix_pg19.json; BOOKS=bookcorpus: tokenizer_mix.json)
 	$(CLI) tokenizer-train --config_path $(TOKENIZER_MIX) --out_dir $(TOK) $(TOKENIZER_FLAGS)
 
@@ -87,6 +87,20 @@ preflight: ## before GPU spend: data prepared and verified, epochs per source, t
 
 bench-prepare: ## prepare vs raw encoding, gigatoken and HF; the id check's cost; peak RSS at two sizes 4x apart
 	$(CLI) bench-prepare
+
+# datatrove in an env of its own: no dependency of the package or CI; the same tokenizers version as .venv
+DATATROVE_VENV ?= .venv-datatrove
+$(DATATROVE_VENV)/bin/python:
+	python3 -m venv $(DATATROVE_VENV)
+	$(DATATROVE_VENV)/bin/pip install datatrove==0.10.1 orjson \
+	  tokenizers==$$($(PYTHON) -c "import tokenizers; print(tokenizers.__version__)")
+.PHONY: bench-datatrove
+bench-datatrove: $(DATATROVE_VENV)/bin/python ## prepare against datatrove 0.10.1, same 4 files, tokenizer, 2 workers; 3 rounds
+	$(PYTHON) -m chinchilla_pipeline.data.bench_datatrove --datatrove_python $(DATATROVE_VENV)/bin/python
+
+BENCH_TOKENIZER_MIX ?= config/demo/tokenizer_mix.json
+bench-tokenizer-train: demo-corpus ## BPE trainers (tokenizers, gigatoken, rustbpe) on the demo mix: time, RSS, bytes/token, same merges
+	$(CLI) bench-tokenizer-train --config_path $(BENCH_TOKENIZER_MIX) $(BENCH_TOKENIZER_FLAGS)
 
 test-max-samples: ## the seed's offline smoke test: small tokenizer, then --max_samples 100
 	$(CLI) tokenizer-train --config_path config/tokenizer_mix_test.json --out_dir $(DATA)/tokenizer_test
@@ -180,6 +194,13 @@ export: ## RUN_DIR's latest final checkpoint as a Hugging Face GPT-2 directory i
 	$(CLI) export --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --out_dir $(EXPORT_DIR)
 generate: ## sample text from RUN_DIR's latest final checkpoint (PROMPT, GENERATE_FLAGS)
 	$(CLI) generate --checkpoint $(RUN_DIR) --tokenizer $(TOKENIZER) --prompt "$(PROMPT)" $(GENERATE_FLAGS)
+
+# The mean of the last LAST checkpoints' weights (of phase PHASE only, when set): RUN_DIR/averages/last-LAST[_PHASE]/
+LAST  ?= 3
+PHASE ?=
+.PHONY: average-checkpoints
+average-checkpoints: ## RUN_DIR's last LAST checkpoints (PHASE: of that phase) averaged into RUN_DIR/averages/ (docs/training.md)
+	$(CLI) average-checkpoints --run_dir $(RUN_DIR) --last $(LAST) $(if $(PHASE),--phase $(PHASE))
 
 # --- downstream evaluation (docs/evaluation.md) ---
 HELLASWAG       ?= $(DATA)/hellaswag/hellaswag_val.jsonl

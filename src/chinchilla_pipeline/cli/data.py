@@ -45,6 +45,38 @@ def _add_tokenizer_train(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_tokenizer_train(sub) -> None:
+    from ..tokenizer.trainers import TRAINERS
+
+    p = sub.add_parser(
+        "bench-tokenizer-train", help="BPE trainers on one sample of a mix: time, memory, bytes/token, same merges"
+    )
+    config_path_arg(p, default="config/demo/tokenizer_mix.json", help="tokenizer mix config (its sample is read once)")
+    p.add_argument("--max_samples", type=int, help="override the mix's total documents")
+    p.add_argument("--vocab_size", type=int, help="override the mix's vocabulary")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (the order rotates); the best counts")
+    p.add_argument(
+        "--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS), help="measured in turn (default: all)"
+    )
+    p.add_argument("--out_path", help="also write the measurements as JSON here")
+
+    def run(a):
+        import json
+
+        from ..tokenizer.bench_train import bench_train, format_bench, mix_sample
+
+        positive(a, "max_samples", "vocab_size", "rounds")
+        report = bench_train(mix_sample(a.config_path, a.max_samples, a.vocab_size), tuple(a.trainers), a.rounds)
+        report["config_path"] = a.config_path
+        print(format_bench(report))
+        if a.out_path:
+            Path(a.out_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out_path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="stream dataset configs into token shards and a manifest")
     config_path_arg(p, required=True, nargs="+", help="dataset config JSON file(s)")
@@ -254,6 +286,7 @@ def _add_demo_corpus(sub) -> None:
 
 ADDERS = [
     _add_tokenizer_train,
+    _add_bench_tokenizer_train,
     _add_prepare,
     _add_merge,
     _add_verify,
