@@ -338,6 +338,36 @@ def _add_demo_size(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_average_checkpoints(sub) -> None:
+    p = sub.add_parser(
+        "average-checkpoints",
+        help="the uniform mean of a run's (or a phase's) last K checkpoints' weights, as a checkpoint that "
+        "evaluate, export, hellaswag and generate take",
+    )
+    p.add_argument("--run_dir", required=True, help="the run directory (runs/<name>) holding checkpoints/")
+    p.add_argument("--last", type=int, required=True, help="how many of the newest intact checkpoints to average")
+    p.add_argument("--phase", help="only the checkpoints of this phase (its periodic ones and its final)")
+    out_path_arg(p, help="the checkpoint to write (default: RUN_DIR/averages/last-K[_PHASE]/checkpoint.pt)")
+
+    def run(a):
+        from ..train.average import average_checkpoints, averaged_from
+
+        positive(a, "last")
+        path = average_checkpoints(a.run_dir, a.last, phase=a.phase, out=a.out_path)
+        rec = averaged_from(path)
+        steps = [c["step"] for c in rec["checkpoints"]]
+        print(
+            f"averaged {len(steps)} checkpoint{'s' * (len(steps) != 1)} of {a.run_dir}"
+            + (f" (phase '{a.phase}')" if a.phase else "")
+            + f", step{'s' * (len(steps) != 1)} {', '.join(map(str, steps))}: "
+            + ", ".join(c["file"] for c in rec["checkpoints"])
+        )
+        print(f"wrote {path} (step {steps[-1]}; --checkpoint for evaluate, export, hellaswag, generate)")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 ADDERS = [
     _add_plan,
     _add_preflight,
@@ -346,4 +376,5 @@ ADDERS = [
     _add_bench_prefetch,
     _add_gpu_check,
     _add_demo_size,
+    _add_average_checkpoints,
 ]

@@ -6,6 +6,9 @@ Layout under ``<run_dir>/checkpoints/``::
     step_0000250.pt.sha256     its sha256 (hex), written before the .pt is renamed into place
     step_0002374_final-a.pt    the end of phase "a" (2,374 steps for GPT-2 124M), never deleted
 
+Averages of the last K (``chinchilla average-checkpoints``, ``train/average.py``) go to
+``<run_dir>/averages/``, which resume never reads.
+
 Each file is one ``torch.save`` of a ``TrainState`` written through ``atomic_open``
 (temporary file, fsync, rename): a file under its final name is complete and
 has its checksum, even after ``kill -9`` mid-write. The sha256 is computed
@@ -135,15 +138,8 @@ class _HashingWriter:
         self.f.flush()
 
 
-def save_checkpoint(
-    run_dir: Path, state: TrainState | dict[str, Any], *, keep_last: int, final_of: str | None = None
-) -> Path:
-    """Write ``state`` and its sha256 atomically; prune periodic checkpoints beyond the newest ``keep_last``."""
-    d = checkpoint_dir(run_dir)
-    remove_stale_temporaries(d)
-    data = state.state_dict() if isinstance(state, TrainState) else {"version": CKPT_VERSION, **state}
-    name = f"step_{data['step']:07d}" + (f"_final-{final_of}" if final_of else "")
-    path = d / f"{name}.pt"
+def write_checkpoint_file(path: Path, data: dict[str, Any]) -> None:
+    """``torch.save`` of ``data`` to ``path`` through ``atomic_open``, its sha256 beside it (written first)."""
     with atomic_open(path, "wb") as f:
         w = _HashingWriter(f)
         try:
@@ -154,6 +150,18 @@ def save_checkpoint(
             raise
         # The checksum goes first: a .pt under its final name always has its .sha256.
         write_text(checksum_path(path), w.sha.hexdigest() + "\n")
+
+
+def save_checkpoint(
+    run_dir: Path, state: TrainState | dict[str, Any], *, keep_last: int, final_of: str | None = None
+) -> Path:
+    """Write ``state`` and its sha256 atomically; prune periodic checkpoints beyond the newest ``keep_last``."""
+    d = checkpoint_dir(run_dir)
+    remove_stale_temporaries(d)
+    data = state.state_dict() if isinstance(state, TrainState) else {"version": CKPT_VERSION, **state}
+    name = f"step_{data['step']:07d}" + (f"_final-{final_of}" if final_of else "")
+    path = d / f"{name}.pt"
+    write_checkpoint_file(path, data)
     periodic = sorted(p for p in d.glob("step_*.pt") if _PERIODIC.match(p.name))
     for old in periodic[:-keep_last]:
         old.unlink()
