@@ -14,7 +14,8 @@ L/2 sequences and borrows as much back.
 the weights summed from the last restart. A hard boundary (a phase without ``blend_in``, and the run's
 start) restarts the count, as a new phase did before blends existed: a curriculum without blends draws
 the same sequences bitwise. A blended boundary does not restart: the ramp and the phases on both sides
-of it are one exact stretch.
+of it are one exact *ramped stretch*, where the sampler needs ``crossing`` (when a source's target will
+pass a level) to stay exact.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class Piece:
 
     def summed(self, m: int) -> list[float]:
         """Each source's weight summed over the piece's first ``m`` sequences."""
+        return [self.summed_one(i, m) for i in range(len(self.first))]
+
+    def summed_one(self, i: int, m: int) -> float:
+        a, b = self.first[i], self.last[i]
         if self.first == self.last:
-            return [m * w for w in self.first]
-        span = self.end - self.start
+            return m * a
         # sum over j < m of a + (b - a)(j + 0.5)/span = m a + (b - a) m^2 / (2 span)
-        return [m * a + (b - a) * (m * m) / (2 * span) for a, b in zip(self.first, self.last)]
+        return m * a + (b - a) * (m * m) / (2 * (self.end - self.start))
 
     def weights_at(self, p: int) -> list[float]:
         """The weights of sequence ``p`` (inside the piece)."""
@@ -65,12 +69,17 @@ class Mixture:
         self.starts = [p.start for p in pieces]
         # each piece's targets at its start, counted from the last restart
         self.base: list[list[float]] = []
+        self.stretch: list[int] = []  # the piece that opens each piece's stretch (its last restart)
         for k, piece in enumerate(self.pieces):
             if piece.restart:
                 self.base.append([0.0] * len(names))
+                self.stretch.append(k)
             else:
                 prev = self.pieces[k - 1]
                 self.base.append([b + s for b, s in zip(self.base[k - 1], prev.summed(piece.start - prev.start))])
+                self.stretch.append(self.stretch[k - 1])
+        ramped = {self.stretch[k] for k, p in enumerate(self.pieces) if p.first != p.last}
+        self.ramped = [self.stretch[k] in ramped for k in range(len(self.pieces))]
 
     @classmethod
     def fixed(cls, names: Sequence[str], weights: Sequence[float]) -> "Mixture":
@@ -95,6 +104,51 @@ class Mixture:
 
     def weights_at(self, p: int) -> list[float]:
         return self.piece_at(p).weights_at(p)
+
+    def stretch_at(self, p: int) -> tuple[int, bool]:
+        """(index of the piece that opens sequence ``p``'s stretch, whether the stretch holds a ramp)."""
+        k = bisect.bisect_right(self.starts, p) - 1
+        return self.stretch[k], self.ramped[k]
+
+    def crossing(self, i: int, level: float, p: int) -> float:
+        """The first sequence q >= ``p`` once drawn which source ``i``'s target exceeds ``level``, counted
+        in ``p``'s stretch; past the stretch's end its last weights are taken to go on (the deadlines of
+        Tijdeman's rule need an unbounded future). Targets never decrease, so each piece is a search;
+        ``inf`` when the target stops growing below ``level``."""
+        k = bisect.bisect_right(self.starts, p) - 1
+        while True:
+            piece, base = self.pieces[k], self.base[k][i]
+            lo = max(p - piece.start, 0) + 1  # sequences of the piece drawn by then
+            if piece.end is None or k + 1 == len(self.pieces) or self.pieces[k + 1].restart:
+                break
+            hi = piece.end - piece.start
+            if base + piece.summed_one(i, hi) > level:
+                while lo < hi:  # the least m in [lo, hi] with target > level
+                    mid = (lo + hi) // 2
+                    lo, hi = (lo, mid) if base + piece.summed_one(i, mid) > level else (mid + 1, hi)
+                return piece.start + lo - 1
+            k += 1
+        # the stretch's last piece, then its final weight w for ever past its end (if it has one)
+        span, w = (None if piece.end is None else piece.end - piece.start), piece.last[i]
+
+        def target(m: int) -> float:
+            if span is None or m <= span:
+                return base + piece.summed_one(i, m)
+            return base + piece.summed_one(i, span) + (m - span) * w
+
+        if target(lo) <= level and span is not None and target(span) > level:
+            hi = span
+            while lo < hi:  # the least m in [lo, hi] with target > level
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if target(mid) > level else (mid + 1, hi)
+        elif target(lo) <= level:
+            if w <= 0:
+                return float("inf")
+            top = (span or 0, target(span) if span is not None else base)
+            lo = max(lo, top[0] + int((level - top[1]) / w))  # the closed form, then up by rounding
+            while target(lo) <= level:
+                lo += 1
+        return piece.start + lo - 1
 
 
 def blend_sequences(blend_in: int | str, target_tokens: int, context: int) -> int:
