@@ -6,6 +6,7 @@
 README metadata (a ``configs:`` block only where the real README has one), config names, splits, columns and
 types, as the configs' ``_comment`` and the pages cited below give them. Row counts are tiny (a few rows per
 file, ~2 s for the whole mirror); text is the real test corpus (Python's help topics) cut into paragraphs.
+``build_mirror(root, c4_train_files=n)`` writes only the first ``n`` of C4's 1,024 train files (``c4_replica``).
 ``reddit_shaped(root, total_rows)`` writes the Reddit replica with the real files' relative sizes, months in order.
 """
 
@@ -100,6 +101,7 @@ REDDIT_MONTHS = {year: 6 if year == 2021 else 12 for year in REDDIT_LINES}
 # Rows per replica: enough for the shipped configs' validation splits (1,000 documents; PG-19's 20 books,
 # BookCorpus's 200 documents of 128 sentences) plus training documents; Reddit's 40,000 rows leave 2,000
 # documents to a config that keeps 5% of them.
+C4_TRAIN_FILES = 1024  # en/c4-train.*-of-01024.json.gz at 607bd4c8
 SIZES = {"wikipedia": 1_100, "c4": 1_200, "reddit": 40_000, "bookcorpus_sentences": 28_000, "pg19": 40}
 
 
@@ -193,8 +195,29 @@ def reddit_shaped(root: Path, total_rows: int) -> Path:
     return root
 
 
-def build_mirror(root: Path) -> Path:
-    """Write every replica under ``root`` and return it."""
+def c4_replica(root: Path, train_files: int = C4_TRAIN_FILES, paras: list[str] | None = None) -> Path:
+    """Write ``root/allenai/c4/`` as at 607bd4c8 and return ``root``: gzipped JSON lines,
+    en/c4-train.NNNNN-of-01024.json.gz (all 1,024 by default; ``train_files`` < 1,024: the first ones, as a
+    partial download has them, the same rows over fewer files), the 8 validation files and one file of the
+    realnewslike variant (never read)."""
+    paras = paras or paragraphs()
+    c4 = [
+        {"text": _text(paras, i + 7, 3), "timestamp": "2019-04-25T12:57:54Z", "url": f"https://example.org/{i}"}
+        for i in range(SIZES["c4"])
+    ]
+    repo = root / "allenai" / "c4"
+    for j, part in enumerate(_split(c4, train_files)):
+        _jsonl_gz(repo / "en" / f"c4-train.{j:05d}-of-{C4_TRAIN_FILES:05d}.json.gz", part)
+    for j, part in enumerate(_split(c4[:16], 8)):
+        _jsonl_gz(repo / "en" / f"c4-validation.{j:05d}-of-00008.json.gz", part)
+    _jsonl_gz(repo / "realnewslike" / "c4-train.00000-of-00512.json.gz", c4[:10])
+    (repo / "README.md").write_text(C4_README)
+    return root
+
+
+def build_mirror(root: Path, c4_train_files: int = C4_TRAIN_FILES) -> Path:
+    """Write every replica under ``root`` and return it. ``c4_train_files``: see ``c4_replica`` (opening a
+    source costs ``datasets`` ~7 CPU-s per 1,024 files: a test that opens C4 often can ask for fewer)."""
     paras = paragraphs()
     # wikimedia/wikipedia: 20231101.en/train-000NN-of-00041.parquet, all 41; row groups of 8 rows, so that a
     # file holds several (a test corrupts one in the middle of a file).
@@ -212,19 +235,7 @@ def build_mirror(root: Path) -> Path:
         _parquet(repo / "20231101.en" / f"train-{j:05d}-of-00041.parquet", pa.Table.from_pylist(part), 8)
     _parquet(repo / "20231101.simple" / "train-00000-of-00001.parquet", pa.Table.from_pylist(wiki[:5]))
     (repo / "README.md").write_text(WIKI_README)
-    # allenai/c4: gzipped JSON lines, en/c4-train.NNNNN-of-01024.json.gz, all 1,024, and the 8 validation files;
-    # one file of the realnewslike variant (never read).
-    c4 = [
-        {"text": _text(paras, i + 7, 3), "timestamp": "2019-04-25T12:57:54Z", "url": f"https://example.org/{i}"}
-        for i in range(SIZES["c4"])
-    ]
-    repo = root / "allenai" / "c4"
-    for j, part in enumerate(_split(c4, 1024)):
-        _jsonl_gz(repo / "en" / f"c4-train.{j:05d}-of-01024.json.gz", part)
-    for j, part in enumerate(_split(c4[:16], 8)):
-        _jsonl_gz(repo / "en" / f"c4-validation.{j:05d}-of-00008.json.gz", part)
-    _jsonl_gz(repo / "realnewslike" / "c4-train.00000-of-00512.json.gz", c4[:10])
-    (repo / "README.md").write_text(C4_README)
+    c4_replica(root, c4_train_files, paras)
     reddit_shaped(root, SIZES["reddit"])
     # bookcorpus/bookcorpus at refs/convert/parquet: plain_text/train/0000.parquet ... 0009.parquet (10 files, as
     # public code that downloads that branch names them), column text, no README.

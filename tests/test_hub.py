@@ -30,9 +30,12 @@ UNPINNED = {"phase_a_bookcorpus_500m"}  # no commit verifiable here: said in _co
 pytestmark = pytest.mark.usefixtures("short_parquet_shutdown")  # conftest: tiny files, no 5 s wait per stream
 
 
+C4_FILES = 32  # of C4's 1,024 train files in this module's mirror: the full layout is test_c4_replica_...
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory) -> Path:
-    return build_mirror(tmp_path_factory.mktemp("hub"))
+    return build_mirror(tmp_path_factory.mktemp("hub"), c4_train_files=C4_FILES)
 
 
 @pytest.fixture
@@ -110,6 +113,25 @@ def test_make_targets_run_unchanged_on_replicas(on_mirror, tmp_path, monkeypatch
             assert report["hub_sources"][name] == src
     for name in PHASE_CONFIGS:
         assert f"{name}: 20 documents sampled" in out
+
+
+def test_c4_replica_with_all_1024_train_files_is_read_whole_by_the_shipped_config(tmp_path, monkeypatch):
+    """The shipped C4 config on the replica with the pinned commit's 1,024 train files (this module's mirror has
+    the first 32): its glob takes every train file and no other, one unit each, and every file's rows are read."""
+    from hub_replicas import C4_TRAIN_FILES, SIZES, c4_replica
+
+    monkeypatch.setenv(hub.MIRROR_ENV, str(c4_replica(tmp_path / "hub")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "_resolved", {})
+    cfg, path = shipped("phase_b_c4_1b")
+    ds, files = sources.document_dataset(cfg, path)
+    assert C4_TRAIN_FILES == 1024 and ds.num_shards == len(files) == 1024
+    assert sorted(files) == [f"en/c4-train.{j:05d}-of-01024.json.gz" for j in range(1024)]
+    rows, read_from = 0, set()
+    for table in ds.iter(batch_size=1000):
+        rows += sum(table.column("rows_read").to_pylist())
+        read_from.update(table.column(sources.FILE_COLUMN).to_pylist())
+    assert rows == SIZES["c4"] and read_from == set(range(1024))
 
 
 def test_books_switch_picks_config_mix_and_curriculum():
