@@ -25,6 +25,11 @@ def _add_tokenizer_train(sub) -> None:
         help="the datasets will be prepared in W parts (prepare --world_size W): also hold out each part's "
         "validation split (reads each source W more times)",
     )
+    p.add_argument(
+        "--trainer",
+        choices=("gigatoken", "tokenizers"),
+        help="BPE trainer; both train the same tokenizer.json (default: gigatoken when installed, ~7x faster)",
+    )
 
     def run(a):
         from ..tokenizer.report import format_report
@@ -38,6 +43,7 @@ def _add_tokenizer_train(sub) -> None:
             vocab_size=a.vocab_size,
             overwrite=a.overwrite,
             world_size=a.world_size,
+            trainer=a.trainer,
         )
         print(format_report(report))
         return 0

@@ -48,11 +48,26 @@ from ..lock import output_lock
 from ..schema import load_config, read_json
 from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
+from .trainers import hf_bpe, train_gigatoken, trainer_missing
 
 # What a tokenizer directory holds: transformers' save_pretrained files and the report.
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", REPORT_FILE}
 
+# The trainers tokenizer-train offers: the same merges, so the same tokenizer.json, from the same documents
+# (bench-tokenizer-train; BENCHMARKS.md, *BPE trainers on the demo mix*). gigatoken is ~7x faster.
+TRAINERS = ("gigatoken", "tokenizers")
 log = logging.getLogger(__name__)
+
+
+def resolve_trainer(name: str | None) -> str:
+    """``name``, or by default gigatoken when it is installed, else tokenizers (the same tokenizer, slower)."""
+    if name is None:
+        return "gigatoken" if trainer_missing("gigatoken") is None else "tokenizers"
+    if name not in TRAINERS:
+        raise UserError(f"expected one of {', '.join(TRAINERS)}, got {name!r}", field="--trainer")
+    if missing := trainer_missing(name):
+        raise UserError(f"{missing}, or use --trainer tokenizers", field="--trainer")
+    return name
 
 
 def load_mix(
@@ -183,16 +198,18 @@ def train_tokenizer(
     vocab_size: int | None = None,
     overwrite: bool = False,
     world_size: int = 1,
+    trainer: str | None = None,
 ) -> dict:
     """Train, save (``tokenizer.json`` + transformers files) atomically, return the report.
 
     ``world_size`` > 1: the datasets will be prepared in that many parts; each part's validation split is
     held out too (read first, from W more streams per source). ``vocab_size`` overrides the mix's.
+    ``trainer`` (``TRAINERS``, default: ``resolve_trainer``) trains; both write the same ``tokenizer.json``.
     A source that gives no training document, or a mix whose text trains fewer than ``vocab_size``
     entries, is a ``UserError`` and nothing is written."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    name = resolve_trainer(trainer)
     if world_size < 1:
         raise UserError(f"expected a positive number of parts, got {world_size}", field="--world_size")
     out_dir = Path(out_dir)
@@ -249,18 +266,12 @@ def train_tokenizer(
                 if not seen[cfg.name].held:
                     log.warning("%s: no validation documents: nothing held out to report", cfg.name)
 
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=mix.vocab_size,
-            min_frequency=mix.min_frequency,
-            special_tokens=[mix.eot_token],
-            show_progress=False,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        )
         bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
-        tok.train_from_iterator(bar, trainer=trainer, length=sum(counts))
+        if name == "tokenizers":  # streams the documents
+            tok, bpe = hf_bpe(mix.vocab_size, mix.min_frequency, mix.eot_token)
+            tok.train_from_iterator(bar, trainer=bpe, length=sum(counts))
+        else:  # gigatoken trains on the whole text in memory: ~0.4 GB for the full mix's ~100M tokens
+            tok, name = train_gigatoken(list(bar), mix.vocab_size, mix.min_frequency, mix.eot_token)
         bar.close()
         if tok.get_vocab_size() < mix.vocab_size:  # BPE ran out of pairs seen min_frequency times
             raise UserError(
@@ -288,6 +299,7 @@ def train_tokenizer(
             mix_path=str(mix_path),
             mix_fingerprint=fp,
             held_out_world_size=world_size,
+            trainer=name,
         )
         report["hub_sources"] = pins
         write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer

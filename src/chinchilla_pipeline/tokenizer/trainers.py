@@ -17,6 +17,7 @@ of the demo mix was seen hundreds of times).
 from __future__ import annotations
 
 import importlib.util
+import logging
 from functools import lru_cache
 from typing import Iterable
 
@@ -27,6 +28,7 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 SEPARATOR = b"\xff"
 
 Merges = list[tuple[bytes, bytes]]
+log = logging.getLogger(__name__)
 
 
 def trainer_missing(name: str) -> str | None:
@@ -128,6 +130,27 @@ def train_merges(
         tok.train_from_iterator(iter(texts), 256 + num_merges, pattern=GPT2_PATTERN)
         return rustbpe_merges(tok.get_mergeable_ranks()), tok
     raise ValueError(f"unknown trainer {name!r}")
+
+
+def train_gigatoken(texts: list[str], vocab_size: int, min_frequency: int, eot_token: str) -> tuple[object, str]:
+    """The tokenizer ``BpeTrainer`` trains on ``texts``, trained by gigatoken (7x faster on the demo mix), and the
+    trainer that trained it.
+
+    Texts holding a code point of the Unicode gap (``unicode_gap.py``) are split differently by gigatoken's
+    pattern, and so may train other merges: with one of them, tokenizers trains the whole text instead."""
+    from .unicode_gap import gap_documents
+
+    if gap := gap_documents(texts):
+        log.info(
+            "%d training documents hold code points that gigatoken and HF split differently "
+            "(tokenizer/unicode_gap.py): training with tokenizers",
+            len(gap),
+        )
+        tok, trainer = hf_bpe(vocab_size, min_frequency, eot_token)
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        return tok, "tokenizers"
+    merges, _ = train_merges("gigatoken", texts, vocab_size, min_frequency, eot_token)
+    return from_merges(merges, eot_token), "gigatoken"
 
 
 def _count_of_last(merges: Merges, words: list[tuple[bytes, int]], eot_token: str) -> int:
