@@ -12,8 +12,9 @@ in a fresh process on ``--workers`` cores, alternated over ``--rounds`` rounds (
   run by the separate env's Python): HF ``encode_batch`` with one thread per task, ``.ds`` + ``.index`` files,
   then the whole of each task's output shuffled into a second file.
 
-Prints per round both wall times, tokens/s, peak RSS (the process and its children, sampled every 20 ms) and the
-ratio, then the medians; both must count the same tokens (an EOT per document on each side).
+Prints per round both wall times, tokens/s, CPU seconds and peak RSS (each with its child processes; RSS summed
+and sampled every 20 ms) and the ratios (wall; CPU seconds, which other jobs barely move), then the medians;
+both must count the same tokens (an EOT per document on each side).
 
     python -m chinchilla_pipeline.data.bench_datatrove --datatrove_python .venv-datatrove/bin/python
 """
@@ -24,6 +25,7 @@ import argparse
 import gzip
 import json
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,21 +55,26 @@ def write_inputs(corpus: Path, out: Path, copies: int, seed: int = 0) -> list[Pa
     return paths
 
 
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd``: its wall seconds, peak RSS of it and its children (MB) and its stdout."""
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Run ``cmd``: its wall seconds, CPU seconds and peak RSS (MB) with its children's, and its stdout."""
     with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu_s()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
         peak = 0
         while p.poll() is None:
             peak = max(peak, tree_rss_bytes(p.pid))
             time.sleep(0.02)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
         out.seek(0)
         text = out.read()
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}")
-    return seconds, peak / 1e6, text
+    return seconds, cpu, peak / 1e6, text
 
 
 def bench_datatrove(datatrove_python: str, corpus: Path, copies: int, rounds: int, workers: int) -> int:
@@ -119,7 +126,7 @@ def bench_datatrove(datatrove_python: str, corpus: Path, copies: int, rounds: in
             f"each; {rounds} rounds, alternated",
             flush=True,
         )
-        ratios, ours_rates, dt_rates = [], [], []
+        ratios, cpu_ratios, ours_rates, dt_rates = [], [], [], []
         for r in range(rounds):
             results = {}
             for name in ("prepare", "datatrove") if r % 2 == 0 else ("datatrove", "prepare"):
@@ -127,21 +134,23 @@ def bench_datatrove(datatrove_python: str, corpus: Path, copies: int, rounds: in
                 results[name] = timed(ours_cmd if name == "prepare" else theirs_cmd)
             manifest = json.loads((d / "ours" / "ours" / "manifest.json").read_text())
             ours_tokens = sum(manifest["splits"][s]["num_tokens"] for s in ("train", "validation"))
-            dt_tokens = int(results["datatrove"][2].split("datatrove tokens")[1].split()[0])
+            dt_tokens = int(results["datatrove"][3].split("datatrove tokens")[1].split()[0])
             assert ours_tokens == dt_tokens, (ours_tokens, dt_tokens)
-            (ps, pm, _), (ds, dm, _) = results["prepare"], results["datatrove"]
+            (ps, pc, pm, _), (ds, dc, dm, _) = results["prepare"], results["datatrove"]
             ratios.append(ds / ps)
+            cpu_ratios.append(dc / pc)
             ours_rates.append(ours_tokens / ps / 1e6)
             dt_rates.append(dt_tokens / ds / 1e6)
             print(
-                f"round {r + 1}: prepare {ps:.2f} s ({ours_rates[-1]:.3f} M tokens/s, peak {pm:.0f} MB), datatrove "
-                f"{ds:.2f} s ({dt_rates[-1]:.3f} M tokens/s, peak {dm:.0f} MB), {ours_tokens:,} tokens each: "
-                f"ratio {ratios[-1]:.2f}",
+                f"round {r + 1}: prepare {ps:.2f} s ({ours_rates[-1]:.3f} M tokens/s, {pc:.2f} CPU-s, peak "
+                f"{pm:.0f} MB), datatrove {ds:.2f} s ({dt_rates[-1]:.3f} M tokens/s, {dc:.2f} CPU-s, peak "
+                f"{dm:.0f} MB), {ours_tokens:,} tokens each: ratio {ratios[-1]:.2f} (CPU-s {cpu_ratios[-1]:.2f})",
                 flush=True,
             )
     print(
         f"median: prepare {statistics.median(ours_rates):.3f} M tokens/s, datatrove {statistics.median(dt_rates):.3f}; "
-        f"ratio {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+        f"ratio {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); CPU-s ratio "
+        f"{statistics.median(cpu_ratios):.2f}"
     )
     return 0
 
