@@ -74,6 +74,7 @@ CASES = [  # (phases, steps, sequences per step)
     ([({"a": 1}, None), ({"a": 1, "b": 1}, 96), ({"b": 3, "c": 1}, None)], 60, 4),  # shared source, then hard
     ([({"a": 0.97, "b": 0.03}, None), ({"c": 0.5, "b": 0.5}, "30%"), ({"a": 1, "c": 2}, "30%")], 90, 4),
     ([({"a": 1, "b": 1, "c": 1, "d": 1}, None), ({"d": 5, "a": 1}, 16)], 32, 16),  # a 2-sequence ramp
+    ([({"c": 3, "b": 0.36, "a": 3, "d": 0.09, "e": 0.4}, None)], 41, 8),  # fixed: largest deficit overshoots 1.03
 ]
 
 

@@ -14,8 +14,8 @@ L/2 sequences and borrows as much back.
 the weights summed from the last restart. A hard boundary (a phase without ``blend_in``, and the run's
 start) restarts the count, as a new phase did before blends existed: a curriculum without blends draws
 the same sequences bitwise. A blended boundary does not restart: the ramp and the phases on both sides
-of it are one exact *ramped stretch*, where the sampler needs ``crossing`` (when a source's target will
-pass a level) to stay exact.
+of it are one exact stretch. In a stretch with a ramp, or with more than two sources, the sampler
+needs ``crossing`` (when a source's target will pass a level) to stay exact.
 """
 
 from __future__ import annotations
@@ -78,8 +78,12 @@ class Mixture:
                 prev = self.pieces[k - 1]
                 self.base.append([b + s for b, s in zip(self.base[k - 1], prev.summed(piece.start - prev.start))])
                 self.stretch.append(self.stretch[k - 1])
-        ramped = {self.stretch[k] for k, p in enumerate(self.pieces) if p.first != p.last}
-        self.ramped = [self.stretch[k] in ramped for k in range(len(self.pieces))]
+        # stretches where the largest deficit is not exact: a ramp, or more than two sources
+        hard = {self.stretch[k] for k, p in enumerate(self.pieces) if p.first != p.last}
+        for k, p in enumerate(self.pieces):
+            if sum(w > 0 for w in p.first) > 2:
+                hard.add(self.stretch[k])
+        self.scheduled = [self.stretch[k] in hard for k in range(len(self.pieces))]
 
     @classmethod
     def fixed(cls, names: Sequence[str], weights: Sequence[float]) -> "Mixture":
@@ -106,9 +110,10 @@ class Mixture:
         return self.piece_at(p).weights_at(p)
 
     def stretch_at(self, p: int) -> tuple[int, bool]:
-        """(index of the piece that opens sequence ``p``'s stretch, whether the stretch holds a ramp)."""
+        """(index of the piece that opens sequence ``p``'s stretch, whether the sampler schedules it by
+        deadlines: a ramp or more than two sources)."""
         k = bisect.bisect_right(self.starts, p) - 1
-        return self.stretch[k], self.ramped[k]
+        return self.stretch[k], self.scheduled[k]
 
     def crossing(self, i: int, level: float, p: int) -> float:
         """The first sequence q >= ``p`` once drawn which source ``i``'s target exceeds ``level``, counted

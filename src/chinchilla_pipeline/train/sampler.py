@@ -51,16 +51,17 @@ class WeightedMultiDatasetSampler:
       length, so a weight of 2/3 gives 2/3 of the sequences and tokens.
     - **Exact proportions**: ``target_s(p)`` is source s's weight summed over
       the sequences since the last restart (train/mixture.py: a hard phase
-      boundary restarts it; a ramp does not). At fixed weights sequence p goes
-      to the source with the largest deficit ``target_s(p) - drawn_s``
-      (Megatron's greedy blending; ties to the first source of the mixture's
-      order there). Greedy is not enough once weights move (it overshoots by
-      up to ~6% of a sequence with 5 sources): in a stretch with a ramp,
-      sequence p goes, among the sources whose deficit is at least
-      d = 1 / (2n - 2), to the one whose target will first pass
-      ``drawn_s + 1 - d`` (Tijdeman 1980, "The chairman assignment problem",
-      deviation <= 1 - d for any weights). Either way every prefix of the
-      stream stays within one sequence of each source's target.
+      boundary restarts it; a ramp does not). With two sources at fixed
+      weights sequence p goes to the source with the largest deficit
+      ``target_s(p) - drawn_s`` (Megatron's greedy blending; ties to the first
+      source of the mixture's order there), exact since the two deficits sum
+      to 0. With more sources, or moving weights, greedy overshoots (by 3% of
+      a sequence at 5 fixed weights, 6% in a ramp, measured): there sequence p
+      goes, among the sources whose deficit is at least d = 1 / (2n - 2), to
+      the one whose target will first pass ``drawn_s + 1 - d`` (Tijdeman
+      1980, "The chairman assignment problem": deviation <= 1 - d for any
+      weights). Either way every prefix of the stream stays within one
+      sequence of each source's target.
     - **Order within a source**: a permutation of its windows seeded by
       (seed, crc32(source name), epoch). No window repeats inside an epoch; a
       source that runs out starts epoch e + 1 with a different permutation,
@@ -113,11 +114,11 @@ class WeightedMultiDatasetSampler:
         if self.position and self.mixture.restarts_at(self.position):
             self.drawn = [0] * len(self.names)
         targets, order = self.mixture.targets(self.position)
-        stretch, ramped = self.mixture.stretch_at(self.position)
+        stretch, scheduled = self.mixture.stretch_at(self.position)
         best, best_key = order[0], (float("inf"), float("inf"))
         for s in order:
             deficit = targets[s] - self.drawn[s]
-            if not ramped:
+            if not scheduled:
                 key = (-deficit, 0.0)
             elif deficit >= self._delta:  # the earliest deadline; among never-due ones, the largest deficit
                 key = (self._deadline(s, stretch), -deficit)
