@@ -15,6 +15,10 @@ TOKENIZER_SOURCE = "tokenizer_text"  # the dataset the session tokenizer (``toke
 CLI_MODULE = ["-m", "chinchilla_pipeline.cli"]  # what python (or torchrun) runs as the `chinchilla` command
 CLI = [sys.executable, *CLI_MODULE]  # the `chinchilla` command, in a fresh process
 CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}  # one torch thread per process
+# This process too (and what it starts), set before any test module imports torch: on 2 cores shared with other
+# jobs, torch's 2 OpenMP threads wait on each other at every op of the tiny models (tests/test_train.py: 40 s
+# under load with 2 threads, 1 s with one).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def prepare_args(cfg: Path, tok: Path, out: Path, *extra: str) -> list[str]:
