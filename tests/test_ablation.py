@@ -11,6 +11,7 @@ import pytest
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.experiments.ablation import (
     AblationConfig,
+    VariantConfig,
     aggregate,
     format_table,
     run_ablation,
@@ -50,8 +51,9 @@ def _ablation(tmp_path, **fields):
 def test_shipped_config_is_valid_and_its_base_loads():
     cfg = load_config(AblationConfig, ROOT / "config/demo/ablation.json")
     base = load_config(CurriculumConfig, ROOT / cfg.base)
-    assert [v.order for v in cfg.variants] == ["as_base", "reversed", "mixed"] and len(cfg.seeds) >= 2
-    assert len(base.phases) == 2
+    assert [v.name for v in cfg.variants] == ["hq_first", "hq_first_blend", "mixed", "hq_last", "hq_first_anneal"]
+    assert len(cfg.seeds) >= 3 and len(base.phases) == 2
+    assert base.optimizer.kind == "muon" and cfg.architecture == "nanochat"  # the default recipe
 
 
 def test_variants_share_tokens_schedule_and_overall_proportions(tmp_path):
@@ -97,7 +99,7 @@ def test_mixed_merges_a_source_present_in_two_phases():
             "sources": [{"name": "x", "path": "px", "weight": 1}, {"name": "y", "path": "py", "weight": 2}],
         },
     ]
-    (mixed,) = variant_phases(phases, "mixed")
+    (mixed,) = variant_phases(phases, VariantConfig(name="m", order="mixed"))
     assert {s["name"]: s["weight"] for s in mixed["sources"]} == pytest.approx({"x": 0.5, "y": 0.5})
 
 
@@ -120,6 +122,44 @@ def test_aggregate_mean_spread_and_paired_difference():
     assert table.splitlines()[2].endswith("| reference |")
 
 
+def test_blend_and_anneal_variants_keep_every_source_s_tokens(tmp_path):
+    path = _ablation(
+        tmp_path,
+        schedule={"kind": "wsd", "decay_start_share": 0.5},
+        variants=[
+            *VARIANTS,
+            {"name": "blend", "order": "as_base", "blend_in": "25%"},
+            {"name": "anneal", "order": "as_base", "anneal_share": 0.2, "blend_in": 512},
+        ],
+    )
+    cfg = load_config(AblationConfig, path)
+    base = read_json(cfg.base)
+    by_name = {v: d for v, _, d in run_configs(cfg, base, "m.json", 40_000, [1])}
+    blend, anneal = by_name["blend"]["phases"], by_name["anneal"]["phases"]
+    assert [p.get("blend_in") for p in blend] == [None, "25%"]
+    assert [(p["name"], p["share"]) for p in anneal] == [("a", pytest.approx(0.3)), ("b", 0.5), ("anneal", 0.2)]
+    assert anneal[2]["sources"] == base["phases"][0]["sources"] and anneal[2]["blend_in"] == 512
+    assert (
+        by_name["anneal"]["schedule"]["decay_phase"] == "anneal"
+        and by_name["blend"]["schedule"].get("decay_phase") is None
+    )
+    want = overall_proportions(base["phases"])
+    model = ModelConfig(name="m", n_layer=1, n_head=1, n_embd=16, block_size=32, vocab_size=256)
+    for variant in ("blend", "anneal"):
+        assert overall_proportions(by_name[variant]["phases"]) == pytest.approx(want)
+        plan = make_plan(CurriculumConfig.model_validate(by_name[variant]), model, 1)
+        if variant == "anneal":
+            assert plan.decay_start_step == plan.phase_steps[2][0]
+    cosine = _ablation(tmp_path, variants=[*VARIANTS, {"name": "anneal", "order": "as_base", "anneal_share": 0.2}])
+    with pytest.raises(UserError, match="WSD"):
+        run_configs(load_config(AblationConfig, cosine), base, "m.json", 40_000, [1])
+    with pytest.raises(UserError, match="as_base"):
+        load_config(
+            AblationConfig,
+            _ablation(tmp_path, variants=[*VARIANTS, {"name": "x", "order": "reversed", "anneal_share": 0.1}]),
+        )
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(UserError, match="variants"):
         load_config(AblationConfig, _ablation(tmp_path, variants=VARIANTS[:1]))
@@ -132,10 +172,12 @@ def test_ablation_end_to_end_then_rerun_skips(tmp_path, capsys):
     out = tmp_path / "abl"
     result = run_ablation(path, out, device="cpu")
     assert set(result["summary"]) == {"hq_first", "hq_last", "mixed"}
+    assert result["tokens_to_reach_first"]["hq_first"]["not_reached"] == 0  # it reaches its own final value
     assert all(r["average"]["n"] == 2 for r in result["summary"].values())
     assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "results.md").read_text()
     assert md.count("| variant | seeds | wiki | books | c4 | forums | average |") == 2 and "bits per byte" in md
+    assert "Tokens to reach `hq_first`'s final mean bpb" in md
     assert set(result["summary_bpb"]) == set(result["summary"])
     final = result["final_validation"]["hq_first"]["1"]  # trainkit's byte vocabulary: 1 byte per target token
     assert result["final_validation_bpb"]["hq_first"]["1"] == pytest.approx(

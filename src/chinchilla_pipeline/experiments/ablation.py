@@ -1,18 +1,21 @@
 """``chinchilla ablate``: does the order of the curriculum's phases matter, measured over seeds.
 
-From one base curriculum (``config/demo/curriculum_gpt2.json``: phase a = wikipedia + books,
+From one base curriculum (``config/demo/curriculum.json``: phase a = wikipedia + books,
 then phase b = c4 + forums, half the budget each) it generates one config per variant
 that differs only in the phase structure:
 
-- ``as_base``: the base's order (the seed's: high quality first, diversity second);
-- ``reversed``: the phases in reverse order (high quality last, during the learning-rate
+- ``order`` ``as_base``: the base's order (the seed's: high quality first, diversity second);
+  ``reversed``: the phases in reverse order (high quality last, during the learning-rate
   decay: the order MiniCPM, OLMo 2 and Feng et al. 2024 report as better);
-- ``mixed``: one phase holding every source at its overall share of the base
-  (share of its phase x weight within the phase), i.e. no curriculum.
+  ``mixed``: one phase holding every source at its overall share of the base
+  (share of its phase x weight within the phase), i.e. no curriculum;
+- ``blend_in``: every phase after the first ramps in from the one before (``PhaseConfig.blend_in``);
+- ``anneal_share``: a last phase, ``anneal``, on the first phase's sources, taking that share of
+  the budget from the first phase, with the WSD decay over exactly it (``schedule.decay_phase``).
 
-Model, seed, total tokens, batch, optimiser and schedule are the same for every variant,
-so each source gets the same number of tokens in every variant (within a step's rounding)
-and only their order differs. Each (variant, seed) is an ordinary run of ``run_pretrain``.
+Model, seed, total tokens, batch and optimiser are the same for every variant, and so is each
+source's number of tokens (within a step's rounding): only their order changes, and with an anneal
+phase where the decay starts. Each (variant, seed) is an ordinary run of ``run_pretrain``.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from ..atomic import write_json, write_text
 from ..data.config import NAME_PATTERN
-from ..model.config import load_model_config
+from ..errors import UserError
+from ..model.config import Architecture, load_model_config
 from ..plan import DEFAULT_TOKENS_PER_PARAM, tokens_for_params
 from ..schema import StrictModel, load_config, read_json
-from ..train.config import CurriculumConfig, ScheduleConfig
+from ..train.config import CurriculumConfig, ScheduleConfig, parse_blend
+from ..train.metrics import read_metrics
+from .recipes import tokens_to_reach
 from .runs import (
     dataset_train_tokens,
     dataset_vocab_size,
@@ -46,6 +52,19 @@ Order = Literal["as_base", "reversed", "mixed"]
 class VariantConfig(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)  # labels the runs (<name>_seed<seed>) and the table's rows
     order: Order
+    blend_in: Optional[int | str] = None  # tokens or "x%" of the run: every phase after the first ramps in
+    anneal_share: Optional[float] = Field(default=None, gt=0, lt=1)  # order "as_base" only
+
+    @field_validator("blend_in", mode="before")
+    @classmethod
+    def _blend(cls, v):
+        return parse_blend(v)
+
+    @model_validator(mode="after")
+    def _anneal_after_the_base_order(self):
+        if self.anneal_share is not None and self.order != "as_base":
+            raise ValueError('anneal_share anneals on the first phase\'s sources: it needs "order": "as_base"')
+        return self
 
 
 class AblationConfig(StrictModel):
@@ -55,6 +74,7 @@ class AblationConfig(StrictModel):
     # The family member trained (``model.family.family_config``): width 32 = 2 layers, 2 heads,
     # 160,640 parameters at vocabulary 4,096 and context 128.
     width: PositiveInt = 32
+    architecture: Architecture = "gpt2"  # the base's recipe: "nanochat" with the nanochat recipe's base
     block_size: PositiveInt = 128
     tokens_per_param: PositiveFloat = (
         DEFAULT_TOKENS_PER_PARAM  # D = 20 N, Chinchilla's ratio, the same D for every variant
@@ -62,6 +82,7 @@ class AblationConfig(StrictModel):
     seeds: list[int] = Field(min_length=1)
     variants: list[VariantConfig] = Field(min_length=2)
     schedule: Optional[ScheduleConfig] = None  # replaces the base's schedule for every variant (e.g. wsd)
+    eval_interval_steps: PositiveInt = 40  # validation this often: the curve the tokens-to-reach figure reads
 
     @model_validator(mode="after")
     def _unique(self):
@@ -73,20 +94,31 @@ class AblationConfig(StrictModel):
         return self
 
 
-def variant_phases(phases: Sequence[dict[str, Any]], order: Order) -> list[dict[str, Any]]:
+def variant_phases(phases: Sequence[dict[str, Any]], variant: VariantConfig) -> list[dict[str, Any]]:
     """The phase list of a variant, from the base's phases (dicts as in the config file)."""
-    if order == "as_base":
-        return [dict(p) for p in phases]
-    if order == "reversed":
-        return [dict(p) for p in reversed(phases)]
-    paths = {s["name"]: s["path"] for p in phases for s in p["sources"]}
-    return [
-        {
-            "name": "mixed",
-            "share": 1.0,
-            "sources": [{"name": n, "path": paths[n], "weight": w} for n, w in overall_proportions(phases).items()],
-        }
-    ]
+    if variant.order == "mixed":
+        paths = {s["name"]: s["path"] for p in phases for s in p["sources"]}
+        mix = overall_proportions(phases)
+        return [
+            {
+                "name": "mixed",
+                "share": 1.0,
+                "sources": [{"name": n, "path": paths[n], "weight": w} for n, w in mix.items()],
+            }
+        ]
+    out = [dict(p) for p in (phases if variant.order == "as_base" else reversed(phases))]
+    if variant.anneal_share is not None:
+        first = out[0]
+        if not first["share"] > variant.anneal_share:
+            raise UserError(
+                f"anneal_share {variant.anneal_share} takes all of phase '{first['name']}' ({first['share']})",
+                field=f"variants.{variant.name}.anneal_share",
+            )
+        out[0] = {**first, "share": first["share"] - variant.anneal_share}
+        out.append({"name": "anneal", "share": variant.anneal_share, "sources": [dict(s) for s in first["sources"]]})
+    if variant.blend_in is not None:
+        out = [out[0], *({**p, "blend_in": variant.blend_in} for p in out[1:])]
+    return out
 
 
 def run_configs(
@@ -100,24 +132,50 @@ def run_configs(
     }
     if cfg.schedule is not None:
         shared["schedule"] = cfg.schedule.model_dump()
+    shared["eval"] = {**shared.get("eval", {}), "interval_steps": cfg.eval_interval_steps}
     total = tokens_for_params(num_params, cfg.tokens_per_param)
     out = []
     for seed in seeds:
         for v in cfg.variants:
+            schedule = dict(shared.get("schedule", {}))
+            if v.anneal_share is not None:
+                if schedule.get("kind") != "wsd":
+                    raise UserError(
+                        "an anneal phase needs the WSD schedule (its decay runs over the phase); the base's is "
+                        f"{schedule.get('kind', 'cosine')!r}",
+                        field=f"variants.{v.name}.anneal_share",
+                    )
+                schedule["decay_phase"] = "anneal"
             out.append(
                 (
                     v.name,
                     seed,
                     {
                         **shared,
+                        "schedule": schedule,
                         "name": f"{v.name}_seed{seed}",
                         "model": model_path,
                         "seed": seed,
                         "total_tokens": total,
-                        "phases": variant_phases(base["phases"], v.order),
+                        "phases": variant_phases(base["phases"], v),
                     },
                 )
             )
+    return out
+
+
+def reach(curves: dict[str, dict[int, list[tuple[int, float]]]], targets: dict[int, float], tokens_per_step: int):
+    """Per variant: the tokens each seed's run needed to reach ``targets[seed]`` (the first variant's final
+    mean bpb on that seed; linear between evaluations), their mean, and how many seeds never reached it."""
+    out = {}
+    for variant, by_seed in curves.items():
+        got = {s: tokens_to_reach(curve, targets[s], tokens_per_step) for s, curve in by_seed.items()}
+        reached = [t for t in got.values() if t is not None]
+        out[variant] = {
+            "by_seed": {str(s): t for s, t in got.items()},
+            "mean": sum(reached) / len(reached) if len(reached) == len(got) else None,
+            "not_reached": len(got) - len(reached),
+        }
     return out
 
 
@@ -170,6 +228,27 @@ def format_table(summary: dict[str, Any], first: str) -> str:
     return "\n".join(lines)
 
 
+def format_reach(to_reach: dict[str, Any], reference: dict[int, float], first: str, total: int) -> str:
+    """Markdown: the tokens each variant needed to reach the first variant's final mean bpb, per seed."""
+    seeds = sorted(reference)
+    lines = [
+        f"Tokens to reach `{first}`'s final mean bpb (its seed's: "
+        + ", ".join(f"{s}: {reference[s]:.4f}" for s in seeds)
+        + f"), linear between evaluations, of {total:,}:",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | share of the run |",
+        "|---|" + "---|" * (len(seeds) + 2),
+    ]
+    for variant, row in to_reach.items():
+        cells = [
+            f"{row['by_seed'][str(s)]:,.0f}" if row["by_seed"][str(s)] is not None else "not reached" for s in seeds
+        ]
+        mean = row["mean"]
+        tail = [f"{mean:,.0f}", f"{mean / total:.0%}"] if mean is not None else ["—", "—"]
+        lines.append(f"| {variant} | " + " | ".join(cells + tail) + " |")
+    return "\n".join(lines)
+
+
 def run_ablation(
     config_path: str | Path,
     out_dir: str | Path = "runs/ablation",
@@ -188,7 +267,9 @@ def run_ablation(
     base = read_json(cfg.base)
     out = Path(out_dir)
     first_source = base_cfg.phases[0].sources[0]
-    model_path = write_family_model(out, cfg.width, dataset_vocab_size(first_source.path), cfg.block_size)
+    model_path = write_family_model(
+        out, cfg.width, dataset_vocab_size(first_source.path), cfg.block_size, cfg.architecture
+    )
     model = load_model_config(model_path)
     runs = run_configs(cfg, base, str(model_path), model.num_params(), seeds)
     print(
@@ -199,6 +280,7 @@ def run_ablation(
     # variant -> seed -> domain -> final validation loss (nats/token), and the same in bits per byte
     finals: dict[str, dict[int, dict[str, float]]] = {v.name: {} for v in cfg.variants}
     finals_bpb: dict[str, dict[int, dict[str, float]]] = {v.name: {} for v in cfg.variants}
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {v.name: {} for v in cfg.variants}  # (step, mean bpb)
     seconds: dict[str, float] = {}
     for variant, seed, data in runs:
         path = write_run_config(out, data)
@@ -208,9 +290,14 @@ def run_ablation(
         final = final_validation(out / data["name"], total_steps(path, model))
         finals[variant][seed] = {d: final["loss"][d] for d in base_cfg.domains()}  # the curriculum's order
         finals_bpb[variant][seed] = {d: final["bpb"][d] for d in base_cfg.domains()}
+        records = read_metrics(out / data["name"] / "metrics.jsonl", "validation")
+        curves[variant][seed] = [(step, records[step]["bpb_mean"]) for step in sorted(records)]
     summary, summary_bpb = aggregate(finals), aggregate(finals_bpb)
     first = cfg.variants[0].name
     total = runs[0][2]["total_tokens"]
+    tokens_per_step = base_cfg.batch.global_batch_tokens
+    reference = {s: sum(b.values()) / len(b) for s, b in finals_bpb[first].items()}
+    to_reach = reach(curves, reference, tokens_per_step)
     # Tokens each source gets (the same in every variant) and how many passes over its training split.
     exposure = {
         n: {"tokens": share * total, "epochs": share * total / dataset_train_tokens(base_cfg.domains()[n])}
@@ -223,34 +310,33 @@ def run_ablation(
         "num_params": model.num_params(),
         "total_tokens": total,
         "source_exposure": exposure,
-        "variants": {
-            v.name: {"order": v.order, "phases": variant_phases(base["phases"], v.order)} for v in cfg.variants
-        },
+        "variants": {v.name: {**v.model_dump(), "phases": variant_phases(base["phases"], v)} for v in cfg.variants},
         "final_validation": {v: {str(s): losses for s, losses in by.items()} for v, by in finals.items()},
         "final_validation_bpb": {v: {str(s): bpb for s, bpb in by.items()} for v, by in finals_bpb.items()},
         "summary": summary,
         "summary_bpb": summary_bpb,
+        "tokens_to_reach_first": to_reach,
         "seconds_this_invocation": seconds,
     }
     write_json(out / "results.json", result)
     table, table_bpb = format_table(summary, first), format_table(summary_bpb, first)
     epochs = ", ".join(f"{n} {e['tokens'] / 1e6:.2f}M ({e['epochs']:.2f} epochs)" for n, e in exposure.items())
+    reach_md = format_reach(to_reach, reference, first, total)
     write_text(
         out / "results.md",
-        f"Final validation loss (nats/token), mean ± std (min–max) over seeds; "
-        f"{model.num_params():,} parameters, {total:,} tokens per run; tokens per "
-        f"source in every variant: {epochs}.\n\n{table}\n\n"
-        "The same in bits per byte (summed losses / (ln 2 x UTF-8 bytes of the predicted tokens)):"
-        f"\n\n{table_bpb}\n",
+        "Final validation bits per byte (summed losses / (ln 2 x UTF-8 bytes of the predicted tokens)), mean ± "
+        f"std (min–max) over seeds; {model.num_params():,} parameters, {total:,} tokens per run; tokens per "
+        f"source in every variant: {epochs}.\n\n{table_bpb}\n\n{reach_md}\n\n"
+        f"The same in nats/token:\n\n{table}\n",
     )
     plot_ablation(
-        summary,
-        finals,
+        summary_bpb,
+        finals_bpb,
         out / "ablation.png",
         title=f"{model.num_params() / 1e3:.0f}K parameters, {result['total_tokens'] / 1e6:.1f}M tokens, "
         f"{len(seeds)} seeds",
     )
-    print(table)
     print(table_bpb)
+    print(reach_md)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
     return result

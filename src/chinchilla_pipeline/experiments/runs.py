@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from ..atomic import write_json
 from ..data.reader import open_prepared
 from ..errors import UserError
-from ..model.config import ModelConfig
+from ..model.config import Architecture, ModelConfig
 from ..model.family import family_config
 from ..train.checkpoint import list_checkpoints
 from ..train.config import CurriculumConfig, make_plan
@@ -44,10 +44,13 @@ def overall_proportions(phases: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def write_family_model(out_dir: Path, width: int, vocab_size: int, block_size: int) -> Path:
-    """Write the family member of ``width`` as ``<out_dir>/models/w<width>.json``; returns its path."""
-    cfg = family_config(width, vocab_size, block_size)
-    path = out_dir / "models" / f"w{width}.json"
+def write_family_model(
+    out_dir: Path, width: int, vocab_size: int, block_size: int, architecture: Architecture = "gpt2"
+) -> Path:
+    """Write the family member of ``width`` as ``<out_dir>/models/w<width>.json`` (``<architecture>_w<width>``
+    for another architecture than GPT-2's); returns its path."""
+    cfg = family_config(width, vocab_size, block_size, architecture=architecture)
+    path = out_dir / "models" / (f"w{width}.json" if architecture == "gpt2" else f"{architecture}_w{width}.json")
     write_json(path, cfg.model_dump())
     return path
 

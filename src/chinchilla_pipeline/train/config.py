@@ -60,6 +60,22 @@ class SourceConfig(StrictModel):
     weight: PositiveFloat = 1.0
 
 
+def parse_blend(v: int | str | None) -> int | str | None:
+    """A ``blend_in``: tokens (40000000, "40M") as an int, or a share of the run ("10%") as a normalised
+    string; ``ValueError`` otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, str) and v.strip().endswith("%"):
+        share = float(v.strip()[:-1])
+        if not 0 < share <= 100:
+            raise ValueError(f"a share of the run's tokens is in (0%, 100%], got {v!r}")
+        return f"{share:g}%"
+    tokens = parse_token_count(v)
+    if tokens <= 0:
+        raise ValueError(f"tokens must be > 0, got {v!r}")
+    return tokens
+
+
 class PhaseConfig(StrictModel):
     """A phase: a share of the total budget drawn from its sources with their weights.
 
@@ -76,17 +92,7 @@ class PhaseConfig(StrictModel):
     @field_validator("blend_in", mode="before")
     @classmethod
     def _parse_blend(cls, v):
-        if v is None:
-            return None
-        if isinstance(v, str) and v.strip().endswith("%"):
-            share = float(v.strip()[:-1])
-            if not 0 < share <= 100:
-                raise ValueError(f"a share of the run's tokens is in (0%, 100%], got {v!r}")
-            return f"{share:g}%"
-        tokens = parse_token_count(v)
-        if tokens <= 0:
-            raise ValueError(f"tokens must be > 0, got {v!r}")
-        return tokens
+        return parse_blend(v)
 
     @model_validator(mode="after")
     def _unique_sources(self):
