@@ -19,6 +19,8 @@ CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")
 # jobs, torch's 2 OpenMP threads wait on each other at every op of the tiny models (tests/test_train.py: 40 s
 # under load with 2 threads, 1 s with one).
 os.environ["OMP_NUM_THREADS"] = "1"
+if "torch" in sys.modules:  # imported already (a plugin): the variable came too late for it
+    sys.modules["torch"].set_num_threads(1)
 
 
 def prepare_args(cfg: Path, tok: Path, out: Path, *extra: str) -> list[str]:
