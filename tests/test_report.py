@@ -22,6 +22,7 @@ PLOTS = [
     "validation_loss.png",
     "validation_bpb.png",
     "tokens_per_source.png",
+    "source_shares.png",
     "learning_rate.png",
     "throughput.png",
     "budget.png",
@@ -48,6 +49,18 @@ def test_plots_open_with_the_expected_size_and_are_drawn(run_dir, tmp_path):
         pixels = imread(tmp_path / name)
         assert pixels.std() > 0.05  # not a blank canvas
         assert f"]({name})" in md
+
+
+def test_the_target_weights_logged_are_the_phase_weights_and_the_drawn_shares_follow_them(run_dir):
+    train = read_metrics(run_dir / "metrics.jsonl", "train")
+    logged = [s for s in sorted(train) if "target_weights" in train[s]]
+    assert train[9]["target_weights"] == pytest.approx({"wiki": 2 / 3, "books": 1 / 3, "c4": 0, "forums": 0})
+    assert train[STEPS - 1]["target_weights"] == pytest.approx({"wiki": 0, "books": 0, "c4": 2 / 3, "forums": 1 / 3})
+    for a, b in zip(logged, logged[1:]):  # within one sequence of the target over each interval (8 per step)
+        drawn = {k: v - train[a]["tokens_seen"].get(k, 0) for k, v in train[b]["tokens_seen"].items()}
+        if train[a]["phase"] == train[b]["phase"]:
+            for k, w in train[b]["target_weights"].items():
+                assert abs(drawn.get(k, 0) - w * sum(drawn.values())) <= 2 * 32  # two sequences of 32 tokens
 
 
 def test_report_numbers_come_from_the_metrics(run_dir):

@@ -280,6 +280,11 @@ def render_report(
         "",
         f"![tokens per source]({plots['tokens_per_source']})",
         "",
+        "Each source's share of the tokens of every log interval (solid) against the curriculum's target "
+        "weight there (dashed; a `blend_in` ramp shows as a slope):",
+        "",
+        f"![source shares]({plots['source_shares']})",
+        "",
         "## Learning rate",
         "",
         f"![learning rate]({plots['learning_rate']})",

@@ -128,6 +128,30 @@ def plot_tokens_per_source(run: RunLog, path: Path) -> Path:
     return save_png(fig, path)
 
 
+def plot_source_shares(run: RunLog, path: Path) -> Path:
+    """Each source's realised share of the tokens of every log interval (solid, at the interval's middle)
+    against the mixture's target weight (dashed): a hard switch is a step, a ``blend_in`` a ramp."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    sources = [d for d in run.domains if any(d in seen for seen in run.tokens_seen)]
+    xs = [0] + run.rate_tokens
+    seen = [{}] + run.tokens_seen
+    mids = [(a + b) / 2 for a, b in zip(xs, xs[1:])]
+    for k, color in zip(sources, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+        got = [(b.get(k, 0) - a.get(k, 0)) / (x1 - x0) for a, b, x0, x1 in zip(seen, seen[1:], xs, xs[1:])]
+        ax.plot(mids, got, color=color, label=f"{k} (drawn)")
+        target = [(x, w[k]) for x, w in zip(run.rate_tokens, run.target_weights) if k in w]
+        if target:
+            ax.plot(*zip(*target), color=color, linestyle="--", linewidth=1, label=f"{k} (target)")
+    _mark_phases(ax, run)
+    _tokens_axis(ax)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("share of each log interval's tokens")
+    ax.set_title(f"{run.name}: each source's share, drawn against the mixture's target")
+    ax.legend(loc="best", fontsize=8, ncol=2)
+    return save_png(fig, path)
+
+
 def plot_learning_rate(run: RunLog, path: Path) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -197,6 +221,7 @@ def write_plots(run: RunLog, budget_rows: list[tuple[str, float]], out_dir: Path
     made = {
         "train_loss": plot_train_loss(run, out_dir / "train_loss.png"),
         "tokens_per_source": plot_tokens_per_source(run, out_dir / "tokens_per_source.png"),
+        "source_shares": plot_source_shares(run, out_dir / "source_shares.png"),
         "learning_rate": plot_learning_rate(run, out_dir / "learning_rate.png"),
         "throughput": plot_throughput(run, out_dir / "throughput.png"),
         "budget": plot_budget(

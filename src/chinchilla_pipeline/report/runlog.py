@@ -2,10 +2,11 @@
 
 The trainer records everything the report needs (docs/training.md, section "Metrics"):
 ``start`` (parameters, tokens per step, phase step ranges), ``phase_start``
-(phase names), ``train`` (loss, lr, and at each log interval tokens/s and
-tokens seen per source), ``validation`` (loss per domain in nats/token and bits per
-byte), ``epoch`` (a source ran out and repeats), ``transition`` (per-domain
-forgetting and gain, in both units) and, when
+(phase names), ``train`` (loss, lr, and at each log interval tokens/s,
+tokens seen per source and the mixture's target weight of each),
+``validation`` (loss per domain in nats/token and bits per byte), ``epoch`` (a
+source ran out and repeats), ``transition`` (per-domain forgetting and gain, in
+both units) and, when
 the curriculum asks for it, ``hellaswag`` (acc_norm and acc at each evaluation). After
 a resume, the last record per (type, step) wins, as ``read_metrics`` does.
 
@@ -46,6 +47,7 @@ class RunLog:
     rate_tokens: list[int]  # x of the log-interval series
     tokens_per_s: list[float]
     tokens_seen: list[dict[str, int]]  # per source, at each log interval
+    target_weights: list[dict[str, float]]  # the mixture's weight per source there; {} in older records
     val_tokens: list[int]
     val_loss: list[dict[str, float]]  # per domain, nats/token
     val_bpb: list[dict[str, float]]  # per domain, bits/byte; {} for a record written before bits per byte
@@ -115,6 +117,7 @@ def read_run(run_dir: str | Path) -> RunLog:
         rate_tokens=[(s + 1) * tps for s in logged],
         tokens_per_s=[train[s]["tokens_per_s"] for s in logged],
         tokens_seen=[train[s]["tokens_seen"] for s in logged],
+        target_weights=[train[s].get("target_weights", {}) for s in logged],
         val_tokens=[s * tps for s in sorted(val)],
         val_loss=[val[s]["loss"] for s in sorted(val)],
         val_bpb=[val[s].get("bpb", {}) for s in sorted(val)],

@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from .config import PhaseConfig
+
+class PhaseLike(Protocol):
+    """What the mixture reads of a phase (``train.config.PhaseConfig``)."""
+
+    name: str
+    sources: Sequence[Any]  # each with .name and .weight
+    blend_in: int | str | None
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ def blend_sequences(blend_in: int | str, target_tokens: int, context: int) -> in
 
 
 def run_mixture(
-    phases: Sequence["PhaseConfig"],
+    phases: Sequence[PhaseLike],
     phase_steps: Sequence[tuple[int, int]],
     sequences_per_step: int,
     target_tokens: int,

@@ -274,6 +274,10 @@ class Trainer:
                     tokens_per_s=tok_s,
                     mfu=mfu(self.flops_per_token, tok_s, self.peak),
                     tokens_seen=self.tokens_seen(),
+                    # the mixture's weight of each source at the last sequence drawn (the report's target)
+                    target_weights=dict(
+                        zip(self.sampler.names, self.sampler.mixture.weights_at(self.sampler.position - 1))
+                    ),
                     phase=self.cfg.phases[self.phase].name,
                 )
             self.log.write(rec)
