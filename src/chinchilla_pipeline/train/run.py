@@ -13,6 +13,7 @@ from ..lock import output_lock, rank_zero
 from .checkpoint import list_checkpoints
 from .config import CurriculumConfig, EvalConfig, RunPlan, load_curriculum, make_plan
 from .distributed import setup_distributed, teardown
+from .mixture import blend_sequences
 from .trainer import NonFiniteLoss, Trainer, check_phase_ready
 from .wandb_log import require_wandb
 
@@ -31,7 +32,9 @@ def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
             else ""
         ),
         f"steps: {plan.total_steps:,} ({plan.total_steps * plan.tokens_per_step:,} tokens); warmup "
-        f"{plan.warmup_steps}" + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else ""),
+        f"{plan.warmup_steps}"
+        + (f", decay from step {plan.decay_start_step}" if cfg.schedule.kind == "wsd" else "")
+        + (f" (over phase {cfg.schedule.decay_phase})" if cfg.schedule.decay_phase else ""),
     ]
     for phase, (a, b) in zip(cfg.phases, plan.phase_steps):
         tokens = (b - a) * plan.tokens_per_step
@@ -41,6 +44,13 @@ def describe_plan(cfg: CurriculumConfig, plan: RunPlan, num_params: int) -> str:
             f"phase {phase.name}: steps {a:,}..{b:,} = {tokens:,} tokens (share {phase.share:g}: "
             f"{phase.share * plan.target_tokens:,.0f}); per source: {per}"
         )
+        if phase.blend_in is not None:
+            seqs = blend_sequences(phase.blend_in, plan.target_tokens, plan.context)
+            half = seqs // 2 / plan.sequences_per_step
+            lines.append(
+                f"  blend_in {phase.blend_in}: the weights ramp linearly over {seqs * plan.context:,} tokens, "
+                f"steps {a - half:,.1f}..{a + half:,.1f}, centred on the switch"
+            )
     return "\n".join(lines)
 
 
