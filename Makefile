@@ -125,6 +125,8 @@ pretrain-curriculum-phase-b: ## phase B (c4 + forums) from phase A's final check
 	$(PRETRAIN) --phase b
 pretrain-curriculum: ## every phase in order, resuming from the last checkpoint
 	$(PRETRAIN) --phase all
+pretrain-curriculum-phase-%: ## any other phase by name, e.g. pretrain-curriculum-phase-anneal (CURRICULUM=..._anneal.json)
+	$(PRETRAIN) --phase $*
 bench-train: ## CPU: trainer tokens/s against a bare PyTorch loop (cpu_small model)
 	$(CLI) bench-train --model_config config/models/cpu_small.json --device cpu --micro_batch_size 8 --steps 10 --rounds 4
 bench-train-nanochat: ## CPU: the modern recipe's trainer (nanochat model, Muon + AdamW) against its bare loop
@@ -217,7 +219,7 @@ ISOFLOP_CONF  ?= $(DEMO_CONF)/isoflop.json
 RECIPES_CONF  ?= $(DEMO_CONF)/recipes.json
 
 .PHONY: ablate-curriculum isoflop isoflop-plan compare-recipes
-ablate-curriculum: ## seed's order vs reversed vs no curriculum, same tokens and schedule, 3 seeds: runs/ablation/
+ablate-curriculum: ## seed's order (hard, blended, + anneal) vs reversed vs no curriculum, same tokens, 3 seeds: runs/ablation/
 	$(CLI) ablate --config_path $(ABLATION_CONF) --out_dir $(RUNS)/ablation
 isoflop: ## Chinchilla approach 2: loss vs N at fixed compute, fitted N_opt, D_opt, D/N: runs/isoflop/
 	$(CLI) isoflop --config_path $(ISOFLOP_CONF) --out_dir $(RUNS)/isoflop
