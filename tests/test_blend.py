@@ -212,3 +212,20 @@ def test_kill_9_mid_ramp_then_resume_is_bitwise_identical(tmp_path):
     final_b = load_checkpoint(list_checkpoints(run_dir)[-1][1])
     assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
     assert final_a["tokens_seen"] == final_b["tokens_seen"]
+
+
+def test_an_anneal_phase_carries_the_whole_decay_and_its_final_checkpoint_is_averaged(tmp_path):
+    from chinchilla_pipeline.train.average import average_checkpoints, averaged_from
+    from chinchilla_pipeline.train.run import run_pretrain
+
+    phases = [*SEED_ORDER, ("anneal", {"wiki": 2, "books": 1})]
+    cfg = write_curriculum(
+        tmp_path, phases, steps=30, schedule={"kind": "wsd", "warmup_share": 0.0, "decay_phase": "anneal"}
+    )
+    assert run_pretrain(cfg, out_dir=tmp_path / "runs", device="cpu") == 0
+    run = tmp_path / "runs" / "run"
+    lr = {s: r["lr"] for s, r in read_metrics(run / "metrics.jsonl", "train").items()}
+    assert len({lr[s] for s in range(21)}) == 1  # held through phases a and b (steps 0..19), anneal starts at 20
+    assert all(lr[s] > lr[s + 1] for s in range(20, 29)) and lr[29] == pytest.approx(lr[0] * 0.1)
+    averaged = average_checkpoints(run, last=2, phase="anneal")  # test_average: evaluate and export take it
+    assert [c["step"] for c in averaged_from(averaged)["checkpoints"]] == [25, 30]
