@@ -21,7 +21,8 @@ from chinchilla_pipeline.experiments.ablation import (
 from chinchilla_pipeline.experiments.runs import overall_proportions, summarize
 from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.schema import load_config, read_json
-from chinchilla_pipeline.train.config import CurriculumConfig, make_plan
+from chinchilla_pipeline.train.config import CurriculumConfig
+from chinchilla_pipeline.train.schedule import make_schedule
 from trainkit import SEED_ORDER, write_curriculum
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,8 @@ def test_variants_share_tokens_schedule_and_overall_proportions(tmp_path):
     # Each source gets the same tokens in every variant, within the trainer's step rounding.
     model = ModelConfig(name="m", n_layer=1, n_head=1, n_embd=16, block_size=32, vocab_size=256)
     for d in datas:
-        plan = make_plan(CurriculumConfig.model_validate(d), model, 1)
-        assert plan.total_steps == 4_000 // 256 + (4_000 % 256 >= 128)
+        plan = make_schedule(CurriculumConfig.model_validate(d), model)
+        assert plan.num_steps == 4_000 // 256 + (4_000 % 256 >= 128)
 
 
 def test_schedule_override_reaches_every_variant(tmp_path):
@@ -147,7 +148,7 @@ def test_blend_and_anneal_variants_keep_every_source_s_tokens(tmp_path):
     model = ModelConfig(name="m", n_layer=1, n_head=1, n_embd=16, block_size=32, vocab_size=256)
     for variant in ("blend", "anneal"):
         assert overall_proportions(by_name[variant]["phases"]) == pytest.approx(want)
-        plan = make_plan(CurriculumConfig.model_validate(by_name[variant]), model, 1)
+        plan = make_schedule(CurriculumConfig.model_validate(by_name[variant]), model)
         if variant == "anneal":
             assert plan.decay_start_step == plan.phase_steps[2][0]
     cosine = _ablation(tmp_path, variants=[*VARIANTS, {"name": "anneal", "order": "as_base", "anneal_share": 0.2}])

@@ -11,14 +11,9 @@ import torch
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.export.trained import load_trained
-from chinchilla_pipeline.train.average import average_checkpoints, averaged_from, default_average_path
-from chinchilla_pipeline.train.checkpoint import (
-    TrainState,
-    checksum_path,
-    list_checkpoints,
-    save_checkpoint,
-    verify_checkpoint,
-)
+from chinchilla_pipeline.train.average import average_checkpoints, averaged_from
+from chinchilla_pipeline.train.checkpoint import TrainState, checksum_path, save_checkpoint, verify_checkpoint
+from chinchilla_pipeline.train.rundir import average_path, list_checkpoints
 from textrun import make_text_run
 
 
@@ -50,7 +45,7 @@ def test_the_run_has_the_checkpoints_the_tests_assume(run):
 def test_average_is_the_manual_mean_and_carries_the_newest_metadata(run_dir, last):
     names = ["step_0000010.pt", "step_0000015.pt", "step_0000016_final-b.pt"][-last:]
     path = average_checkpoints(run_dir, last)
-    assert path == run_dir / "averages" / f"last-{last}" / "checkpoint.pt" == default_average_path(run_dir, last)
+    assert path == run_dir / "averages" / f"last-{last}" / "checkpoint.pt" == average_path(run_dir, last, None)
     verify_checkpoint(path)  # its sha256 beside it holds
     avg, newest = TrainState.load(path), TrainState.load(run_dir / "checkpoints" / names[-1])
     models = _models(run_dir, names)
@@ -146,7 +141,7 @@ def test_evaluate_export_and_generate_take_it(run, run_dir, tmp_path, capsys):
 
     assert main(["average-checkpoints", "--run_dir", str(run_dir), "--last", "3", "--phase", "b"]) == 0
     printed = capsys.readouterr().out
-    path = default_average_path(run_dir, 3, "b")
+    path = average_path(run_dir, 3, "b")
     assert "averaged 3 checkpoints" in printed and "steps 10, 15, 16" in printed and f"wrote {path}" in printed
     trained = load_trained(path, run["tokenizer"])
     assert trained.step == 16 and all(torch.equal(v, trained.model.state_dict()[k]) for k, v in _avg(path).items())

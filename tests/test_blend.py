@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
-from chinchilla_pipeline.train.config import PhaseConfig, load_curriculum, make_plan
+from chinchilla_pipeline.train.checkpoint import load_checkpoint
+from chinchilla_pipeline.train.config import PhaseConfig, load_curriculum
 from chinchilla_pipeline.train.metrics import read_metrics
 from chinchilla_pipeline.train.mixture import run_mixture
+from chinchilla_pipeline.train.rundir import list_checkpoints
 from chinchilla_pipeline.train.sampler import WeightedMultiDatasetSampler
+from chinchilla_pipeline.train.schedule import make_schedule
 from conftest import CLI, CLI_ENV
 from test_sampler import arange_stream
 from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
@@ -148,15 +150,15 @@ def test_a_ramp_that_does_not_fit_is_one_line_naming_the_field(tmp_path):
     assert "\n" not in str(err.value)
     data["phases"][1]["blend_in"] = 256 * 30  # 30 steps of ramp, 15 on each side of a 20-step phase: fits
     cfg.write_text(json.dumps(data))
-    make_plan(*load_curriculum(cfg), 1)
+    make_schedule(*load_curriculum(cfg))
     data["phases"][1]["blend_in"] = 256 * 42
     cfg.write_text(json.dumps(data))
     with pytest.raises(UserError, match="shorten blend_in"):
-        make_plan(*load_curriculum(cfg), 1)
+        make_schedule(*load_curriculum(cfg))
     data["phases"][0]["blend_in"] = "10%"
     cfg.write_text(json.dumps(data))
     with pytest.raises(UserError, match="no phase to blend in from"):
-        make_plan(*load_curriculum(cfg), 1)
+        make_schedule(*load_curriculum(cfg))
 
 
 def _cmd(cfg, out):
@@ -216,7 +218,7 @@ def test_kill_9_mid_ramp_then_resume_is_bitwise_identical(tmp_path):
 
 def test_an_anneal_phase_carries_the_whole_decay_and_its_final_checkpoint_is_averaged(tmp_path):
     from chinchilla_pipeline.train.average import average_checkpoints, averaged_from
-    from chinchilla_pipeline.train.run import run_pretrain
+    from chinchilla_pipeline.train.pretrain import run_pretrain
 
     phases = [*SEED_ORDER, ("anneal", {"wiki": 2, "books": 1})]
     cfg = write_curriculum(

@@ -37,7 +37,8 @@ from chinchilla_pipeline.data.manifest import write_token_dataset
 from chinchilla_pipeline.data.reader import open_prepared
 from chinchilla_pipeline.lock import lock_path, output_lock
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
-from chinchilla_pipeline.train.checkpoint import checksum_path, list_checkpoints, load_checkpoint, verify_checkpoint
+from chinchilla_pipeline.train.checkpoint import checksum_path, load_checkpoint, verify_checkpoint
+from chinchilla_pipeline.train.rundir import list_checkpoints
 from conftest import CLI, CLI_ENV, CORPUS, corrupt_row_group, prepare_args, write_dataset_config
 from textrun import make_text_run
 from trainkit import SEED_ORDER, write_curriculum

@@ -23,8 +23,10 @@ from chinchilla_pipeline import cli
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.gpucheck import check, smoke, speed
 from chinchilla_pipeline.model.config import ModelConfig
-from chinchilla_pipeline.train.config import CurriculumConfig, make_plan, micro_batch_candidates
+from chinchilla_pipeline.train.config import CurriculumConfig
 from chinchilla_pipeline.train.distributed import under_torchrun
+from chinchilla_pipeline.train.layout import make_layout, micro_batch_candidates
+from chinchilla_pipeline.train.schedule import make_schedule
 from chinchilla_pipeline.train.setup import fingerprint
 from conftest import CLI, CLI_ENV, ROOT
 
@@ -288,10 +290,11 @@ def test_gpu_check_refuses_an_unknown_setting(tmp_path):
     ],
 )
 def test_auto_micro_batch_on_cpu_is_the_largest_divisor_up_to_16(global_tokens, world, expected):
-    plan = make_plan(_cfg(global_tokens, "auto"), MODEL, world)
-    assert plan.micro_batch_size == expected
-    assert plan.micro_batch_size * plan.grad_accum * world * 32 == global_tokens
-    assert make_plan(_cfg(global_tokens, "auto"), MODEL, world, micro_batch_size=1).micro_batch_size == 1
+    cfg = _cfg(global_tokens, "auto")
+    layout = make_layout(make_schedule(cfg, MODEL), cfg.batch, world)
+    assert layout.micro_batch_size == expected
+    assert layout.micro_batch_size * layout.grad_accum * world * 32 == global_tokens
+    assert make_layout(make_schedule(cfg, MODEL), cfg.batch, world, micro_batch_size=1).micro_batch_size == 1
 
 
 def test_micro_batch_must_be_a_number_or_auto():
@@ -325,7 +328,7 @@ def test_torchrun_is_recognised_by_its_variables():
 def test_auto_micro_batch_takes_the_largest_that_fits_the_free_memory_or_stops_with_one_line(monkeypatch):
     """The CUDA search with the card's answers stood in for (no GPU here): the probe's peaks against 90% of
     what this process can have (free + its reserved), largest micro batch first; none fitting is a UserError."""
-    from chinchilla_pipeline.train import microbatch
+    from chinchilla_pipeline.train import layout
     from chinchilla_pipeline.train.distributed import Dist
 
     gib = 2**30
@@ -333,14 +336,16 @@ def test_auto_micro_batch_takes_the_largest_that_fits_the_free_memory_or_stops_w
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev: "NVIDIA H100 80GB HBM3")
     peaks = {8: None, 4: 70 * gib, 2: 50 * gib, 1: 30 * gib}  # 8: out of memory; 4 fits the card, not the free part
-    monkeypatch.setattr(microbatch, "probe_step", lambda model_cfg, cfg, device, micro: peaks[micro])
+    monkeypatch.setattr(layout, "probe_step", lambda build, vocab, context, device, micro: peaks[micro])
     dist = Dist(0, 0, 1, torch.device("cuda", 0))
-    lines = []
-    assert microbatch.resolve_micro_batch(_cfg(8 * 32, "auto"), MODEL, dist, log=lines.append) == 2
+    cfg = _cfg(8 * 32, "auto")
+    schedule, lines = make_schedule(cfg, MODEL), []
+    found = layout.resolve_layout(schedule, cfg.batch, dist, None, MODEL.vocab_size, log=lines.append)
+    assert found.micro_batch_size == 2 and found.grad_accum == 4
     assert lines[1] == "micro batch 4: peak 70.0 GiB (budget 54.0 GiB of 80.0 GiB)"
     peaks.update({2: None, 1: None})
     with pytest.raises(UserError, match=r"no micro batch fits on NVIDIA H100 80GB HBM3 .*speed\.cross_entropy"):
-        microbatch.resolve_micro_batch(_cfg(8 * 32, "auto"), MODEL, dist)
+        layout.resolve_layout(schedule, cfg.batch, dist, None, MODEL.vocab_size)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.export.huggingface import export_huggingface
 from chinchilla_pipeline.report.build import make_report
 from chinchilla_pipeline.train.metrics import read_metrics
-from chinchilla_pipeline.train.wandb_log import ID_FILE
+from chinchilla_pipeline.train.rundir import WANDB_ID
 from hellaswagkit import hellaswag_items, write_hellaswag
 from textrun import make_text_run
 
@@ -169,7 +169,7 @@ def wandb_records(path):
 
 
 def test_wandb_offline_run_holds_the_logged_history(run):
-    run_id = (run["run_dir"] / ID_FILE).read_text().strip()
+    run_id = (run["run_dir"] / WANDB_ID).read_text().strip()
     dirs = sorted((run["run_dir"] / "wandb").glob(f"*/wandb/offline-run-*-{run_id}"))
     assert len(dirs) == 2  # phase a and phase b: two invocations, one wandb run id
     history = [

@@ -98,7 +98,7 @@ def test_sizes_for_a_budget():
 
 
 def test_wall_clock_uses_whole_steps():
-    plan = chinchilla_plan(1e6, global_batch_tokens=1000, tokens_per_second=2000)
+    plan = chinchilla_plan(1e6, tokens_per_step=1000, tokens_per_second=2000)
     assert plan["num_steps"] == 20_000 and plan["wall_clock_seconds"] == pytest.approx(10_000)
 
 
@@ -195,6 +195,6 @@ def test_cli_reads_phases_batch_and_model_from_a_curriculum(tmp_path):
     plan = json.loads(out.read_text())
     n = plan["num_params"]
     assert n == 2 * (12 * 64 * 64 + 13 * 64) + 2 * 64 + (4096 + 128) * 64  # GPT-2 layout, tied head
-    assert plan["global_batch_tokens"] == 4096 and plan["num_tokens"] == 20 * n
+    assert plan["tokens_per_step"] == 4096 and plan["num_tokens"] == 20 * n
     assert [p["name"] for p in plan["phases"]] == ["a", "b"]
     assert plan["phases"][0]["num_tokens"] == round(0.75 * 20 * n)

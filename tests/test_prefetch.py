@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from chinchilla_pipeline.data.reader import open_prepared
-from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
+from chinchilla_pipeline.train.checkpoint import load_checkpoint
 from chinchilla_pipeline.train.prefetch import BatchPrefetcher
-from chinchilla_pipeline.train.run import run_pretrain
+from chinchilla_pipeline.train.pretrain import run_pretrain
+from chinchilla_pipeline.train.rundir import list_checkpoints
 from chinchilla_pipeline.train.sampler import TokenStream, WeightedMultiDatasetSampler
 from trainkit import SEED_ORDER, make_domain, write_curriculum
 

@@ -14,7 +14,7 @@ from chinchilla_pipeline.plan import chinchilla_plan
 from chinchilla_pipeline.report.build import make_report
 from chinchilla_pipeline.report.plots import DPI, FIGSIZE
 from chinchilla_pipeline.train.metrics import read_metrics
-from chinchilla_pipeline.train.run import run_pretrain
+from chinchilla_pipeline.train.pretrain import run_pretrain
 from trainkit import SEED_ORDER, write_curriculum
 
 PLOTS = [
@@ -89,7 +89,7 @@ def test_report_numbers_come_from_the_metrics(run_dir):
     seen_a = train[STEPS // 2 - 1]["tokens_seen"]
     assert f"| a | 0..20 | {STEPS // 2 * 256:,} | wiki {seen_a['wiki']:,}" in md
     start = read_metrics(run_dir / "metrics.jsonl", "start")[0]
-    plan = chinchilla_plan(start["num_params"], phases=(("all", 1.0),), global_batch_tokens=256)
+    plan = chinchilla_plan(start["num_params"], phases=(("all", 1.0),), tokens_per_step=256)
     assert f"| planner's budget D = 20 N | {plan['num_tokens']:,} |" in md
     assert f"| tokens trained | {STEPS * 256:,} ({STEPS * 256 / start['num_params']:.2f} per parameter) |" in md
     last = [train[s]["loss"] for s in range(STEPS - 10, STEPS)]

@@ -11,9 +11,10 @@ import torch
 
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
+from chinchilla_pipeline.train.checkpoint import load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
-from chinchilla_pipeline.train.run import run_pretrain
+from chinchilla_pipeline.train.pretrain import run_pretrain
+from chinchilla_pipeline.train.rundir import list_checkpoints
 from trainkit import SEED_ORDER, make_domain, write_curriculum, write_model
 
 

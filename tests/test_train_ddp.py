@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chinchilla_pipeline.train.checkpoint import list_checkpoints, load_checkpoint
+from chinchilla_pipeline.train.checkpoint import load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
+from chinchilla_pipeline.train.rundir import list_checkpoints
 from conftest import CLI_ENV, CLI_MODULE
 from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
 

@@ -18,7 +18,7 @@ import numpy as np
 from chinchilla_pipeline.data.manifest import write_token_dataset
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.token_bytes import token_byte_lengths
-from chinchilla_pipeline.train.run import run_pretrain
+from chinchilla_pipeline.train.pretrain import run_pretrain
 from conftest import CORPUS
 from trainkit import write_curriculum, write_model
 

@@ -22,14 +22,8 @@ from typing import Any, Optional, Sequence
 from .counts import human, human_seconds
 from .errors import UserError
 from .model.config import load_model_config
-from .train.config import (
-    DEFAULT_GLOBAL_BATCH_TOKENS,
-    DEFAULT_TOKENS_PER_PARAM,
-    check_phase_shares,
-    load_curriculum,
-    make_plan,
-    phase_boundaries,
-)
+from .train.config import DEFAULT_GLOBAL_BATCH_TOKENS, DEFAULT_TOKENS_PER_PARAM, check_phase_shares, load_curriculum
+from .train.schedule import make_schedule, phase_boundaries
 
 # The seed's curriculum: phase A 1.5B tokens, phase B 1.5B tokens, i.e. half each.
 DEFAULT_PHASES: tuple[tuple[str, float], ...] = (("A", 0.5), ("B", 0.5))
@@ -123,7 +117,7 @@ def chinchilla_plan(
     num_non_embedding_params: Optional[float] = None,
     tokens_per_param: float = DEFAULT_TOKENS_PER_PARAM,
     num_tokens: Optional[int] = None,
-    global_batch_tokens: int = DEFAULT_GLOBAL_BATCH_TOKENS,
+    tokens_per_step: int = DEFAULT_GLOBAL_BATCH_TOKENS,
     phases: Sequence[tuple[str, float]] = DEFAULT_PHASES,
     compute_budget: Optional[float] = None,
     tokens_per_second: Optional[float] = None,
@@ -132,7 +126,7 @@ def chinchilla_plan(
     """Everything the planner reports, as a JSON-ready dict.
 
     D is ``num_tokens`` when given (a curriculum's own budget), else ``tokens_per_param`` x N.
-    Phases are cut as the trainer cuts them (``train.config.phase_boundaries``). ``compute_budget``
+    Phases are cut as the trainer cuts them (``train.schedule.phase_boundaries``). ``compute_budget``
     (FLOPs) defaults to 6 N D of this plan; the compute-optimal N and D under each fit are computed for it.
     ``tokens_per_second`` adds the wall-clock time.
     """
@@ -140,8 +134,8 @@ def chinchilla_plan(
         raise UserError(f"must be > 0, got {num_params:g}", field="num_params")
     if tokens_per_param <= 0:
         raise UserError(f"must be > 0, got {tokens_per_param:g}", field="tokens_per_param")
-    if global_batch_tokens <= 0:
-        raise UserError(f"must be > 0, got {global_batch_tokens}", field="global_batch_tokens")
+    if tokens_per_step <= 0:
+        raise UserError(f"must be > 0, got {tokens_per_step}", field="--global_batch_tokens")
     try:
         check_phase_shares([n for n, _ in phases], [s for _, s in phases])
     except ValueError as err:
@@ -151,7 +145,7 @@ def chinchilla_plan(
     else:
         tokens_per_param = num_tokens / num_params
     flops = training_flops(num_params, num_tokens)
-    bounds = phase_boundaries([s for _, s in phases], num_tokens, global_batch_tokens)
+    bounds = phase_boundaries([s for _, s in phases], num_tokens, tokens_per_step)
     phase_rows = [
         {
             "name": name,
@@ -165,8 +159,8 @@ def chinchilla_plan(
     num_steps = bounds[-1][1]
     if any(ph["num_steps"] <= 0 for ph in phase_rows):
         raise UserError(
-            f"a phase gets no step: {num_tokens:,} tokens in steps of {global_batch_tokens:,}",
-            field="global_batch_tokens",
+            f"a phase gets no step: {num_tokens:,} tokens in steps of {tokens_per_step:,}",
+            field="--global_batch_tokens",
         )
     budget = flops if compute_budget is None else compute_budget
     if budget <= 0:
@@ -194,9 +188,9 @@ def chinchilla_plan(
         "tokens_per_param": tokens_per_param,
         "num_tokens": num_tokens,
         "compute_flops": flops,
-        "global_batch_tokens": global_batch_tokens,
+        "tokens_per_step": tokens_per_step,
         "num_steps": num_steps,
-        "num_tokens_trained": num_steps * global_batch_tokens,  # whole steps: within half a step of D
+        "num_tokens_trained": num_steps * tokens_per_step,  # whole steps: within half a step of D
         "phases": phase_rows,
         "compute_budget_flops": budget,
         "fits": fit_rows,
@@ -231,7 +225,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         ("tokens per parameter", f"{plan['tokens_per_param']:g}"),
         ("D tokens", f"{plan['num_tokens']:,} ({human(plan['num_tokens'])})"),
         ("C = 6 N D", f"{plan['compute_flops']:.3e} FLOPs"),
-        ("global batch", f"{plan['global_batch_tokens']:,} tokens"),
+        ("global batch", f"{plan['tokens_per_step']:,} tokens"),
         ("steps", f"{plan['num_steps']:,} ({plan['num_tokens_trained']:,} tokens in whole steps)"),
     ]
     for ph in plan["phases"]:
@@ -287,18 +281,18 @@ def resolve_plan(
 ) -> dict[str, Any]:
     """``chinchilla plan``: N from a curriculum, a model config, a count or a time budget; then the plan.
 
-    A curriculum's budget, batch and phases come from ``train.config.make_plan``, exactly as
-    ``chinchilla pretrain --plan_only`` derives them; explicit arguments override them.
+    A curriculum's budget, batch and phases come from its ``train.schedule.Schedule``, the one
+    ``chinchilla pretrain`` trains by; explicit arguments override them.
     """
     given: dict[str, Any] = {}
     if curriculum is not None:
         cfg, model = load_curriculum(curriculum)
-        run = make_plan(cfg, model, 1, path=curriculum)
+        run = make_schedule(cfg, model, path=curriculum)
         given = {
             "num_params": model.num_params(),
             "num_non_embedding_params": model.num_non_embedding_params(),
-            "num_tokens": run.target_tokens,
-            "global_batch_tokens": run.tokens_per_step,
+            "num_tokens": run.num_tokens,
+            "tokens_per_step": run.tokens_per_step,
             "phases": [(ph.name, ph.share) for ph in cfg.phases],
         }
         source: dict[str, Any] = {"curriculum": str(curriculum)}
@@ -325,7 +319,7 @@ def resolve_plan(
         num_non_embedding_params=given.get("num_non_embedding_params"),
         tokens_per_param=ratio,
         num_tokens=given.get("num_tokens"),
-        global_batch_tokens=int(global_batch_tokens or given.get("global_batch_tokens", DEFAULT_GLOBAL_BATCH_TOKENS)),
+        tokens_per_step=int(global_batch_tokens or given.get("tokens_per_step", DEFAULT_GLOBAL_BATCH_TOKENS)),
         phases=phases or given.get("phases", DEFAULT_PHASES),
         compute_budget=compute_budget,
         tokens_per_second=tokens_per_second,

@@ -36,17 +36,17 @@ def _duration(seconds: float) -> str:
     return f"{h:d} h {rem // 60:02d} min"
 
 
-def check_data(cfg, plan, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]:
+def check_data(cfg, schedule, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]:
     """Per source: prepared and verified; tokens drawn over all phases vs training tokens (epochs)."""
     from .data.reader import open_prepared
     from .data.verify import verify_dataset
 
     rows, opened = [], {}
     drawn: dict[str, float] = {}
-    for phase, (a, b) in zip(cfg.phases, plan.phase_steps):
+    for phase, (a, b) in zip(cfg.phases, schedule.phase_steps):
         total_w = sum(s.weight for s in phase.sources)
         for s in phase.sources:
-            drawn[s.name] = drawn.get(s.name, 0.0) + (b - a) * plan.tokens_per_step * s.weight / total_w
+            drawn[s.name] = drawn.get(s.name, 0.0) + (b - a) * schedule.tokens_per_step * s.weight / total_w
     for name, path in cfg.domains().items():
         try:
             ds = open_prepared(path)
@@ -67,7 +67,7 @@ def check_data(cfg, plan, tokenizer_dir, verify: bool) -> tuple[list[Row], dict]
         )
         if problems:
             rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {len(problems)} problem(s), first: {problems[0]}"))
-        elif train <= plan.context:
+        elif train <= schedule.context:
             rows.append(Row(f"data {name}", "BLOCKER", f"{path}: {train} train tokens, fewer than context + 1"))
         else:
             rows.append(
@@ -170,8 +170,8 @@ def measured_tokens_per_second(gpu_check_json: str | Path, world_size: int) -> t
     )
 
 
-def check_time(plan, tokens_per_second: float | None, measured: tuple[float, str] | None = None) -> Row:
-    tokens = plan.total_steps * plan.tokens_per_step
+def check_time(schedule, tokens_per_second: float | None, measured: tuple[float, str] | None = None) -> Row:
+    tokens = schedule.num_steps * schedule.tokens_per_step
     if tokens_per_second:
         source = "given"
     elif measured is not None:
@@ -190,9 +190,9 @@ def check_time(plan, tokens_per_second: float | None, measured: tuple[float, str
     )
 
 
-def check_run_dir(cfg, plan, run_dir: Path) -> Row:
+def check_run_dir(cfg, schedule, run_dir: Path) -> Row:
     """Fresh, resumable at step S or finished; a run directory that cannot be created or written blocks."""
-    from .train.checkpoint import list_checkpoints, list_finals
+    from .train.rundir import list_checkpoints, list_finals
 
     probe = run_dir
     while not probe.exists() and probe != probe.parent:
@@ -206,12 +206,13 @@ def check_run_dir(cfg, plan, run_dir: Path) -> Row:
         return Row("run dir", "ok", f"{run_dir}: fresh (no checkpoint)")
     step = ckpts[-1][0]
     last_final = f"final-{cfg.phases[-1].name}.pt"
-    if step >= plan.total_steps or any(p.name.endswith(last_final) for p in list_finals(run_dir)):
+    if step >= schedule.num_steps or any(p.name.endswith(last_final) for p in list_finals(run_dir)):
         return Row("run dir", "warn", f"{run_dir}: finished at step {step:,} (nothing left to train)")
     return Row(
         "run dir",
         "ok",
-        f"{run_dir}: resumable at step {step:,} of {plan.total_steps:,} (phase {cfg.phases[plan.phase_at(step)].name})",
+        f"{run_dir}: resumable at step {step:,} of {schedule.num_steps:,} "
+        f"(phase {cfg.phases[schedule.phase_at(step)].name})",
     )
 
 
@@ -227,19 +228,22 @@ def preflight(
     gpu_check_json: str | Path = "runs/gpu_check/gpu_check.json",
 ) -> list[Row]:
     """Every check's row, in table order."""
-    from .train.config import load_curriculum, make_plan
+    from .train.config import load_curriculum
+    from .train.layout import make_layout
+    from .train.schedule import make_schedule
 
     cfg, model = load_curriculum(config_path)
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
-    plan = make_plan(cfg, model, world, path=config_path)
+    schedule = make_schedule(cfg, model, path=config_path)
+    make_layout(schedule, cfg.batch, world, path=config_path)  # a batch that does not split over the ranks blocks
     run_dir = Path(out_dir) / cfg.name
-    rows, opened = check_data(cfg, plan, tokenizer_dir, verify)
+    rows, opened = check_data(cfg, schedule, tokenizer_dir, verify)
     return rows + [
         check_tokenizer(opened, model, tokenizer_dir),
         check_disk(cfg, model, run_dir),
         check_gpu(cfg, device, world),
-        check_time(plan, tokens_per_second, measured_tokens_per_second(gpu_check_json, world)),
-        check_run_dir(cfg, plan, run_dir),
+        check_time(schedule, tokens_per_second, measured_tokens_per_second(gpu_check_json, world)),
+        check_run_dir(cfg, schedule, run_dir),
     ]
 
 

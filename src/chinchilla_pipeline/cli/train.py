@@ -142,7 +142,7 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--hellaswag_max_items", type=int, help="with --hellaswag_path: the first N items (default: all)")
 
     def run(a):
-        from ..train.run import run_pretrain
+        from ..train.pretrain import run_pretrain
 
         positive(a, "hellaswag_max_items")
         wandb = {"project": a.wandb_project, "name": a.wandb_name} if a.wandb_project else None

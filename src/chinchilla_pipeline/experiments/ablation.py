@@ -33,6 +33,7 @@ from ..plan import DEFAULT_TOKENS_PER_PARAM, tokens_for_params
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import CurriculumConfig, ScheduleConfig, parse_blend
 from ..train.metrics import read_metrics
+from ..train.rundir import METRICS
 from .recipes import tokens_to_reach
 from .runs import (
     dataset_train_tokens,
@@ -290,7 +291,7 @@ def run_ablation(
         final = final_validation(out / data["name"], total_steps(path, model))
         finals[variant][seed] = {d: final["loss"][d] for d in base_cfg.domains()}  # the curriculum's order
         finals_bpb[variant][seed] = {d: final["bpb"][d] for d in base_cfg.domains()}
-        records = read_metrics(out / data["name"] / "metrics.jsonl", "validation")
+        records = read_metrics(out / data["name"] / METRICS, "validation")
         curves[variant][seed] = [(step, records[step]["bpb_mean"]) for step in sorted(records)]
     summary, summary_bpb = aggregate(finals), aggregate(finals_bpb)
     first = cfg.variants[0].name

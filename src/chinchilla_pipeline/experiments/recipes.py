@@ -34,6 +34,7 @@ from ..plan import DEFAULT_TOKENS_PER_PARAM, tokens_for_params
 from ..schema import StrictModel, load_config, read_json
 from ..train.config import CurriculumConfig, OptimizerConfig, ScheduleConfig
 from ..train.metrics import read_metrics
+from ..train.rundir import METRICS
 from .runs import dataset_vocab_size, summarize, train_or_skip, write_run_config
 
 
@@ -85,7 +86,7 @@ def run_name(recipe: str, multiplier: float, seed: int) -> str:
 
 def validation_curve(run_dir: Path) -> list[tuple[int, dict[str, float], dict[str, float]]]:
     """(step, bpb per domain, nats per domain) of every validation record, in step order."""
-    records = read_metrics(Path(run_dir) / "metrics.jsonl", "validation")
+    records = read_metrics(Path(run_dir) / METRICS, "validation")
     return [(s, dict(records[s]["bpb"]), dict(records[s]["loss"])) for s in sorted(records)]
 
 

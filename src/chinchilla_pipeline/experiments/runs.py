@@ -19,9 +19,10 @@ from ..data.reader import open_prepared
 from ..errors import UserError
 from ..model.config import Architecture, ModelConfig
 from ..model.family import family_config
-from ..train.checkpoint import list_checkpoints
-from ..train.config import CurriculumConfig, make_plan
+from ..train.config import CurriculumConfig
 from ..train.metrics import read_metrics
+from ..train.rundir import METRICS, list_checkpoints
+from ..train.schedule import make_schedule
 
 
 def dataset_vocab_size(path: str | Path) -> int:
@@ -75,13 +76,13 @@ def write_run_config(out_dir: Path, data: dict[str, Any]) -> Path:
 def total_steps(config_path: Path, model: ModelConfig) -> int:
     """Optimiser steps of a run (one rank: the experiments train in one process)."""
     cfg = CurriculumConfig.model_validate(json.loads(Path(config_path).read_text()))
-    return make_plan(cfg, model, 1, path=config_path).total_steps
+    return make_schedule(cfg, model, path=config_path).num_steps
 
 
 def train_or_skip(config_path: Path, model: ModelConfig, out_dir: Path, device: str) -> float | None:
     """Train the run to its end unless its final checkpoint exists; returns the seconds taken
     (None when skipped). A NaN/inf loss is a ``RuntimeError`` naming the run."""
-    from ..train.run import run_pretrain
+    from ..train.pretrain import run_pretrain
 
     name = config_path.stem
     ckpts = list_checkpoints(out_dir / name)
@@ -98,7 +99,7 @@ def train_or_skip(config_path: Path, model: ModelConfig, out_dir: Path, device: 
 
 def final_validation(run_dir: Path, end_step: int) -> dict[str, dict[str, float]]:
     """Validation at the run's last step: {"loss": {domain: nats/token}, "bpb": {domain: bits/byte}}."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     records = read_metrics(path, "validation")
     if end_step not in records:
         raise UserError(f"no validation record at the final step {end_step}", path=path)

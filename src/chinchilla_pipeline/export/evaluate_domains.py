@@ -18,10 +18,10 @@ import torch
 
 from ..atomic import write_json
 from ..errors import UserError
-from ..report.build import EVALUATION_FILE
 from ..schema import load_config
 from ..train.config import CurriculumConfig
 from ..train.distributed import Dist
+from ..train.rundir import EVALUATION, result_dir
 from ..train.setup import open_domains
 from ..train.validation import Validator
 from .trained import load_trained
@@ -34,7 +34,7 @@ def evaluate_checkpoint(
     validation split, and their means over the domains."""
     trained = load_trained(checkpoint, tokenizer)
     cfg = load_config(CurriculumConfig, curriculum)  # its sources; the model config is the checkpoint's
-    domains = open_domains(cfg, trained.config, curriculum)
+    domains = open_domains(cfg.domains(), trained.config, curriculum, model_path=f"{checkpoint} (model_config)")
     for name, ds in domains.items():
         if ds.manifest["tokenizer_sha256"] != trained.tokenizer.sha256:
             raise UserError(
@@ -70,7 +70,7 @@ def evaluate_checkpoint(
         "mean_bpb": sum(bpb.values()) / len(bpb),
     }
     ckpt_dir = trained.checkpoint.parent
-    write_json((ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir) / EVALUATION_FILE, result)
+    write_json(result_dir(ckpt_dir) / EVALUATION, result)
     return result
 
 

@@ -42,8 +42,8 @@ import torch
 from ..atomic import fsync_dir, write_bytes, write_json
 from ..errors import UserError
 from ..lock import output_lock
-from ..report.build import HELLASWAG_FILE
 from ..tokenizer.load import EOT_TOKEN, TOKENIZER_FILE
+from ..train.rundir import HELLASWAG
 from .trained import TrainedModel, load_trained
 
 # what an export directory holds; hellaswag.json is its score (`chinchilla hellaswag`), replaced with it
@@ -53,7 +53,7 @@ EXPORT_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
     "export.json",
-    HELLASWAG_FILE,
+    HELLASWAG,
 }
 # The Hugging Face class each architecture (``ModelConfig.architecture``) is exported as.
 HF_ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "nanochat": "NanoChatForCausalLM"}

@@ -30,7 +30,7 @@ class TrainedModel:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file as given, or a run directory's latest phase-final checkpoint."""
-    from ..train.checkpoint import list_finals
+    from ..train.rundir import list_finals
 
     path = Path(path)
     if path.is_file():

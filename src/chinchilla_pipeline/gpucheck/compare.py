@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..train.checkpoint import list_checkpoints, load_checkpoint
+from ..train.checkpoint import load_checkpoint
 from ..train.metrics import read_all_metrics
+from ..train.rundir import METRICS, list_checkpoints
 
 # A resume passes when each of its differences is at most this many times the run-to-run one: once two runs
 # differ in one bit, training amplifies it, so two pairs of runs that differ by chance differ by similar, not
@@ -22,7 +23,7 @@ def _max_diff(a: dict[int, float], b: dict[int, float], steps: list[int]) -> flo
 def compare(a_dir: Path, b_dir: Path, split_step: int | None = None) -> dict[str, Any]:
     """Train losses, validation losses and final weights of two runs; with ``split_step`` the train losses
     also up to it (the killed process's steps) and after it (the resumed process's)."""
-    a, b = read_all_metrics(a_dir / "metrics.jsonl"), read_all_metrics(b_dir / "metrics.jsonl")
+    a, b = read_all_metrics(a_dir / METRICS), read_all_metrics(b_dir / METRICS)
     ta = {s: r["loss"] for s, r in a.get("train", {}).items()}
     tb = {s: r["loss"] for s, r in b.get("train", {}).items()}
     steps = sorted(set(ta) & set(tb))

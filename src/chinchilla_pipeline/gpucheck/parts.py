@@ -18,6 +18,7 @@ from ..model.config import ModelConfig, load_model_config
 from ..schema import load_config
 from ..train.config import CurriculumConfig
 from ..train.metrics import peak_flops
+from ..train.rundir import METRICS
 from . import smoke, speed
 from .env import environment
 from .logits import export_logits
@@ -168,7 +169,7 @@ def export_part(ctx: Context) -> dict[str, Any]:
     """(v) The export's logits against the model's."""
     run_dir = ctx.work / "runs" / "unbroken" / "smoke"
     if (
-        not (run_dir / "metrics.jsonl").is_file()
+        not (run_dir / METRICS).is_file()
         or not isinstance(ctx.res.get("smoke"), dict)
         or "unbroken_s" not in ctx.res["smoke"]
     ):

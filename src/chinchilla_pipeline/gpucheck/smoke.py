@@ -30,8 +30,8 @@ from ..data.config import DatasetConfig
 from ..data.prepare import prepare_dataset
 from ..schema import load_config
 from ..tokenizer.train import train_tokenizer
-from ..train.checkpoint import list_checkpoints
 from ..train.metrics import read_all_metrics
+from ..train.rundir import METRICS, list_checkpoints
 from .compare import compare, judge
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # src/: PYTHONPATH of the subprocesses
@@ -289,7 +289,7 @@ def run_killed(
 
 
 def _start_record(run_dir: Path) -> dict[str, Any]:
-    starts = list(read_all_metrics(run_dir / "metrics.jsonl").get("start", {}).values())
+    starts = list(read_all_metrics(run_dir / METRICS).get("start", {}).values())
     return starts[-1] if starts else {}
 
 
@@ -310,7 +310,7 @@ def torchrun_run(config: Path, work: Path, shape: SmokeShape, threads: int | Non
         "process_group": bool(start.get("ddp")),
         "world_size": start.get("world_size"),
         "grad_accum": accum,
-        # trainer.py: under DDP every micro step but the last of a step runs inside model.no_sync()
+        # train/pretrain.py: under DDP every micro step but the last of a step runs inside model.no_sync()
         "no_sync_micro_steps_per_step": accum - 1 if start.get("ddp") else 0,
         "steps": start.get("end_step"),
     }
@@ -365,7 +365,7 @@ def smoke_runs(
     resumed = compare(work / "unbroken" / "smoke", killed_dir, split_step=out["killed_at_checkpoint"])
     out["resume_vs_unbroken"] = resumed
     out["verdict"] = judge(resumed, out["run_to_run"])
-    if (work / "torchrun" / "smoke" / "metrics.jsonl").is_file():
+    if (work / "torchrun" / "smoke" / METRICS).is_file():
         out["torchrun_vs_unbroken"] = compare(work / "unbroken" / "smoke", work / "torchrun" / "smoke")
     save()
     say(f"smoke: killed after checkpoint {out['killed_at_checkpoint']}, resumed; {out['verdict']['summary']}")

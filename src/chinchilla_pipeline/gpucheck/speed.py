@@ -20,6 +20,7 @@ import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,9 +30,11 @@ from ..model.config import ModelConfig
 from ..train.bench_train import make_trainer
 from ..train.config import CurriculumConfig, SpeedConfig
 from ..train.distributed import Dist
+from ..train.layout import resolve_layout
 from ..train.metrics import mfu
-from ..train.microbatch import resolve_micro_batch
-from ..train.trainer import Trainer
+from ..train.pretrain import Run
+from ..train.schedule import make_schedule
+from ..train.setup import build_training
 
 # The shipped recipes, default first (config/curriculum/, RECIPE=nanochat | gpt2 in the Makefile).
 RECIPES = {
@@ -91,19 +94,22 @@ def auto_micro(cfg: CurriculumConfig, model_cfg: ModelConfig, device: torch.devi
     dtype, 2^19-token batch), and the probe's log."""
     log: list[str] = []
     free(device)
-    micro = resolve_micro_batch(
-        cfg.model_copy(update={"batch": cfg.batch.model_copy(update={"micro_batch_size": "auto"})}),
-        model_cfg,
+    build = partial(build_training, model_cfg, cfg.optimizer, device, speed=cfg.speed, dtype=cfg.dtype)
+    layout = resolve_layout(
+        make_schedule(cfg, model_cfg),
+        cfg.batch.model_copy(update={"micro_batch_size": "auto"}),
         Dist(0, 0, 1, device),
+        build,
+        model_cfg.vocab_size,
         log=log.append,
     )
-    return micro, log
+    return layout.micro_batch_size, log
 
 
-def bare_steps(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
+def bare_steps(trainer: Run, steps: int, warmup: int) -> dict[str, float]:
     """The plainest loop on the trainer's own (compiled) model and optimiser: forward, backward, clip, step on
     one fixed batch of the trainer's shape, so no graph is compiled again. Tokens/s and peak bytes."""
-    dev, micro, ctx = trainer.dist.device, trainer.plan.micro_batch_size, trainer.plan.context
+    dev, micro, ctx = trainer.dist.device, trainer.layout.micro_batch_size, trainer.schedule.context
     batch = torch.randint(0, trainer.model_cfg.vocab_size, (micro, ctx + 1), device=dev)
     x, y = batch[:, :-1], batch[:, 1:]
 
@@ -168,8 +174,8 @@ def measure(
         trainer.train(1 + warmup)
         t0 = time.perf_counter()
         trainer.train(1 + warmup + steps)
-        rate = steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0)
-        out["compile_s"] = max(out["first_step_s"] - trainer.plan.tokens_per_step / rate, 0.0)  # less one step
+        rate = steps * trainer.schedule.tokens_per_step / (time.perf_counter() - t0)
+        out["compile_s"] = max(out["first_step_s"] - trainer.schedule.tokens_per_step / rate, 0.0)  # less one step
         out["graphs_compiled"] = graphs_compiled() - graphs0
         out["trainer_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         out.update(trainer_tokens_per_s=rate, trainer_mfu=mfu(fpt, rate, peak))

@@ -18,8 +18,8 @@ import torch
 
 from ..atomic import write_json
 from ..errors import UserError
-from ..report.build import HELLASWAG_FILE
 from ..schema import read_json
+from ..train.rundir import HELLASWAG, result_dir
 from .data import (
     DEFAULT_PATH,
     OFFICIAL_GIT_BLOB,
@@ -32,7 +32,6 @@ from .data import (
 )
 from .score import Encode, Logits, render, score
 
-RESULT_FILE = HELLASWAG_FILE  # in the run directory (a checkpoint) or the export directory
 METHOD = (
     "completion-style (llm.c, build-nanogpt): acc_norm = lowest mean loss per ending token, acc = lowest "
     "summed loss; the model's own tokenizer"
@@ -84,7 +83,7 @@ def load_checkpoint_model(checkpoint: str | Path, tokenizer: str | Path | None, 
         device=device,
         autocast=autocast_factory("auto", device),
         source={"kind": "checkpoint", "path": str(trained.checkpoint), "step": trained.step},
-        result_dir=ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir,
+        result_dir=result_dir(ckpt_dir),
     )
 
 
@@ -154,7 +153,7 @@ def evaluate_hellaswag(
         "device": dev.type,
         **tally.summary(),
     }
-    write_json(Path(out) if out is not None else m.result_dir / RESULT_FILE, result)
+    write_json(Path(out) if out is not None else m.result_dir / HELLASWAG, result)
     return result
 
 

@@ -16,11 +16,9 @@ from ..counts import compact
 from ..hellaswag.data import PUBLISHED_124M, VALIDATION_ITEMS
 from ..plan import DEFAULT_TOKENS_PER_PARAM, FIT_RANGE_PARAMS, FIT_RANGE_TOKENS, FITS, chinchilla_plan, training_flops
 from ..schema import read_json
+from ..train.rundir import EVALUATION, HELLASWAG, REPORT
 from .plots import write_plots
 from .runlog import RunLog, read_run
-
-EVALUATION_FILE = "evaluation.json"  # written by `chinchilla evaluate` into the run directory
-HELLASWAG_FILE = "hellaswag.json"  # written by `chinchilla hellaswag` into the run directory
 
 # Steps averaged for the "final training loss" (the per-step loss is noisy).
 FINAL_LOSS_STEPS = 10
@@ -35,7 +33,7 @@ def budget_rows(
     plan = chinchilla_plan(
         n,
         tokens_per_param=tokens_per_param,
-        global_batch_tokens=run.tokens_per_step,
+        tokens_per_step=run.tokens_per_step,
         phases=(("all", 1.0),),
         compute_budget=training_flops(n, trained),
     )
@@ -136,7 +134,7 @@ def validation_section(run: RunLog) -> list[str]:
 
 def evaluation_section(run_dir: Path) -> list[str]:
     """The ``evaluate`` stage's table (whole validation splits), when it has run."""
-    path = run_dir / EVALUATION_FILE
+    path = run_dir / EVALUATION
     if not path.is_file():
         return []
     ev = read_json(path)
@@ -160,7 +158,7 @@ def _pct(r: dict[str, Any], key: str) -> str:
 
 def hellaswag_section(run: RunLog, run_dir: Path, plots: dict[str, str]) -> list[str]:
     """HellaSwag over training, at each phase's end, and on the whole set (``chinchilla hellaswag``), when run."""
-    path = run_dir / HELLASWAG_FILE
+    path = run_dir / HELLASWAG
     whole = read_json(path) if path.is_file() else None
     if not run.hellaswag and whole is None:
         return []
@@ -326,7 +324,7 @@ def make_report(
 ) -> Path:
     """Write ``report.md`` and its plots into ``out_dir`` (default ``<run_dir>/report``); returns report.md."""
     run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "report"
+    out = Path(out_dir) if out_dir is not None else run_dir / REPORT
     run = read_run(run_dir)
     budget, plan = budget_rows(run, tokens_per_param)
     plots = write_plots(run, budget, out)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..train.metrics import read_all_metrics
+from ..train.rundir import METRICS
 
 
 @dataclass
@@ -76,7 +77,7 @@ class RunLog:
 def read_run(run_dir: str | Path) -> RunLog:
     """Parse ``<run_dir>/metrics.jsonl``; a missing file or a run without a training step is a ``UserError``."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS
     if not path.is_file():
         raise UserError(
             "no metrics.jsonl: not a run directory of `chinchilla pretrain`, or the run has not started", path=run_dir

@@ -24,23 +24,10 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from .checkpoint import (
-    _FINAL,
-    _PERIODIC,
-    CorruptCheckpoint,
-    TrainState,
-    checkpoint_dir,
-    list_checkpoints,
-    write_checkpoint_file,
-)
+from .checkpoint import CorruptCheckpoint, TrainState, write_checkpoint_file
+from .rundir import FINAL, PERIODIC, average_path, checkpoint_dir, list_checkpoints
 
 log = logging.getLogger(__name__)
-AVERAGES_DIR = "averages"  # under the run directory, beside checkpoints/
-
-
-def default_average_path(run_dir: str | Path, last: int, phase: str | None = None) -> Path:
-    """``<run_dir>/averages/last-<K>[_<phase>]/checkpoint.pt``."""
-    return Path(run_dir) / AVERAGES_DIR / (f"last-{last}" + (f"_{phase}" if phase else "")) / "checkpoint.pt"
 
 
 def phase_of(state: TrainState) -> str | None:
@@ -64,7 +51,7 @@ def phase_candidates(run_dir: Path, phase: str | None) -> list[tuple[int, Path]]
     ckpts = list_checkpoints(run_dir)
     if phase is None:
         return ckpts
-    finals = [(s, m.group(2)) for s, p in ckpts if (m := _FINAL.match(p.name))]
+    finals = [(s, m.group(2)) for s, p in ckpts if (m := FINAL.match(p.name))]
     names = [n for _, n in finals]
     if phase in names:
         i = names.index(phase)
@@ -109,7 +96,7 @@ def average_checkpoints(
 ) -> Path:
     """Average the model weights of the run's last ``last`` intact checkpoints (of ``phase`` only when given)
     uniformly in float32, cast back to each tensor's stored dtype; write the average (atomically, with its
-    sha256) to ``out`` (default ``default_average_path``) and return its path.
+    sha256) to ``out`` (default ``rundir.average_path``) and return its path.
 
     A corrupt checkpoint is skipped with a warning (the one before it counts instead); fewer than ``last``
     checkpoints, or checkpoints of different models, are a ``UserError``. ``last`` 1 writes the newest
@@ -118,9 +105,9 @@ def average_checkpoints(
     run_dir = Path(run_dir)
     if not isinstance(last, int) or last < 1:
         raise UserError(f"expected a positive number of checkpoints, got {last}", field="--last")
-    out = Path(out) if out is not None else default_average_path(run_dir, last, phase)
+    out = Path(out) if out is not None else average_path(run_dir, last, phase)
     in_checkpoints = out.parent.resolve() == checkpoint_dir(run_dir).resolve()
-    if in_checkpoints and (_PERIODIC.match(out.name) or _FINAL.match(out.name)):
+    if in_checkpoints and (PERIODIC.match(out.name) or FINAL.match(out.name)):
         raise UserError("is a checkpoint name that resume would pick up: choose another name", path=out)
     pool = phase_candidates(run_dir, phase)
     of = f"phase '{phase}' of the run" if phase else "the run"

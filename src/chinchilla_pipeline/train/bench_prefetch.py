@@ -3,7 +3,7 @@
 Writes two sources of random uint16 tokens (``gb`` GB in all, 1 GiB shards) under ``work_dir``, which must be
 on a disk, not tmpfs. Rounds alternate (off, on, off, on, ...). Before each one every shard leaves the page
 cache (``posix_fadvise(DONTNEED)`` on the closed file; no memory map of it is alive) and is memory-mapped
-again, so its reads come from the disk. A step is what ``Trainer.train_step`` does with data: the sampler's
+again, so its reads come from the disk. A step is what ``Run.step`` (train/pretrain.py) does with data: the sampler's
 picks (``take``), their batch (read now; or read during the step before by ``BatchPrefetcher``, then
 ``peek`` and ``ahead`` for the next), and a stand-in for ``compute_ms`` of forward and backward passes
 (float32 matmuls on the CPU, or a sleep: a host free while a GPU computes). Prints ms per step of both loops

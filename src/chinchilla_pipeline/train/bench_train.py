@@ -23,8 +23,9 @@ from ..model.config import ModelConfig, load_model_config
 from .config import BatchConfig, CheckpointConfig, CurriculumConfig, EvalConfig, OptimizerConfig, SpeedConfig
 from .distributed import setup_distributed
 from .metrics import mfu, peak_flops
+from .pretrain import Run
+from .schedule import make_schedule
 from .setup import build_training
-from .trainer import Trainer
 
 DEFAULT_SPEED = SpeedConfig()  # the trainer's defaults (a frozen config: safe to share)
 DEFAULT_OPTIMIZER = OptimizerConfig()  # AdamW; OptimizerConfig(kind="muon") for the modern recipe
@@ -102,8 +103,8 @@ def make_trainer(
     seed: int,
     speed: SpeedConfig = DEFAULT_SPEED,
     optimizer: OptimizerConfig = DEFAULT_OPTIMIZER,
-) -> Trainer:
-    """A Trainer on a one-source curriculum over random tokens, sized so no phase ends while timed."""
+) -> Run:
+    """A training ``Run`` on a one-source curriculum over random tokens, sized so no phase ends while timed."""
     ctx, vocab = model_cfg.block_size, model_cfg.vocab_size
     rng = np.random.default_rng(seed)
     tokens_per_step = micro * accum * ctx
@@ -133,7 +134,7 @@ def make_trainer(
         compile=compile_,
         speed=speed,
     )
-    return Trainer(cfg, model_cfg, setup_distributed(device), work / "run")
+    return Run(cfg, model_cfg, make_schedule(cfg, model_cfg), setup_distributed(device), work / "run")
 
 
 def bench_train(
@@ -187,8 +188,8 @@ def bench_train(
                 )["tokens_per_s"]
             )
             t0 = time.perf_counter()
-            trainer.train(trainer.step + steps)  # ends with a flush: a host sync
-            trained.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - t0))
+            trainer.train(trainer.state.step + steps)  # ends with a flush: a host sync
+            trained.append(steps * trainer.schedule.tokens_per_step / (time.perf_counter() - t0))
         trainer.log.close()
     peak = peak_tflops * 1e12 if peak_tflops else peak_flops(dev)
     fpt = model_cfg.flops_per_token()

@@ -1,13 +1,7 @@
 """Checkpoints: atomic files with a checksum, the last K kept plus every phase's final, and a fingerprint.
 
-Layout under ``<run_dir>/checkpoints/``::
-
-    step_0000250.pt            periodic, the last ``keep_last`` kept
-    step_0000250.pt.sha256     its sha256 (hex), written before the .pt is renamed into place
-    step_0002374_final-a.pt    the end of phase "a" (2,374 steps for GPT-2 124M), never deleted
-
-Averages of the last K (``chinchilla average-checkpoints``, ``train/average.py``) go to
-``<run_dir>/averages/``, which resume never reads.
+Their names and places are the run directory's (``train/rundir.py``: ``checkpoints/step_0000250.pt`` periodic,
+``checkpoints/step_0002374_final-a.pt`` a phase's end, each with its ``.sha256``).
 
 Each file is one ``torch.save`` of a ``TrainState`` written through ``atomic_open``
 (temporary file, fsync, rename): a file under its final name is complete and
@@ -25,46 +19,24 @@ import hashlib
 import json
 import logging
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import torch
 
 from ..atomic import atomic_open, remove_stale_temporaries, sha256_file, write_text
 from ..errors import UserError
+from .distributed import Dist, all_reduce_sum
+from .rundir import PERIODIC, checkpoint_dir, checkpoint_name
 
 log = logging.getLogger(__name__)
 CKPT_VERSION = 2  # 2: a .sha256 beside each file; fingerprint model/recipe as field maps (1 had hashes)
-_PERIODIC = re.compile(r"^step_(\d{7})\.pt$")
-_FINAL = re.compile(r"^step_(\d{7})_final-(.+)\.pt$")
 
 
 def config_hash(data: Any) -> str:
     """sha256 of canonical JSON (sorted keys): equal configs hash equal whatever their layout."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every finished checkpoint, oldest first (a final sorts after a periodic of its step)."""
-    d = checkpoint_dir(run_dir)
-    found = []
-    for p in d.glob("*.pt") if d.is_dir() else []:
-        if m := _PERIODIC.match(p.name):
-            found.append((int(m.group(1)), 0, p))
-        elif m := _FINAL.match(p.name):
-            found.append((int(m.group(1)), 1, p))
-    return [(s, p) for s, _, p in sorted(found)]
-
-
-def list_finals(run_dir: Path) -> list[Path]:
-    """The phase-final checkpoints, oldest first."""
-    return [p for _, p in list_checkpoints(run_dir) if _FINAL.match(p.name)]
 
 
 @dataclass
@@ -108,6 +80,48 @@ class TrainState:
     def load(cls, path: Path) -> "TrainState":
         """``load_checkpoint`` (checksum verified) as a ``TrainState``."""
         return cls.from_state_dict(load_checkpoint(path), path)
+
+
+def save_on_rank_zero(dist: Dist, write: Callable[[], None], step: int) -> None:
+    """Rank 0 runs ``write``, the others wait; a write that fails (disk full, read-only) stops every rank at once:
+    the ranks agree on the outcome with one all-reduce instead of a barrier the others would wait at until
+    the process group's timeout (30 minutes)."""
+    failure: Exception | None = None
+    if dist.is_main:
+        try:
+            write()
+        except Exception as err:  # noqa: BLE001 - raised again below, after the other ranks know
+            failure = err
+    failed = all_reduce_sum(torch.tensor([float(failure is not None)], device=dist.device), dist)
+    if failure is not None:
+        raise failure
+    if failed.item():
+        raise UserError(
+            f"rank 0 could not write the checkpoint of step {step} (its error says why); this rank stops too"
+        )
+
+
+def run_wide_sampler_state(
+    state: TrainState, names: list[str], phase_start: Callable[[int], int], path: Path
+) -> dict[str, Any]:
+    """The sampler state of ``state`` as the run-wide sampler's (``WeightedMultiDatasetSampler.state_dict``).
+    A checkpoint from before it (one sampler per phase, its position counted from the phase's start, a
+    ``phase`` index; those curricula had hard switches only) is converted: ``phase_start(i)`` is the first
+    sequence of phase i. Sources other than ``names``: a ``UserError``."""
+    old = state.sampler
+    if "used" in old:
+        new = old
+    else:
+        drawn = dict(zip(old["names"], old["drawn"]))
+        new = {
+            "position": phase_start(old["phase"]) + int(old["position"]),
+            "drawn": [int(drawn.get(n, 0)) for n in names],
+            "used": [int(state.consumed.get(n, 0)) for n in names],
+            "names": names,
+        }
+    if new["names"] != names:
+        raise UserError(f"was saved with sources {new['names']}, the config now has {names}", path=path)
+    return {k: v for k, v in new.items() if k != "phase"}
 
 
 class CorruptCheckpoint(UserError):
@@ -159,10 +173,9 @@ def save_checkpoint(
     d = checkpoint_dir(run_dir)
     remove_stale_temporaries(d)
     data = state.state_dict() if isinstance(state, TrainState) else {"version": CKPT_VERSION, **state}
-    name = f"step_{data['step']:07d}" + (f"_final-{final_of}" if final_of else "")
-    path = d / f"{name}.pt"
+    path = d / checkpoint_name(data["step"], final_of)
     write_checkpoint_file(path, data)
-    periodic = sorted(p for p in d.glob("step_*.pt") if _PERIODIC.match(p.name))
+    periodic = sorted(p for p in d.glob("step_*.pt") if PERIODIC.match(p.name))
     for old in periodic[:-keep_last]:
         old.unlink()
         checksum_path(old).unlink(missing_ok=True)

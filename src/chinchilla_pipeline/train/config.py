@@ -2,12 +2,11 @@
 
 Numbers a user types are tokens, shares and rates; everything derived from
 them (the total budget from the parameter count, steps from tokens, gradient
-accumulation from the batch) is computed by ``make_plan`` and never typed.
+accumulation from the batch) is computed by ``train/schedule.py`` and ``train/layout.py``, never typed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
@@ -18,7 +17,6 @@ from ..data.config import NAME_PATTERN
 from ..errors import UserError
 from ..model.config import ModelConfig, load_model_config
 from ..schema import StrictModel, load_config
-from .mixture import Mixture, run_mixture
 
 # The seed's rule, Chinchilla's ~20 tokens per parameter (124M x 20 = 2.48B tokens).
 DEFAULT_TOKENS_PER_PARAM = 20.0
@@ -37,19 +35,6 @@ def check_phase_shares(names: Sequence[str], shares: Sequence[float]) -> None:
     total = sum(shares)
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"phase shares must sum to 1, got {total:g}")
-
-
-def phase_boundaries(shares: Sequence[float], target_tokens: int, tokens_per_step: int) -> list[tuple[int, int]]:
-    """(first step, end step) of each phase, end exclusive: phase i ends at step
-    round(cumulative share x target_tokens / tokens_per_step), so each phase is within
-    half a step of its share and rounding never accumulates. A phase may come out empty."""
-    bounds, start, cum = [], 0, 0.0
-    for share in shares:
-        cum += share
-        end = round(cum * target_tokens / tokens_per_step)
-        bounds.append((start, end))
-        start = end
-    return bounds
 
 
 class SourceConfig(StrictModel):
@@ -105,7 +90,7 @@ class PhaseConfig(StrictModel):
 class BatchConfig(StrictModel):
     global_batch_tokens: PositiveInt = DEFAULT_GLOBAL_BATCH_TOKENS
     # Sequences per rank per forward pass; 16 x 1,024 tokens fit a 40 GB+ GPU in bf16 at 124M.
-    # "auto": on CUDA the largest that fits the card (train/microbatch.py probes it; llm.c runs 64 per
+    # "auto": on CUDA the largest that fits the card (train/layout.py probes it; llm.c runs 64 per
     # H100), on CPU the largest divisor of the rank's sequences per step up to 16.
     micro_batch_size: Union[PositiveInt, Literal["auto"]] = 16
 
@@ -278,124 +263,25 @@ class CurriculumConfig(StrictModel):
                 out.setdefault(s.name, s.path)
         return out
 
+    def with_eval(self, fields: dict) -> "CurriculumConfig":
+        """This config with the ``eval`` fields given (None values ignored; the command line's ``--hellaswag_*``),
+        validated again."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not fields:
+            return self
+        merged = {**self.eval.model_dump(), **fields}
+        if merged.get("hellaswag_path") is not None and merged.get("hellaswag_tokenizer") is None:
+            raise UserError(
+                "--hellaswag_path needs --hellaswag_tokenizer (the run's tokenizer directory)",
+                field="--hellaswag_tokenizer",
+            )
+        return self.model_copy(update={"eval": EvalConfig.model_validate(merged)})
+
     def phase_index(self, name: str) -> int:
         for i, p in enumerate(self.phases):
             if p.name == name:
                 return i
         raise UserError(f"no phase named '{name}' (phases: {', '.join(p.name for p in self.phases)})")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Every number derived from the configs and the world size.
-
-    ``phase_steps[i]`` = (first step, end step) of phase i, end exclusive. A
-    phase ends at round(cumulative share x total_tokens / tokens_per_step), so
-    rounding never accumulates: each phase is within half a step of its share.
-    """
-
-    context: int
-    micro_batch_size: int
-    world_size: int
-    grad_accum: int
-    tokens_per_step: int
-    sequences_per_step: int
-    target_tokens: int
-    total_steps: int
-    phase_steps: tuple[tuple[int, int], ...]
-    warmup_steps: int
-    decay_start_step: int
-
-    def phase_at(self, step: int) -> int:
-        """Index of the phase that trains step ``step``."""
-        for i, (a, b) in enumerate(self.phase_steps):
-            if a <= step < b:
-                return i
-        raise ValueError(f"step {step} is outside the run (0..{self.total_steps})")
-
-
-CPU_MICRO_BATCH = 16  # "auto" on CPU: the largest divisor of the rank's sequences per step up to this
-
-
-def sequences_per_rank(cfg: CurriculumConfig, model: ModelConfig, world_size: int, *, path: str | Path = "") -> int:
-    """Sequences each rank trains per optimiser step: global_batch_tokens / (context x world_size)."""
-    per = model.block_size * world_size
-    if cfg.batch.global_batch_tokens % per:
-        raise UserError(
-            f"{cfg.batch.global_batch_tokens} tokens is not a multiple of context {model.block_size} "
-            f"x {world_size} ranks = {per}",
-            path=path,
-            field="batch.global_batch_tokens",
-        )
-    return cfg.batch.global_batch_tokens // per
-
-
-def micro_batch_candidates(seqs_per_rank: int, cap: int | None = None) -> list[int]:
-    """Every micro batch that divides the rank's sequences per step (so accumulation is whole), largest first."""
-    return [d for d in range(min(seqs_per_rank, cap or seqs_per_rank), 0, -1) if seqs_per_rank % d == 0]
-
-
-def make_plan(
-    cfg: CurriculumConfig,
-    model: ModelConfig,
-    world_size: int,
-    *,
-    path: str | Path = "",
-    micro_batch_size: int | None = None,
-) -> RunPlan:
-    """Steps, accumulation and phase boundaries; a batch that does not divide is a ``UserError``.
-
-    ``micro_batch_size`` is the resolved value of an "auto" config (``train.microbatch``); without
-    it "auto" takes the CPU rule (``CPU_MICRO_BATCH``).
-    """
-    ctx, mb = model.block_size, micro_batch_size or cfg.batch.micro_batch_size
-    if mb == "auto":
-        mb = micro_batch_candidates(sequences_per_rank(cfg, model, world_size, path=path), CPU_MICRO_BATCH)[0]
-    per_micro = mb * ctx * world_size
-    if cfg.batch.global_batch_tokens % per_micro:
-        raise UserError(
-            f"{cfg.batch.global_batch_tokens} tokens is not a multiple of micro_batch_size "
-            f"{mb} x context {ctx} x {world_size} ranks = {per_micro}",
-            path=path,
-            field="batch.global_batch_tokens",
-        )
-    accum = cfg.batch.global_batch_tokens // per_micro
-    tps = cfg.batch.global_batch_tokens
-    target = cfg.total_tokens if cfg.total_tokens is not None else round(cfg.tokens_per_param * model.num_params())
-    bounds = phase_boundaries([p.share for p in cfg.phases], target, tps)
-    for p, (start, end) in zip(cfg.phases, bounds):
-        if end <= start:
-            raise UserError(
-                f"phase '{p.name}' gets no step ({p.share} x {target} tokens < one step of {tps})",
-                path=path,
-                field="phases",
-            )
-    total = bounds[-1][1]
-    try:
-        run_mixture(cfg.phases, bounds, tps // ctx, target, ctx)
-    except ValueError as err:
-        raise UserError(str(err), path=path, field="phases.blend_in") from None
-    decay_start = round(cfg.schedule.decay_start_share * total)
-    if cfg.schedule.decay_phase is not None:
-        decay_start = bounds[-1][0]
-    return RunPlan(
-        context=ctx,
-        micro_batch_size=mb,
-        world_size=world_size,
-        grad_accum=accum,
-        tokens_per_step=tps,
-        sequences_per_step=tps // ctx,
-        target_tokens=target,
-        total_steps=total,
-        phase_steps=tuple(bounds),
-        warmup_steps=round(cfg.schedule.warmup_share * total),
-        decay_start_step=decay_start,
-    )
-
-
-def plan_mixture(cfg: CurriculumConfig, plan: RunPlan) -> Mixture:
-    """The run's target weights at every sequence (train/mixture.py), for the sampler and the report."""
-    return run_mixture(cfg.phases, plan.phase_steps, plan.sequences_per_step, plan.target_tokens, plan.context)
 
 
 def load_curriculum(path: str | Path) -> tuple[CurriculumConfig, ModelConfig]:

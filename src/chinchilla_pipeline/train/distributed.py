@@ -16,7 +16,7 @@ import torch.distributed as dist
 from ..errors import UserError
 
 # A collective waits this long for every rank; a failed checkpoint write on rank 0 reaches the others sooner
-# (Trainer.save's all-reduce). 30 min: gloo's default, above NCCL's 10.
+# (checkpoint.save_on_rank_zero). 30 min: gloo's default, above NCCL's 10.
 PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
 
 
@@ -87,3 +87,22 @@ def teardown(d: Dist, together: bool = True) -> None:
         if together:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def wrap_ddp(model: torch.nn.Module, d: Dist, speed) -> torch.nn.Module:
+    """``model`` under DDP when a process group is in use (``speed``: SpeedConfig's ``ddp_*`` settings), else itself."""
+    if not d.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(
+        model,
+        device_ids=[d.local_rank] if d.device.type == "cuda" else None,
+        **({} if speed.ddp_bucket_cap_mb is None else {"bucket_cap_mb": speed.ddp_bucket_cap_mb}),
+        static_graph=speed.ddp_static_graph,
+        gradient_as_bucket_view=speed.ddp_gradient_as_bucket_view,
+    )
+
+
+def all_reduce_mean(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    return all_reduce_sum(t, d) / d.world_size

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+from .rundir import METRICS, TENSORBOARD
 
 if TYPE_CHECKING:  # imported where used: reading metrics (report) needs no torch
     import torch
@@ -83,6 +84,46 @@ def transition_summary(
     return out
 
 
+def transition_record(
+    phase_sources: list[tuple[str, list[str]]], i: int, boundary_evals: dict[str, Any], step: int
+) -> dict[str, Any]:
+    """The ``transition`` record at the end of phase ``i`` (``phase_sources``: each phase's name and source
+    names): its boundary validation and, when the previous phase's is known, the change on every domain."""
+    name = phase_sources[i][0]
+    record: dict[str, Any] = {
+        "type": "transition",
+        "step": step,
+        "phase": name,
+        "validation_loss": boundary_evals[name]["loss"],
+        "validation_bpb": boundary_evals[name]["bpb"],
+    }
+    prev = phase_sources[i - 1][0] if i > 0 else None
+    if prev in boundary_evals:
+        earlier = [s for _, sources in phase_sources[:i] for s in sources]
+        summary = transition_summary(boundary_evals[prev], boundary_evals[name], earlier, phase_sources[i][1])
+        record.update(after_phase=prev, **summary)
+    return record
+
+
+def describe_transition(record: dict[str, Any]) -> str:
+    """The log line of a ``transition`` record: nats first, bits/byte where recorded."""
+
+    def changes(key: str) -> str:  # "d +0.0123 (+0.0178 bpb)"
+        bpb = record.get(f"{key}_bpb", {})
+        return ", ".join(
+            f"{d} {v:+.4f}" + (f" ({bpb[d]:+.4f} bpb)" if d in bpb else "") for d, v in record[key].items()
+        )
+
+    line = f"phase '{record['phase']}' done at step {record['step']}"
+    if "after_phase" not in record:
+        return line
+    return (
+        f"{line}; validation loss after phase '{record['after_phase']}' -> after '{record['phase']}': "
+        + ", ".join(f"{d} {record['before'][d]:.4f} -> {v:.4f}" for d, v in record["after"].items())
+        + f"; forgetting {changes('forgetting')}; gain {changes('gain')}"
+    )
+
+
 def _by_unit(evaluation: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{"loss": ..., "bpb": ...}; a checkpoint's boundary from before bits per byte, {domain: nats}, as {"loss": it}."""
     return evaluation if all(isinstance(v, dict) for v in evaluation.values()) else {"loss": evaluation}
@@ -119,10 +160,10 @@ class MetricsLog:
         self._wandb = None
         if enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+            self._jsonl = open(run_dir / METRICS, "a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self._tb = SummaryWriter(str(run_dir / TENSORBOARD))
             if wandb:
                 from .wandb_log import WandbLogger
 
@@ -151,6 +192,38 @@ class MetricsLog:
             self._tb.close()
             if self._wandb is not None:
                 self._wandb.close()
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the run stops before writing any later checkpoint."""
+
+
+class PendingSteps:
+    """Each step's loss and gradient norm, kept on the device until the log interval (no per-step sync)."""
+
+    def __init__(self):
+        self.rows: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # (step, lr, loss, grad norm)
+
+    def add(self, step: int, lr: float, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        self.rows.append((step, lr, loss, norm))
+
+    def gather(self, all_reduce_mean) -> list[tuple[int, float, float, float]]:
+        """The pending rows on the host, losses averaged over the ranks (``all_reduce_mean``: one
+        collective), then cleared; ``NonFiniteLoss`` at the first NaN/inf loss or gradient norm."""
+        import torch
+
+        if not self.rows:
+            return []
+        losses = all_reduce_mean(torch.stack([r[2] for r in self.rows]).float())
+        values = torch.stack([losses, torch.stack([r[3].float() for r in self.rows])]).tolist()
+        out = [(step, lr, loss, norm) for (step, lr, _, _), loss, norm in zip(self.rows, *values)]
+        self.rows.clear()
+        for step, _, loss, norm in out:
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without writing a checkpoint")
+            if not math.isfinite(norm):  # the update already spread it to the weights
+                raise NonFiniteLoss(f"gradient norm is {norm} at step {step}; stopping without writing a checkpoint")
+        return out
 
 
 class RateMeter:

@@ -1,7 +1,7 @@
 """The target mixture of a run: every source's weight at every sequence of the global stream.
 
 The stream is one sequence after another over the whole run, all phases. Phase i covers sequences
-[first step x S, end step x S) (S = sequences per step, ``RunPlan.phase_steps``); inside it each source
+[first step x S, end step x S) (S = sequences per step, ``Schedule.phase_steps``); inside it each source
 has its phase weight (normalised in the phase, 0 for the sources of other phases).
 
 A phase with ``blend_in`` starts with a ramp: over a window of L sequences centred on its first one, the

@@ -20,16 +20,19 @@ from .config import CurriculumConfig, OptimizerConfig, SpeedConfig
 from .optim import MuonAdamW, build_optimizer
 
 
-def open_domains(cfg: CurriculumConfig, model: ModelConfig, config_path: str | Path) -> dict[str, PreparedDataset]:
-    """Open every source of every phase; refuse vocabularies, end-of-text ids or tokenizers
-    that disagree with the model config or with each other, naming both sides."""
-    out = {name: open_prepared(path) for name, path in cfg.domains().items()}
+def open_domains(
+    paths: dict[str, str], model: ModelConfig, config_path: str | Path, *, model_path: str
+) -> dict[str, PreparedDataset]:
+    """Open every source (name -> prepared dataset directory, ``CurriculumConfig.domains``); refuse
+    vocabularies, end-of-text ids or tokenizers that disagree with the model config (``model_path``) or with
+    each other, naming both sides."""
+    out = {name: open_prepared(path) for name, path in paths.items()}
     first = next(iter(out.values()))
     for name, ds in out.items():
         if ds.vocab_size != model.vocab_size:
             raise UserError(
                 f"source '{name}' has vocab_size {ds.vocab_size} (its manifest) but the model config "
-                f"{cfg.model} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
+                f"{model_path} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
                 path=ds.path / "manifest.json",
                 field="vocab_size",
             )

@@ -18,8 +18,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import UserError
-
-ID_FILE = "wandb_run_id"
+from .rundir import WANDB, WANDB_ID
 
 
 def require_wandb():
@@ -42,9 +41,9 @@ class WandbLogger:
         wandb = require_wandb()
         from wandb.sdk.lib.runid import generate_id
 
-        id_file = run_dir / ID_FILE
+        id_file = run_dir / WANDB_ID
         run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else generate_id()
-        base = run_dir / "wandb"
+        base = run_dir / WANDB
         invocation = base / f"{sum(1 for _ in base.iterdir()) if base.is_dir() else 0:04d}"
         invocation.mkdir(parents=True, exist_ok=True)
         try:
