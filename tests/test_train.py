@@ -165,3 +165,21 @@ def test_a_checkpoint_from_before_the_recipe_fields_resumes_a_gpt2_adamw_run_onl
     modern = {"model": {"n_layer": 2, "architecture": "nanochat"}, "recipe": same["recipe"]}
     with pytest.raises(UserError, match=r"model.architecture \(gpt2 -> nanochat\)"):
         check_fingerprint(old, modern, tmp_path, allow_changes=False)
+
+
+def test_the_schedule_layout_and_phase_check_are_made_once_per_run(tmp_path, monkeypatch):
+    """issue 22: one Schedule (configs alone), one Layout (after the probe), one phase check per invocation."""
+    from chinchilla_pipeline.train import pretrain
+
+    calls = {"make_schedule": 0, "resolve_layout": 0, "phase_end_step": 0}
+    for name in calls:
+        real = getattr(pretrain, name)
+
+        def counted(*a, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(pretrain, name, counted)
+    cfg = write_curriculum(tmp_path, SEED_ORDER, steps=8)
+    assert _run(cfg, tmp_path, phase="a") == 0
+    assert calls == {"make_schedule": 1, "resolve_layout": 1, "phase_end_step": 1}

@@ -54,7 +54,7 @@ from .metrics import (
 )
 from .optim import set_schedule
 from .prefetch import BatchPrefetcher
-from .rundir import list_checkpoints
+from .rundir import checkpoint_dir, list_checkpoints
 from .sampler import TokenStream, WeightedMultiDatasetSampler
 from .schedule import Schedule, describe_schedule, make_schedule
 from .setup import build_training, fingerprint, open_domains
@@ -147,7 +147,7 @@ def phase_end_step(cfg: CurriculumConfig, schedule: Schedule, run_dir: Path, pha
         prev = cfg.phases[i - 1].name
         raise UserError(
             f"phase '{phase}' continues from the final checkpoint of phase '{prev}' (step {start}), and "
-            f"{Path(run_dir) / 'checkpoints'} has none: run phase '{prev}' first "
+            f"{checkpoint_dir(run_dir)} has none: run phase '{prev}' first "
             f"(make pretrain-curriculum-phase-{prev}, or chinchilla pretrain --phase {prev})"
         )
     return end
