@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
-import torch
 
 from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.train.checkpoint import load_checkpoint
@@ -22,7 +18,15 @@ from chinchilla_pipeline.train.sampler import WeightedMultiDatasetSampler
 from chinchilla_pipeline.train.schedule import make_schedule
 from conftest import CLI, CLI_ENV
 from test_sampler import arange_stream
-from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
+from trainkit import (
+    MODERN_FIELDS,
+    MODERN_MODEL,
+    SEED_ORDER,
+    assert_same_run,
+    kill_after_checkpoint,
+    write_curriculum,
+    write_model,
+)
 
 CTX = 8
 
@@ -188,16 +192,7 @@ def test_kill_9_mid_ramp_then_resume_is_bitwise_identical(tmp_path):
     assert unbroken.returncode == 0, unbroken.stderr
 
     run_dir = tmp_path / "killed" / "run"
-    proc = subprocess.Popen(
-        _cmd(cfg, tmp_path / "killed"), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < 28:  # inside the ramp
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    killed_at = list_checkpoints(run_dir)[-1][0]
+    killed_at = kill_after_checkpoint(_cmd(cfg, tmp_path / "killed"), CLI_ENV, run_dir, 28)  # inside the ramp
     assert 20 < killed_at < 60, killed_at
     state = load_checkpoint(list_checkpoints(run_dir)[-1][1])["sampler"]
     used = dict(zip(state["names"], state["used"]))
@@ -206,14 +201,7 @@ def test_kill_9_mid_ramp_then_resume_is_bitwise_identical(tmp_path):
     resumed = subprocess.run(_cmd(cfg, tmp_path / "killed"), env=CLI_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {killed_at}" in resumed.stderr
-    a = read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "train")
-    b = read_metrics(run_dir / "metrics.jsonl", "train")
-    assert sorted(a) == sorted(b) == list(range(STEPS))
-    assert [a[s]["loss"] for s in range(STEPS)] == [b[s]["loss"] for s in range(STEPS)]
-    final_a = load_checkpoint(list_checkpoints(tmp_path / "unbroken/run")[-1][1])
-    final_b = load_checkpoint(list_checkpoints(run_dir)[-1][1])
-    assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
-    assert final_a["tokens_seen"] == final_b["tokens_seen"]
+    assert_same_run(tmp_path / "unbroken/run", run_dir, STEPS)
 
 
 def test_an_anneal_phase_carries_the_whole_decay_and_its_final_checkpoint_is_averaged(tmp_path):

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from chinchilla_pipeline.train.checkpoint import load_checkpoint
 from chinchilla_pipeline.train.metrics import read_metrics
-from chinchilla_pipeline.train.rundir import list_checkpoints
 from conftest import CLI, CLI_ENV
-from trainkit import MODERN_FIELDS, MODERN_MODEL, SEED_ORDER, write_curriculum, write_model
+from trainkit import (
+    MODERN_FIELDS,
+    MODERN_MODEL,
+    SEED_ORDER,
+    assert_same_run,
+    kill_after_checkpoint,
+    write_curriculum,
+    write_model,
+)
 
 STEPS = 120  # phase a: steps 0-59; a checkpoint every 10 steps, the kill after the one at 20 or later
 KILL_AFTER = 20
@@ -44,16 +46,7 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path, recipe):
         unbroken = subprocess.Popen(_cmd(cfg, tmp_path / "unbroken"), env=CLI_ENV, stdout=f, stderr=subprocess.STDOUT)
     try:
         run_dir = tmp_path / "killed" / "run"
-        proc = subprocess.Popen(
-            _cmd(cfg, tmp_path / "killed"), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 120
-        while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < KILL_AFTER:  # mid phase a
-            assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL
-        killed_at = list_checkpoints(run_dir)[-1][0]
+        killed_at = kill_after_checkpoint(_cmd(cfg, tmp_path / "killed"), CLI_ENV, run_dir, KILL_AFTER)  # mid phase a
         assert killed_at < STEPS // 2
 
         resumed = subprocess.run(_cmd(cfg, tmp_path / "killed"), env=CLI_ENV, capture_output=True, text=True)
@@ -65,14 +58,7 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path, recipe):
             unbroken.kill()
             unbroken.wait()
 
-    a = read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "train")
-    b = read_metrics(run_dir / "metrics.jsonl", "train")
-    assert sorted(a) == sorted(b) == list(range(STEPS))
-    assert [a[s]["loss"] for s in range(STEPS)] == [b[s]["loss"] for s in range(STEPS)]
+    assert_same_run(tmp_path / "unbroken/run", run_dir, STEPS)
     assert read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "validation") == read_metrics(
         run_dir / "metrics.jsonl", "validation"
     )
-    final_a = load_checkpoint(list_checkpoints(tmp_path / "unbroken/run")[-1][1])
-    final_b = load_checkpoint(list_checkpoints(run_dir)[-1][1])
-    assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
-    assert final_a["tokens_seen"] == final_b["tokens_seen"]

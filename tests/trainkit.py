@@ -110,3 +110,40 @@ MODERN_FIELDS = {
     },
     "schedule": {"kind": "wsd", "warmup_share": 0.0, "decay_start_share": 0.35},
 }
+
+
+def kill_after_checkpoint(cmd: list[str], env: dict[str, str], run_dir: Path, at_least: int) -> int:
+    """Start ``cmd`` (a ``chinchilla pretrain``), SIGKILL it once ``run_dir`` holds a checkpoint at step
+    ``at_least`` or later; returns the step of the last checkpoint it left."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from chinchilla_pipeline.train.rundir import list_checkpoints
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(run_dir) or list_checkpoints(run_dir)[-1][0] < at_least:
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    return list_checkpoints(run_dir)[-1][0]
+
+
+def assert_same_run(a: Path, b: Path, steps: int) -> None:
+    """Two run directories trained the same steps bitwise: every step's loss, the final weights, the tokens drawn."""
+    import torch
+
+    from chinchilla_pipeline.train.checkpoint import load_checkpoint
+    from chinchilla_pipeline.train.metrics import read_metrics
+    from chinchilla_pipeline.train.rundir import METRICS, list_checkpoints
+
+    ta, tb = read_metrics(a / METRICS, "train"), read_metrics(b / METRICS, "train")
+    assert sorted(ta) == sorted(tb) == list(range(steps))
+    assert [ta[s]["loss"] for s in range(steps)] == [tb[s]["loss"] for s in range(steps)]
+    final_a = load_checkpoint(list_checkpoints(a)[-1][1])
+    final_b = load_checkpoint(list_checkpoints(b)[-1][1])
+    assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
+    assert final_a["tokens_seen"] == final_b["tokens_seen"]
