@@ -10,8 +10,8 @@ import pytest
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data import encode, id_check
 from chinchilla_pipeline.data.id_check import CheckSampler, first_difference
+from chinchilla_pipeline.data.layout import PROGRESS_NAME
 from chinchilla_pipeline.data.reader import open_prepared
-from chinchilla_pipeline.data.split_writer import STATE_NAME
 from chinchilla_pipeline.tokenizer.encoders import open_encoder
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from chinchilla_pipeline.tokenizer.unicode_gap import GAP_RANGES, gap_documents
@@ -146,9 +146,9 @@ def test_a_wrong_id_stops_prepare_with_one_line_and_keeps_complete_shards(tmp_pa
     )
     assert found and int(found[2]) == int(found[3]) + 1, err
     out = tmp_path / "out" / "topics"
-    shards = [s["path"] for split in json.loads((out / STATE_NAME).read_text())["shards"].values() for s in split]
+    shards = [s["path"] for split in json.loads((out / PROGRESS_NAME).read_text())["shards"].values() for s in split]
     assert len(shards) > 10  # the complete shards stay, the unfinished one is gone
-    assert {p.name for p in out.iterdir()} == {STATE_NAME, *shards, *(s.replace(".bin", ".idx") for s in shards)}
+    assert {p.name for p in out.iterdir()} == {PROGRESS_NAME, *shards, *(s.replace(".bin", ".idx") for s in shards)}
 
     # The same directory resumes with --encoder hf and ends equal to a clean run; the position named is the marker's.
     monkeypatch.undo()

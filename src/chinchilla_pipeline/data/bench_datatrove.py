@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from .bench_prepare import tree_rss_bytes, write_config
+from .layout import MANIFEST_NAME, dataset_dir
 
 NUM_FILES = 4
 
@@ -157,7 +158,7 @@ def bench_datatrove(datatrove_python: str, corpus: Path, copies: int, rounds: in
             for name in ("prepare", "datatrove") if r % 2 == 0 else ("datatrove", "prepare"):
                 shutil.rmtree(d / "dt", ignore_errors=True)  # datatrove skips tasks it finds completed
                 results[name] = timed(ours_cmd if name == "prepare" else theirs_cmd)
-            manifest = json.loads((d / "ours" / "ours" / "manifest.json").read_text())
+            manifest = json.loads((dataset_dir(d / "ours", "ours") / MANIFEST_NAME).read_text())
             ours_tokens = sum(manifest["splits"][s]["num_tokens"] for s in ("train", "validation"))
             dt_tokens = int(results["datatrove"][3].split("datatrove tokens")[1].split()[0])
             assert ours_tokens == dt_tokens, (ours_tokens, dt_tokens)

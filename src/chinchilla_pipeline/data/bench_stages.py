@@ -67,6 +67,7 @@ def bench_stages(config_path: Path, tokenizer_dir: Path, rounds: int) -> int:
     from .config import DatasetConfig
     from .encode import CHUNK_CHARS, _chunks
     from .files import resolve_data_files
+    from .layout import shard_name
     from .shards import ShardWriter, token_dtype
 
     cfg = load_config(DatasetConfig, config_path)
@@ -130,7 +131,7 @@ def bench_stages(config_path: Path, tokenizer_dir: Path, rounds: int) -> int:
 
     def write() -> None:
         with tempfile.TemporaryDirectory() as d:
-            w = ShardWriter(Path(d) / "train_00000.bin", tok.vocab_size, tok.eot_id)
+            w = ShardWriter(Path(d) / shard_name("train", 0), tok.vocab_size, tok.eot_id)
             for i in range(0, lens.size, 8_192):  # batches of ~1M tokens, as the pool yields them
                 w.add(tokens[i * 128 : (i + 8_192) * 128], lens[i : i + 8_192])
             w.close()

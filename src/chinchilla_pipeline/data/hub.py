@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 from ..errors import UserError
 from ..schema import read_json
 from .config import DatasetConfig, HubSource
+from .layout import MANIFEST_NAME, SOURCE_NAME
 
 MIRROR_ENV = "CHINCHILLA_HUB_MIRROR"
 # The retry policy of every Hub call. Waits start at $CHINCHILLA_HUB_BACKOFF_S (1 s) and double up to 30 s:
@@ -150,13 +151,10 @@ def pin(src: HubSource, config_path: str | Path, name: str) -> dict[str, str | N
     }
 
 
-SOURCE_NAME = ".source.json"  # in a dataset directory: the pin the (possibly unfinished) run reads
-
-
 def check_resume(out: Path, source: dict, config_path: str | Path) -> None:
     """Refuse to continue or reuse ``out`` when it was prepared from another commit or ``datasets`` version."""
     saved = None
-    for path in (out / SOURCE_NAME, out / "manifest.json"):
+    for path in (out / SOURCE_NAME, out / MANIFEST_NAME):  # the pin of an unfinished run, or of a finished one
         if path.is_file():
             data = read_json(path)
             saved = data if path.name == SOURCE_NAME else data.get("source")

@@ -1,14 +1,7 @@
 """``manifest.json``: what a prepared dataset holds (a contract with the training side).
 
-Layout of a prepared dataset directory::
-
-    <out_dir>/<name>/manifest.json
-    <out_dir>/<name>/train_00000.bin  train_00000.idx  ...
-    <out_dir>/<name>/validation_00000.bin  validation_00000.idx
-    <out_dir>/<name>/token_bytes.npy   UTF-8 bytes per token id (validation bits per byte)
-
-The manifest is written last, atomically: a directory without ``manifest.json``
-is not finished. Every count in it is measured from the shards written.
+The files beside it and their names: ``layout.py``. The manifest is written last, atomically: a directory
+without ``manifest.json`` is not finished. Every count in it is measured from the shards written.
 """
 
 from __future__ import annotations
@@ -20,12 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_open, sha256_file, write_json
-from .shards import ShardWriter, digest_shard, index_path, token_dtype
+from .layout import MANIFEST_NAME, TOKEN_BYTES_NAME, dataset_dir, index_path, shard_name
+from .shards import ShardWriter, digest_shard, token_dtype
 
-MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation")
-TOKEN_BYTES_NAME = "token_bytes.npy"
 TOKEN_BYTES_FIELD = "token_bytes_sha256"
 
 
@@ -36,10 +28,6 @@ def write_token_bytes(directory: str | Path, table: np.ndarray) -> str:
     with atomic_open(path) as f:
         np.save(f, np.ascontiguousarray(table, dtype=np.int32))
     return sha256_file(path)
-
-
-def shard_name(split: str, index: int) -> str:
-    return f"{split}_{index:05d}.bin"
 
 
 def shard_entry(bin_path: Path, num_tokens: int, num_docs: int) -> dict[str, Any]:
@@ -208,7 +196,7 @@ def write_token_dataset(
 
     For small datasets built in memory (tests, tools); ``prepare`` streams instead.
     """
-    out = Path(out_dir) / name
+    out = dataset_dir(out_dir, name)
     out.mkdir(parents=True, exist_ok=True)
     splits = {}
     for split in SPLITS:

@@ -10,8 +10,8 @@ from ..atomic import write_bytes, write_json
 from ..errors import UserError
 from ..schema import read_json
 from .hygiene import HYGIENE_COUNTERS
-from .manifest import MANIFEST_NAME, SPLITS, TOKEN_BYTES_FIELD, TOKEN_BYTES_NAME, build_manifest, target_fields
-from .prepare import part_dir
+from .layout import MANIFEST_NAME, TOKEN_BYTES_NAME, dataset_dir, part_dir
+from .manifest import SPLITS, TOKEN_BYTES_FIELD, build_manifest, target_fields
 
 
 def _without_caps(config: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def merge_parts(
     """
     if world_size < 2:
         raise UserError(f"expected the number of parts (at least 2), got {world_size}", field="--world_size")
-    base = Path(out_dir) / name
+    base = dataset_dir(out_dir, name)
     parts = []
     for rank in range(world_size):
         mpath = part_dir(out_dir, name, rank, world_size) / MANIFEST_NAME

@@ -1,5 +1,8 @@
 """Prepare one dataset: stream documents, tokenize batches in worker processes, write shards.
 
+The chain, in the order it runs (``chain.run_chain``): read -> hold out -> skip what complete shards
+hold -> encode -> cap and write.
+
 Guarantees (tested):
 - exact size: ``max_samples`` training documents after filtering, and never
   more than ``max_tokens`` training tokens (short by less than one document);
@@ -27,9 +30,8 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from ..atomic import remove_stale_temporaries, write_json
@@ -40,26 +42,19 @@ from ..tokenizer.encoders import resolve_encoder
 from ..tokenizer.load import LoadedTokenizer, load_tokenizer
 from ..tokenizer.report import REPORT_FILE
 from ..tokenizer.token_bytes import token_byte_lengths
-from . import hub
+from . import chain, hub
 from .caps import SOURCE_EXHAUSTED, Caps
 from .config import DatasetConfig, HubSource
 from .encode import EncoderPool, default_workers
 from .files import resolve_data_files
 from .hygiene import HYGIENE_COUNTERS, HYGIENE_VERSION, ValidationFilter
 from .id_check import IdMismatch
-from .manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    TOKEN_BYTES_FIELD,
-    build_manifest,
-    file_counts,
-    target_fields,
-    write_token_bytes,
-)
+from .layout import MANIFEST_NAME, PROGRESS_NAME, TOKEN_BYTES_NAME, part_dir
+from .manifest import FORMAT_VERSION, TOKEN_BYTES_FIELD, build_manifest, file_counts, target_fields, write_token_bytes
 from .records import source_bad_records
 from .shards import token_dtype
-from .sources import COUNTERS, STREAM_VERSION, DocumentBatch, DocumentStream, iter_batches
-from .split_writer import STATE_NAME, SplitWriter, load_progress
+from .sources import COUNTERS, STREAM_VERSION, DocumentStream, iter_batches
+from .split_writer import SplitWriter, load_progress
 
 COUNTS = COUNTERS + HYGIENE_COUNTERS  # what was read: the manifest's ``input``, then its ``hygiene`` counts
 log = logging.getLogger(__name__)
@@ -129,11 +124,6 @@ def check_validation(expected: str | None, actual: str, name: str, tokenizer_dir
         )
 
 
-def part_dir(out_dir: str | Path, name: str, rank: int, world_size: int) -> Path:
-    base = Path(out_dir) / name
-    return base if world_size == 1 else base / f"part_{rank:05d}_of_{world_size:05d}"
-
-
 def fingerprint(
     cfg: DatasetConfig,
     tokenizer_sha256: str,
@@ -160,16 +150,6 @@ def fingerprint(
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _skip(batches: Iterator[DocumentBatch], num_docs: int) -> Iterator[DocumentBatch]:
-    """Drop the first ``num_docs`` documents (already in complete shards) without tokenizing them."""
-    for batch in batches:
-        if num_docs:
-            drop = min(num_docs, len(batch.texts))
-            num_docs -= drop
-            batch = DocumentBatch(batch.texts[drop:], batch.counts[drop:], batch.tail, batch.files[drop:])
-        yield batch
 
 
 def prepare_dataset(
@@ -272,7 +252,7 @@ def _write(
     )
     with bar:
         check = lambda: check_validation(held_out, hygiene.validation_sha256, cfg.name, tokenizer_dir)  # noqa: E731
-        stop_reason, tail = _fill(splits, caps, hygiene, documents, pool, bar, check)
+        stop_reason, tail = chain.run_chain(documents, hygiene, pool, splits, caps, check, bar)
     if stop_reason == SOURCE_EXHAUSTED and caps.max_samples is not None:
         log.warning(
             "%s: the source has only %d training documents after filtering (max_samples %d)%s",
@@ -312,7 +292,7 @@ def _write(
         **({"source": source} if source is not None else {}),  # the Hub commit read (hub.pin)
     )
     write_json(out / MANIFEST_NAME, manifest)
-    (out / STATE_NAME).unlink(missing_ok=True)
+    (out / PROGRESS_NAME).unlink(missing_ok=True)
     return manifest
 
 
@@ -320,60 +300,6 @@ def _rate_for(rate: float, caps: Caps, splits: SplitWriter) -> float:
     """The ``sample_rate`` whose sample would have held ``caps`` (1.05x what this one yielded, at most 1)."""
     need = [c / max(n, 1) for c, n in ((caps.max_samples, splits.num_train), (caps.max_tokens, splits.num_tokens)) if c]
     return min(1.0, rate * 1.05 * min(need)) if need else rate
-
-
-def _fill(
-    splits: SplitWriter,
-    caps: Caps,
-    hygiene: ValidationFilter,
-    documents: Iterator[DocumentBatch],
-    pool: EncoderPool,
-    bar: tqdm,
-    check: Callable[[], None],
-) -> tuple[str, np.ndarray]:
-    """Shards from ``documents`` through ``hygiene`` (after those a resume already wrote): the validation split
-    first, then train until a cap or the end of the source. ``check()`` runs once the validation split is read
-    whole, before it is committed (on a resume: once it is read again). Returns why it stopped and the counts
-    of the rows read after the last document when the source ran out (zeros otherwise). A failure removes the
-    unfinished shard."""
-    stop_reason = None
-    tail = np.zeros(len(COUNTS), dtype=np.int64)
-    checked = False
-    try:
-        stream = _skip(hygiene.split(documents), splits.consumed)
-        for batch, tokens, lens in pool.map(stream, lambda b: b.texts, first_position=splits.consumed):
-            i = caps.validation_take(splits.num_val, len(lens))  # the stream's first documents
-            if i:
-                splits.add("validation", tokens[: lens[:i].sum()], lens[:i], batch.counts[:i], batch.files[:i])
-            if not checked and hygiene.num_validation >= caps.validation_docs:  # its sha256 is final
-                check()
-                checked = True
-            if i and splits.num_val == caps.validation_docs:
-                splits.commit()
-            fit, stop_reason = caps.train_take(splits.num_train, splits.num_tokens, lens[i:])
-            if fit:
-                start = int(lens[:i].sum())
-                splits.add(
-                    "train",
-                    tokens[start : start + lens[i : i + fit].sum()],
-                    lens[i : i + fit],
-                    batch.counts[i : i + fit],
-                    batch.files[i : i + fit],
-                )
-                bar.update(int(lens[i : i + fit].sum()))
-            if stop_reason is not None:
-                break
-        if not checked:  # the source ran out inside the validation split
-            check()
-        if stop_reason is None:  # the source ran out, maybe exactly at a cap
-            stop_reason = caps.reason_at_end(splits.num_train, splits.num_tokens)
-            if stop_reason == SOURCE_EXHAUSTED:
-                tail = batch.tail  # rows after the last document (never in the saved progress)
-        splits.finish()
-    except BaseException:
-        splits.abort()
-        raise
-    return stop_reason, tail
 
 
 def _finished(out: Path, fp: str, overwrite: bool, config_path, tok: LoadedTokenizer) -> dict[str, Any] | None:
@@ -395,6 +321,6 @@ def _finished(out: Path, fp: str, overwrite: bool, config_path, tok: LoadedToken
     if TOKEN_BYTES_FIELD not in manifest:
         manifest[TOKEN_BYTES_FIELD] = write_token_bytes(out, token_byte_lengths(tok))
         write_json(mpath, manifest)
-        log.info("%s: added token_bytes.npy (bytes per token id, for validation bits per byte)", out)
+        log.info("%s: added %s (bytes per token id, for validation bits per byte)", out, TOKEN_BYTES_NAME)
     log.info("%s is already prepared (use --overwrite to redo it)", out)
     return manifest

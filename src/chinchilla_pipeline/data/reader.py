@@ -11,7 +11,8 @@ import numpy as np
 
 from ..atomic import sha256_file
 from ..errors import UserError
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, SPLITS, TOKEN_BYTES_FIELD, TOKEN_BYTES_NAME
+from .layout import MANIFEST_NAME, TOKEN_BYTES_NAME
+from .manifest import FORMAT_VERSION, SPLITS, TOKEN_BYTES_FIELD
 from .shards import Shard, check_shard, open_shard
 
 
@@ -83,7 +84,7 @@ def open_prepared(path: str | Path) -> PreparedDataset:
     path = Path(path)
     mpath = path / MANIFEST_NAME
     if not mpath.is_file():
-        raise UserError("no manifest.json: the dataset is not prepared (or not finished)", path=path)
+        raise UserError(f"no {MANIFEST_NAME}: the dataset is not prepared (or not finished)", path=path)
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -1,6 +1,6 @@
 """Token shard format (a contract with the training side; documented in docs/data.md).
 
-A shard is two files:
+A shard is two files (``layout.shard_name``, ``layout.index_path``):
 
 ``<split>_<NNNNN>.bin``
     a 256-byte header of 32 little-endian int64 values, then the tokens as
@@ -37,6 +37,7 @@ import numpy as np
 
 from ..atomic import atomic_open, fsync_dir, sha256_file
 from ..errors import UserError
+from .layout import INDEX_SUFFIX, index_path
 
 TOKENS_MAGIC = 20261126
 INDEX_MAGIC = 20261127
@@ -105,10 +106,6 @@ class ShardWriter:
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-
-def index_path(bin_path: str | Path) -> Path:
-    return Path(bin_path).with_suffix(".idx")
 
 
 @dataclass(frozen=True)
@@ -215,7 +212,7 @@ def check_shard(bin_path: str | Path, entry: dict, vocab_size: int) -> None:
             path=bin_path,
         )
     if not bin_path.is_file() or not index_path(bin_path).is_file():
-        raise UserError("shard file or its .idx not found (the dataset is incomplete)", path=bin_path)
+        raise UserError(f"shard file or its {INDEX_SUFFIX} not found (the dataset is incomplete)", path=bin_path)
     # With the id recorded, the sha256 vouches for it; an older manifest without it: find it in the same read.
     sha, top = (sha256_file(bin_path), recorded) if recorded is not None else digest_shard(bin_path)
     if sha != entry.get("sha256"):

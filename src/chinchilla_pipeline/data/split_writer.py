@@ -18,10 +18,10 @@ import numpy as np
 from ..atomic import write_json
 from ..errors import UserError
 from ..schema import read_json
-from .manifest import shard_entry, shard_name
+from .layout import INDEX_SUFFIX, PROGRESS_NAME, SHARD_SUFFIX, shard_name
+from .manifest import shard_entry
 from .shards import ShardWriter
 
-STATE_NAME = ".progress.json"
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +37,7 @@ class Progress:
 
     def save(self, out: Path) -> None:
         write_json(
-            out / STATE_NAME,
+            out / PROGRESS_NAME,
             {
                 "fingerprint": self.fingerprint,
                 "docs_consumed": self.docs_consumed,
@@ -53,7 +53,7 @@ class Progress:
 
 def load_progress(out: Path, fp: str, num_counters: int, num_files: int) -> Progress:
     """Resume from ``.progress.json``; another run's progress is refused, never silently discarded."""
-    spath = out / STATE_NAME
+    spath = out / PROGRESS_NAME
     if spath.is_file():
         saved = read_json(spath)
         if saved.get("fingerprint") != fp:
@@ -65,7 +65,8 @@ def load_progress(out: Path, fp: str, num_counters: int, num_files: int) -> Prog
             )
         log.info("resuming %s after %d documents", out, saved["docs_consumed"])
         return Progress(fp, saved["docs_consumed"], saved["shards"], saved["counts"], saved["per_file"])
-    for p in list(out.glob("*.bin")) + list(out.glob("*.idx")):  # a first shard renamed before any progress
+    # A first shard renamed into place before any progress was saved.
+    for p in [*out.glob(f"*{SHARD_SUFFIX}"), *out.glob(f"*{INDEX_SUFFIX}")]:
         p.unlink()
     return Progress(fp, counts=[0] * num_counters, per_file={s: [0] * num_files for s in ("validation", "train")})
 

@@ -9,9 +9,10 @@ import numpy as np
 from ..atomic import sha256_file
 from ..errors import UserError
 from ..schema import read_json
-from .manifest import SPLITS, TOKEN_BYTES_NAME
+from .layout import INDEX_SUFFIX, SHARD_SUFFIX, TOKEN_BYTES_NAME, index_path
+from .manifest import SPLITS
 from .reader import open_prepared
-from .shards import digest_shard, index_path, open_shard
+from .shards import digest_shard, open_shard
 
 
 def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) -> list[str]:
@@ -29,7 +30,7 @@ def verify_dataset(path: str | Path, tokenizer_dir: str | Path | None = None) ->
             bin_path = ds.path / entry["path"]
             where = f"{split}/{entry['path']}"
             if not bin_path.is_file() or not index_path(bin_path).is_file():
-                problems.append(f"{where}: missing .bin or .idx file")
+                problems.append(f"{where}: missing {SHARD_SUFFIX} or {INDEX_SUFFIX} file")
                 continue
             sha, top = digest_shard(bin_path)  # sha256 and largest id in one read
             if sha != entry["sha256"]:
