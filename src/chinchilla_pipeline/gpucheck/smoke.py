@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.config import DatasetConfig
+from ..data.layout import dataset_dir
 from ..data.prepare import prepare_dataset
 from ..schema import load_config
 from ..tokenizer.train import train_tokenizer
@@ -113,7 +114,7 @@ def make_data(corpus: Path, work: Path, vocab: int) -> tuple[Path, dict[str, Pat
     out = {}
     for name, path in paths.items():
         m = prepare_dataset(load_config(DatasetConfig, path), path, tok, work / "prepared", workers=1, progress=False)
-        out[name] = work / "prepared" / name
+        out[name] = dataset_dir(work / "prepared", name)
         size = m["vocab_size"]
     return tok, out, size
 
