@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.layout import shard_name
 from ..data.shards import ShardWriter, open_shard
 from .prefetch import BatchPrefetcher
 from .sampler import TokenStream, WeightedMultiDatasetSampler
@@ -41,7 +42,7 @@ def write_sources(root: Path, gb: float, seed: int) -> list[list[Path]]:
     for s in range(2):
         paths = []
         for first in range(0, per_source, SHARD_TOKENS):
-            paths.append(root / f"source{s}" / f"train_{len(paths):05d}.bin")
+            paths.append(root / f"source{s}" / shard_name("train", len(paths)))
             paths[-1].parent.mkdir(parents=True, exist_ok=True)
             writer, end = ShardWriter(paths[-1], VOCAB, eot_id=0), min(first + SHARD_TOKENS, per_source)
             for lo in range(first, end, CHUNK_TOKENS):

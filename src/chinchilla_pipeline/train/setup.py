@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..data.layout import MANIFEST_NAME
 from ..data.reader import PreparedDataset, open_prepared
 from ..errors import UserError
 from ..model import build_model
@@ -33,14 +34,14 @@ def open_domains(
             raise UserError(
                 f"source '{name}' has vocab_size {ds.vocab_size} (its manifest) but the model config "
                 f"{model_path} has vocab_size {model.vocab_size}: they must be equal (same tokenizer)",
-                path=ds.path / "manifest.json",
+                path=ds.path / MANIFEST_NAME,
                 field="vocab_size",
             )
         if (ds.eot_id, ds.tokenizer_sha256) != (first.eot_id, first.tokenizer_sha256):
             raise UserError(
                 f"source '{name}' was tokenized differently from '{first.name}' (eot_id {ds.eot_id} vs "
                 f"{first.eot_id}, tokenizer {ds.tokenizer_sha256[:12]} vs {first.tokenizer_sha256[:12]})",
-                path=ds.path / "manifest.json",
+                path=ds.path / MANIFEST_NAME,
                 field="tokenizer_sha256",
             )
         if ds.num_tokens("train") <= model.block_size:

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.layout import TOKEN_BYTES_NAME
 from ..data.reader import PreparedDataset
 from ..errors import UserError
 from .distributed import Dist, all_reduce_sum
@@ -32,9 +33,9 @@ def shared_token_bytes(datasets: dict[str, PreparedDataset]) -> np.ndarray:
     for name, ds in datasets.items():
         if not np.array_equal(ds.token_bytes(), table):
             raise UserError(
-                f"source '{name}' has another token_bytes.npy than '{first_name}' ({first.path}): the sources "
+                f"source '{name}' has another {TOKEN_BYTES_NAME} than '{first_name}' ({first.path}): the sources "
                 "must come from one tokenizer",
-                path=ds.path / "token_bytes.npy",
+                path=ds.path / TOKEN_BYTES_NAME,
             )
     return table
 
