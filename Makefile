@@ -96,7 +96,7 @@ $(DATATROVE_VENV)/bin/python:
 	  tokenizers==$$($(PYTHON) -c "import tokenizers; print(tokenizers.__version__)")
 .PHONY: bench-datatrove
 bench-datatrove: $(DATATROVE_VENV)/bin/python ## prepare against datatrove 0.10.1, same 4 files, tokenizer, 2 workers; 3 rounds
-	$(PYTHON) -m chinchilla_pipeline.data.bench_datatrove --datatrove_python $(DATATROVE_VENV)/bin/python
+	$(PYTHON) -m chinchilla_pipeline.instruments.bench.datatrove --datatrove_python $(DATATROVE_VENV)/bin/python
 
 BENCH_TOKENIZER_MIX ?= config/demo/tokenizer_mix.json
 bench-tokenizer-train: demo-corpus ## BPE trainers (tokenizers, gigatoken, rustbpe) on the demo mix: time, RSS, bytes/token, same merges

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.experiments.ablation import (
+from chinchilla_pipeline.instruments.experiments.ablation import (
     AblationConfig,
     VariantConfig,
     aggregate,
@@ -18,7 +18,7 @@ from chinchilla_pipeline.experiments.ablation import (
     run_configs,
     variant_phases,
 )
-from chinchilla_pipeline.experiments.runs import overall_proportions, summarize
+from chinchilla_pipeline.instruments.experiments.runs import overall_proportions, summarize
 from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.schema import load_config, read_json
 from chinchilla_pipeline.train.config import CurriculumConfig

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from chinchilla_pipeline import cli
-from chinchilla_pipeline.corpus import fetch
-from chinchilla_pipeline.corpus.config import CorpusConfig
+from chinchilla_pipeline.instruments.corpus import fetch
+from chinchilla_pipeline.instruments.corpus.config import CorpusConfig
 from chinchilla_pipeline.schema import load_config
 from test_corpus_readers import (
     ARTICLE,

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from chinchilla_pipeline.corpus.books import (
+from chinchilla_pipeline.instruments.corpus.books import (
     book_documents,
     normalize_newlines,
     read_titles,
@@ -17,7 +17,7 @@ from chinchilla_pipeline.corpus.books import (
     strip_gutenberg,
     strip_line_numbers,
 )
-from chinchilla_pipeline.corpus.forums import (
+from chinchilla_pipeline.instruments.corpus.forums import (
     chatterbot_documents,
     format_dialogue,
     load_newsgroups,
@@ -25,9 +25,9 @@ from chinchilla_pipeline.corpus.forums import (
     usenet_documents,
     usenet_post_text,
 )
-from chinchilla_pipeline.corpus.news import line_documents
-from chinchilla_pipeline.corpus.rst import rst_documents, strip_blocks, strip_inline, strip_rst, unwrap
-from chinchilla_pipeline.corpus.wiki import strip_wiki_markup, wiki_documents
+from chinchilla_pipeline.instruments.corpus.news import line_documents
+from chinchilla_pipeline.instruments.corpus.rst import rst_documents, strip_blocks, strip_inline, strip_rst, unwrap
+from chinchilla_pipeline.instruments.corpus.wiki import strip_wiki_markup, wiki_documents
 
 # ----------------------------------------------------------------- Wikipedia
 

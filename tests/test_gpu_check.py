@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from chinchilla_pipeline import cli
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.gpucheck import check, smoke, speed
+from chinchilla_pipeline.instruments.gpucheck import check, smoke, speed
 from chinchilla_pipeline.model.config import ModelConfig
 from chinchilla_pipeline.train.config import CurriculumConfig
 from chinchilla_pipeline.train.distributed import under_torchrun

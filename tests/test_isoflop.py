@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.experiments.fit import fit_parabola, optimum, power_law
-from chinchilla_pipeline.experiments.isoflop import (
+from chinchilla_pipeline.instruments.experiments.fit import fit_parabola, optimum, power_law
+from chinchilla_pipeline.instruments.experiments.isoflop import (
     IsoflopConfig,
     analyse,
     budget_label,

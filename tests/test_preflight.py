@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from chinchilla_pipeline import preflight as pf
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.data.config import DatasetConfig
 from chinchilla_pipeline.data.prepare import prepare_dataset
+from chinchilla_pipeline.instruments import preflight as pf
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.tokenizer.load import load_tokenizer
 from conftest import write_dataset_config

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from chinchilla_pipeline.experiments.recipes import CompareConfig, run_compare, scaled_optimizer, tokens_to_reach
+from chinchilla_pipeline.instruments.experiments.recipes import (
+    CompareConfig,
+    run_compare,
+    scaled_optimizer,
+    tokens_to_reach,
+)
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.train.config import CurriculumConfig, OptimizerConfig
 from trainkit import MODERN_FIELDS, SEED_ORDER, write_curriculum

@@ -89,3 +89,22 @@ def test_nothing_refers_outside_the_repository():
             if any(s in text for s in ("../" + "shared", "/work" + "/", "FACTS" + ".md")):
                 offenders.append(name)
     assert offenders == []
+
+
+INSTRUMENTS = "chinchilla_pipeline.instruments"
+DOOR = "chinchilla_pipeline.cli"  # the command line calls both sides
+
+
+def test_the_pipeline_never_imports_an_instrument():
+    """The instruments (checks, benchmarks, experiments, the demo corpus) sit in a wing of their own: they import
+    the pipeline, nothing in the pipeline imports them, so the package's top level is the pipeline alone."""
+    graph = _import_graph()
+    assert any(m.startswith(INSTRUMENTS + ".") for m in graph)  # the wing exists where this rule looks
+    offenders = sorted(
+        f"{m} -> {t}"
+        for m, targets in graph.items()
+        if not m.startswith((INSTRUMENTS, DOOR))
+        for t in targets
+        if t.startswith(INSTRUMENTS)
+    )
+    assert offenders == []

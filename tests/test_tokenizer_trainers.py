@@ -8,7 +8,8 @@ import pytest
 from chinchilla_pipeline.atomic import sha256_file
 from chinchilla_pipeline.cli import main
 from chinchilla_pipeline.errors import UserError
-from chinchilla_pipeline.tokenizer import bench_train, train
+from chinchilla_pipeline.instruments.bench import tokenizer_train as bench_train
+from chinchilla_pipeline.tokenizer import train
 from chinchilla_pipeline.tokenizer.trainers import (
     from_merges,
     hf_bpe,

@@ -69,7 +69,7 @@ def _add_bench_tokenizer_train(sub) -> None:
     def run(a):
         import json
 
-        from ..tokenizer.bench_train import bench_train, format_bench, mix_sample
+        from ..instruments.bench.tokenizer_train import bench_train, format_bench, mix_sample
 
         positive(a, "max_samples", "vocab_size", "rounds")
         report = bench_train(mix_sample(a.config_path, a.max_samples, a.vocab_size), tuple(a.trainers), a.rounds)
@@ -230,7 +230,7 @@ def _add_bench_prepare(sub) -> None:
     )
 
     def run(a):
-        from ..data.bench_prepare import bench_prepare
+        from ..instruments.bench.prepare import bench_prepare
 
         positive(a, "repeat", "vocab_size", "rounds", "workers")
         if a.validation_docs < 0:
@@ -258,8 +258,8 @@ def _add_bench_read(sub) -> None:
         import os
 
         from ..data import hub
-        from ..data.bench_read import bench_read
         from ..data.config import DatasetConfig, HubSource
+        from ..instruments.bench.read import bench_read
         from ..schema import load_config
 
         cfg = load_config(DatasetConfig, a.config_path)
@@ -280,7 +280,7 @@ def _add_demo_corpus(sub) -> None:
     def run(a):
         import time
 
-        from ..corpus.build import build_corpus, format_corpus_summary
+        from ..instruments.corpus.build import build_corpus, format_corpus_summary
 
         t0 = time.perf_counter()
         manifest = build_corpus(a.config_path, a.out_dir, a.cache_dir, overwrite=a.overwrite)

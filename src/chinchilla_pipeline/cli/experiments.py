@@ -13,7 +13,7 @@ def _add_ablate(sub) -> None:
     device_arg(p)
 
     def run(a):
-        from ..experiments.ablation import run_ablation
+        from ..instruments.experiments.ablation import run_ablation
 
         run_ablation(a.config_path, a.out_dir, seeds=a.seeds, device=a.device)
         return 0
@@ -31,7 +31,7 @@ def _add_isoflop(sub) -> None:
     p.add_argument("--plan_only", action="store_true", help="print the runs (N, D, D/N, steps); train nothing")
 
     def run(a):
-        from ..experiments.isoflop import run_isoflop
+        from ..instruments.experiments.isoflop import run_isoflop
 
         run_isoflop(a.config_path, a.out_dir, seeds=a.seeds, budgets=a.budgets, device=a.device, plan_only=a.plan_only)
         return 0
@@ -48,7 +48,7 @@ def _add_compare_recipes(sub) -> None:
     device_arg(p)
 
     def run(a):
-        from ..experiments.recipes import run_compare
+        from ..instruments.experiments.recipes import run_compare
 
         run_compare(a.config_path, a.out_dir, device=a.device)
         return 0

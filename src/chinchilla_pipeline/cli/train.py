@@ -95,7 +95,7 @@ def _add_preflight(sub) -> None:
     p.add_argument("--no_verify", action="store_true", help="skip re-reading the shards' checksums")
 
     def run(a):
-        from ..preflight import format_table, preflight
+        from ..instruments.preflight import format_table, preflight
 
         positive(a, "tokens_per_second", "world_size")
         rows = preflight(
@@ -198,7 +198,7 @@ def _add_bench_train(sub) -> None:
     )
 
     def run(a):
-        from ..train.bench_train import bench_train
+        from ..instruments.bench.train import bench_train
         from ..train.config import OptimizerConfig, SpeedConfig
 
         positive(a, "micro_batch_size", "grad_accum", "steps", "rounds", "peak_tflops")
@@ -244,7 +244,7 @@ def _add_bench_prefetch(sub) -> None:
     p.add_argument("--cached", action="store_true", help="keep the shards in the page cache: the thread's overhead")
 
     def run(a):
-        from ..train.bench_prefetch import bench_prefetch
+        from ..instruments.bench.prefetch import bench_prefetch
 
         positive(a, "gb", "sequences", "context", "steps", "rounds", "compute_ms")
         bench_prefetch(
@@ -287,8 +287,8 @@ def _add_gpu_check(sub) -> None:
     )
 
     def run(a):
-        from ..gpucheck.check import gpu_check
-        from ..gpucheck.env import process_start
+        from ..instruments.gpucheck.check import gpu_check
+        from ..instruments.gpucheck.env import process_start
 
         positive(a, "deadline_s")
         result = gpu_check(
@@ -319,7 +319,7 @@ def _add_demo_size(sub) -> None:
     def run(a):
         from pathlib import Path
 
-        from ..demo.sizing import format_sizing, write_demo_model
+        from ..instruments.demo.sizing import format_sizing, write_demo_model
         from ..tokenizer.load import load_tokenizer
         from ..train.config import OptimizerConfig
 
