@@ -11,6 +11,7 @@ from chinchilla_pipeline.errors import UserError
 from chinchilla_pipeline.schema import load_config
 from chinchilla_pipeline.train.config import CurriculumConfig, load_curriculum
 from chinchilla_pipeline.train.layout import make_layout
+from chinchilla_pipeline.train.pretrain import lr_factor
 from chinchilla_pipeline.train.schedule import make_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def _plan(kind, total_steps=1000, **sched):
 
 def test_cosine_warms_up_then_decays_to_the_floor():
     cfg, plan = _plan("cosine", warmup_share=0.05)
-    lrs = [cfg.optimizer.peak_lr * plan.lr_factor(s) for s in range(plan.num_steps)]
+    lrs = [cfg.optimizer.peak_lr * lr_factor(plan, s) for s in range(plan.num_steps)]
     peak, floor = cfg.optimizer.lr, cfg.optimizer.lr * cfg.optimizer.min_lr_ratio
     assert lrs[0] == pytest.approx(peak / 50) and lrs[49] == pytest.approx(peak)
     assert all(a >= b for a, b in zip(lrs[49:], lrs[50:]))  # monotone after warmup
@@ -103,7 +104,7 @@ def test_cosine_warms_up_then_decays_to_the_floor():
 
 def test_wsd_holds_then_decays_from_the_configured_step():
     cfg, plan = _plan("wsd", warmup_share=0.01, decay_start_share=0.8)
-    lrs = [cfg.optimizer.peak_lr * plan.lr_factor(s) for s in range(plan.num_steps)]
+    lrs = [cfg.optimizer.peak_lr * lr_factor(plan, s) for s in range(plan.num_steps)]
     peak = cfg.optimizer.lr
     assert plan.decay_start_step == 800
     assert set(lrs[10:800]) == {peak} and lrs[801] < peak

@@ -4,7 +4,7 @@ resolve (configs, schedule, the phase to train) -> open data (datasets, sampler,
 build (layout, model, optimiser) -> resume (the latest intact checkpoint) -> loop (step, log, evaluate,
 phase end, checkpoint) -> finish.
 
-One optimiser step (``Run.step``): the lr of the global step (``Schedule.lr_factor``), the rank's sequences
+One optimiser step (``Run.step``): the lr of the global step (``lr_factor``), the rank's sequences
 from the run-wide sampler (``train/sampler.py``; their memory-mapped reads done by a background thread
 during the step before, ``speed.prefetch``), copied to the device (pinned, non-blocking on CUDA),
 ``grad_accum`` forward/backward passes of the model (``model/gpt.py`` or ``model/nanochat.py``), clip,
@@ -15,6 +15,7 @@ where one all-reduce and one ``tolist`` bring them to the host: no per-step sync
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -153,6 +154,27 @@ def phase_end_step(cfg: CurriculumConfig, schedule: Schedule, run_dir: Path, pha
     return end
 
 
+def lr_factor(s: Schedule, step: int) -> float:
+    """The share of each group's peak lr at optimiser step ``step`` (0-based) of ``s.num_steps``: a function of
+    the step alone, so phase B started on its own computes the lr of an unbroken run.
+
+    Warmup: linear from 1/warmup to 1 over ``warmup_steps``. Then ``cosine``: half a cosine from 1 down to
+    ``min_lr_ratio`` at the last step; ``wsd``: 1 until ``decay_start_step``, then linear down to
+    ``min_lr_ratio`` at the last step.
+    """
+    floor = s.min_lr_ratio
+    if step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    last = s.num_steps - 1
+    if s.kind == "cosine":
+        frac = min(1.0, (step - s.warmup_steps) / max(1, last - s.warmup_steps))
+        return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * frac))
+    start = max(s.decay_start_step, s.warmup_steps)
+    if step < start:
+        return 1.0
+    return 1.0 - (1.0 - floor) * min(1.0, (step - start) / max(1, last - start))
+
+
 @dataclass
 class LoopState:
     """What the loop updates, beside the model, the optimiser and the sampler (the data position)."""
@@ -181,9 +203,13 @@ class Run:
         self.cfg, self.model_cfg, self.schedule, self.dist, self.run_dir = cfg, model_cfg, schedule, dist, Path(run_dir)
         self.state = LoopState()
 
-        # --- Open the data: bad data fails before any GPU work ---------------------------------------
+        # --- Open the data: bad data fails before any GPU work; the sampler holds the data position ------
         domains = open_domains(cfg.domains(), model_cfg, config_path, model_path=cfg.model)
         streams = {name: TokenStream(ds.shards("train")) for name, ds in domains.items()}
+        mix = schedule.mixture  # every source's target weight at every sequence of the run
+        self.sampler = WeightedMultiDatasetSampler(
+            mix.names, [streams[n] for n in mix.names], mix, context=schedule.context, seed=cfg.seed
+        )
         self.fingerprint = fingerprint(cfg, model_cfg, domains)
 
         # --- Build: the layout ("auto" probed before the seed is set: the probe draws random tokens) ----
@@ -207,10 +233,6 @@ class Run:
         card = peak_tflops * 1e12 if peak_tflops else peak_flops(dist.device)
         self.peak = card * dist.world_size if card else None  # tokens/s below are global: every card's peak
         self.flops_per_token = model_cfg.flops_per_token()
-        mix = schedule.mixture  # every source's target weight at every sequence of the run
-        self.sampler = WeightedMultiDatasetSampler(
-            mix.names, [streams[n] for n in mix.names], mix, context=schedule.context, seed=cfg.seed
-        )
         self.pending = PendingSteps()
         self.rate = RateMeter()
         self.batches = BatchPrefetcher(dist.device)
@@ -290,7 +312,7 @@ class Run:
         """One optimiser step over the global batch; no host synchronisation. ``read_ahead``: start reading
         the next step's batch in the background thread."""
         lay, dev, opt = self.layout, self.dist.device, self.cfg.optimizer
-        factor = self.schedule.lr_factor(self.state.step)
+        factor = lr_factor(self.schedule, self.state.step)
         set_schedule(self.optimizer, factor, self.state.step, opt)
         n, rank, world = self.schedule.sequences_per_step, self.dist.rank, self.dist.world_size
         picks = self.sampler.take(n, rank, world)  # the sampler now holds the state a checkpoint after this step saves

@@ -2,8 +2,7 @@
 
 Nothing here depends on the machine (world size, micro batch: ``train/layout.py``), so ``--plan_only``,
 ``chinchilla plan``, preflight, the experiments and the training run all read one ``Schedule``, made once by
-``make_schedule``. The lr is a pure function of the global step: phase B started on its own computes the
-same lr for step k as an unbroken run.
+``make_schedule``; the lr of a step is a function of it alone (``pretrain.lr_factor``).
 
 Vocabulary, shared with the Chinchilla planner (``chinchilla_pipeline/plan.py``): ``num_tokens`` (D, the
 budget), ``num_steps``, ``tokens_per_step`` (the config's ``batch.global_batch_tokens``), and per phase
@@ -12,7 +11,6 @@ budget), ``num_steps``, ``tokens_per_step`` (the config's ``batch.global_batch_t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +45,7 @@ class Schedule:
     phase_steps: tuple[tuple[int, int], ...]  # (first step, end step) per phase, end exclusive
     warmup_steps: int
     decay_start_step: int  # WSD: the last step at the peak lr + 1
-    kind: str  # "cosine" | "wsd" (ScheduleConfig.kind)
+    kind: str  # the lr's shape after warmup: "cosine" | "wsd" (ScheduleConfig.kind)
     min_lr_ratio: float  # the final lr as a share of each group's peak
     mixture: Mixture = field(compare=False, repr=False)  # every source's target weight at every sequence
 
@@ -61,25 +59,6 @@ class Schedule:
             if a <= step < b:
                 return i
         raise ValueError(f"step {step} is outside the run (0..{self.num_steps})")
-
-    def lr_factor(self, step: int) -> float:
-        """The share of each group's peak lr at optimiser step ``step`` (0-based) of ``num_steps``.
-
-        Warmup: linear from 1/warmup to 1 over ``warmup_steps``. Then ``cosine``: half a cosine from 1 down
-        to ``min_lr_ratio`` at the last step; ``wsd``: 1 until ``decay_start_step``, then linear down to
-        ``min_lr_ratio`` at the last step.
-        """
-        floor = self.min_lr_ratio
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        last = self.num_steps - 1
-        if self.kind == "cosine":
-            frac = min(1.0, (step - self.warmup_steps) / max(1, last - self.warmup_steps))
-            return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * frac))
-        start = max(self.decay_start_step, self.warmup_steps)
-        if step < start:
-            return 1.0
-        return 1.0 - (1.0 - floor) * min(1.0, (step - start) / max(1, last - start))
 
 
 def make_schedule(cfg: CurriculumConfig, model: ModelConfig, *, path: str | Path = "") -> Schedule:

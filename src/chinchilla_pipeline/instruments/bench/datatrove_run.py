@@ -1,4 +1,4 @@
-"""datatrove's side of ``instruments/bench/datatrove.py``: ``JsonlReader`` + ``DocumentTokenizer`` over a folder of JSON lines.
+"""datatrove's side of ``bench/datatrove.py``: ``JsonlReader`` + ``DocumentTokenizer`` over a folder of JSON lines.
 
 Run by the separate virtual env's Python (``.venv-datatrove``, datatrove 0.10.1), never imported by the package:
 datatrove is no dependency of it. Its defaults otherwise: HF ``tokenizers`` ``encode_batch`` in batches of 10,000
