@@ -62,3 +62,28 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path, recipe):
     assert read_metrics(tmp_path / "unbroken/run/metrics.jsonl", "validation") == read_metrics(
         run_dir / "metrics.jsonl", "validation"
     )
+
+
+def test_a_checkpoint_from_before_the_run_wide_sampler_resumes_at_the_same_data_position():
+    """Before issue 21 each phase had its own sampler (its position counted from the phase's first sequence,
+    draws of its own sources); the run-wide sampler takes that state converted, and a changed set of sources
+    is one line naming the checkpoint."""
+    from types import SimpleNamespace
+
+    from chinchilla_pipeline.errors import UserError
+    from chinchilla_pipeline.train.checkpoint import run_wide_sampler_state
+
+    names = ["wiki", "books", "c4", "forums"]
+    old = SimpleNamespace(
+        sampler={"phase": 1, "position": 24, "names": ["c4", "forums"], "drawn": [16, 8]},
+        consumed={"wiki": 107, "books": 53, "c4": 16, "forums": 8},
+    )
+    starts = {0: 0, 1: 160}  # phase b's first sequence: 20 steps x 8 sequences
+    state = run_wide_sampler_state(old, names, starts.__getitem__, Path("step_0000023.pt"))
+    assert state == {"position": 184, "drawn": [0, 0, 16, 8], "used": [107, 53, 16, 8], "names": names}
+    new = SimpleNamespace(sampler={"phase": 1, **state}, consumed={})  # written since: passed through
+    assert run_wide_sampler_state(new, names, starts.__getitem__, Path("x.pt")) == state
+    with pytest.raises(UserError, match=r"step_0000023\.pt.*saved with sources"):
+        run_wide_sampler_state(
+            SimpleNamespace(sampler=state, consumed={}), names[:3], starts.__getitem__, Path("step_0000023.pt")
+        )
