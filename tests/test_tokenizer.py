@@ -95,6 +95,31 @@ def test_finished_tokenizer_of_another_mix_is_kept_and_refused_without_overwrite
     assert load_tokenizer(out).vocab_size == 300
 
 
+def test_a_tokenizer_that_read_another_stream_version_is_refused_without_overwrite(tmp_path, tokenizer_dir):
+    """The same mix read as another stream (other documents, another validation split) is not reused: prepare
+    would refuse every dataset of it later. A report from before the field existed is reused as it was."""
+    import shutil
+
+    import pytest
+
+    from chinchilla_pipeline.data.sources import STREAM_VERSION
+    from chinchilla_pipeline.errors import UserError
+    from chinchilla_pipeline.tokenizer.report import REPORT_FILE
+
+    out = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_dir, out)
+    mix = tokenizer_dir.parent / "mix.json"
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["stream_version"] == STREAM_VERSION
+    (out / REPORT_FILE).write_text(json.dumps({**report, "stream_version": STREAM_VERSION - 1}))
+    with pytest.raises(UserError, match=f"stream version {STREAM_VERSION - 1}, this pipeline reads version"):
+        train_tokenizer(mix, out)
+    del report["stream_version"]
+    (out / REPORT_FILE).write_text(json.dumps(report))
+    train_tokenizer(mix, out)
+    assert "stream_version" not in json.loads((out / REPORT_FILE).read_text())  # reused, not retrained
+
+
 def test_a_directory_holding_other_files_is_refused_and_kept(tmp_path):
     import pytest
 

@@ -42,7 +42,7 @@ from ..atomic import fsync_dir, write_json
 from ..data import hub
 from ..data.config import DatasetConfig, HubSource, TokenizerMixConfig
 from ..data.hygiene import HYGIENE_VERSION, ValidationFilter, validation_split
-from ..data.sources import iter_batches, open_sources
+from ..data.sources import STREAM_VERSION, iter_batches, open_sources
 from ..errors import UserError
 from ..lock import output_lock
 from ..schema import load_config, read_json
@@ -230,6 +230,13 @@ def train_tokenizer(
                     f"the tokenizer in {out_dir} was trained on a different mix; pass --overwrite or another --out_dir",
                     path=mix_path,
                 )
+            if report.get("stream_version", STREAM_VERSION) != STREAM_VERSION:  # recorded since stream v3
+                raise UserError(
+                    f"the tokenizer in {out_dir} read its sources as stream version {report['stream_version']}, "
+                    f"this pipeline reads version {STREAM_VERSION} (other documents, another validation split); "
+                    "pass --overwrite or another --out_dir",
+                    path=mix_path,
+                )
             log.info("tokenizer already trained at %s on this mix (use --overwrite to retrain)", out_dir)
             return report
         if out_dir.exists() and not out_dir.is_dir():  # refused now, not after the whole training
@@ -302,6 +309,7 @@ def train_tokenizer(
             trainer=name,
         )
         report["hub_sources"] = pins
+        report["stream_version"] = STREAM_VERSION  # the documents it read (data/sources.py)
         write_json(tmp / REPORT_FILE, report)  # written last: its presence marks a finished tokenizer
         for name in os.listdir(tmp):
             with open(tmp / name, "rb") as f:
