@@ -74,11 +74,14 @@ def test_exported_model_and_tokenizer_load_and_match(run, tmp_path):
     assert hf_tok.model_max_length == trained.config.block_size
 
 
-def test_nanochat_run_exports_as_nanochat_for_causal_lm(nanochat_run, tmp_path):
+def test_nanochat_run_exports_as_nanochat_for_causal_lm(nanochat_run, tmp_path, capsys):
     from transformers import AutoTokenizer
 
     out = tmp_path / "hf"
-    rec = export_huggingface(nanochat_run["run_dir"], nanochat_run["tokenizer"], out)
+    cli = ["export", "--checkpoint", str(nanochat_run["run_dir"]), "--tokenizer", str(nanochat_run["tokenizer"])]
+    assert main([*cli, "--out_dir", str(out)]) == 0
+    assert f"{out}: NanoChatForCausalLM, " in capsys.readouterr().out  # the line names the class written
+    rec = json.loads((out / "export.json").read_text())
     trained = load_trained(nanochat_run["run_dir"], nanochat_run["tokenizer"])
     mc = trained.config
     assert isinstance(trained.model, NanoChat) and rec["architecture"] == "NanoChatForCausalLM"

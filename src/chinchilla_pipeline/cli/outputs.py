@@ -28,7 +28,9 @@ def _add_report(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="a checkpoint as a Hugging Face GPT-2 directory (safetensors + tokenizer)")
+    p = sub.add_parser(
+        "export", help="a checkpoint as a Hugging Face directory (GPT2LMHeadModel or NanoChatForCausalLM)"
+    )
     checkpoint_args(p)
     p.add_argument("--out_dir", required=True, help="directory to write (config.json, model.safetensors, ...)")
 
@@ -37,7 +39,7 @@ def _add_export(sub) -> None:
 
         rec = export_huggingface(a.checkpoint, a.tokenizer, a.out_dir)
         print(
-            f"{a.out_dir}: GPT2LMHeadModel, {rec['num_params']:,} parameters, from {rec['checkpoint']} "
+            f"{a.out_dir}: {rec['architecture']}, {rec['num_params']:,} parameters, from {rec['checkpoint']} "
             f"(step {rec['step']:,})"
         )
         return 0
