@@ -48,7 +48,7 @@ from ..lock import output_lock
 from ..schema import load_config, read_json
 from .load import load_tokenizer
 from .report import REPORT_FILE, tokenizer_report
-from .trainers import hf_bpe, train_gigatoken, trainer_missing
+from .trainers import train_gigatoken, train_hf, trainer_missing
 
 # What a tokenizer directory holds: transformers' save_pretrained files and the report.
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", REPORT_FILE}
@@ -209,7 +209,7 @@ def train_tokenizer(
     entries, is a ``UserError`` and nothing is written."""
     from transformers import PreTrainedTokenizerFast
 
-    name = resolve_trainer(trainer)
+    trainer = resolve_trainer(trainer)  # the one asked; after training, the one that trained
     if world_size < 1:
         raise UserError(f"expected a positive number of parts, got {world_size}", field="--world_size")
     out_dir = Path(out_dir)
@@ -274,11 +274,10 @@ def train_tokenizer(
                     log.warning("%s: no validation documents: nothing held out to report", cfg.name)
 
         bar = tqdm(corpus(), total=sum(counts), unit="doc", desc="tokenizer", mininterval=2)
-        if name == "tokenizers":  # streams the documents
-            tok, bpe = hf_bpe(mix.vocab_size, mix.min_frequency, mix.eot_token)
-            tok.train_from_iterator(bar, trainer=bpe, length=sum(counts))
+        if trainer == "tokenizers":  # streams the documents
+            tok = train_hf(bar, sum(counts), mix.vocab_size, mix.min_frequency, mix.eot_token)
         else:  # gigatoken trains on the whole text in memory: ~0.4 GB for the full mix's ~100M tokens
-            tok, name = train_gigatoken(list(bar), mix.vocab_size, mix.min_frequency, mix.eot_token)
+            tok, trainer = train_gigatoken(list(bar), mix.vocab_size, mix.min_frequency, mix.eot_token)
         bar.close()
         if tok.get_vocab_size() < mix.vocab_size:  # BPE ran out of pairs seen min_frequency times
             raise UserError(
@@ -306,7 +305,7 @@ def train_tokenizer(
             mix_path=str(mix_path),
             mix_fingerprint=fp,
             held_out_world_size=world_size,
-            trainer=name,
+            trainer=trainer,
         )
         report["hub_sources"] = pins
         report["stream_version"] = STREAM_VERSION  # the documents it read (data/sources.py)

@@ -32,10 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def trainer_missing(name: str) -> str | None:
-    """Why trainer ``name`` cannot run here (its package is not installed), or None."""
-    package = {"tokenizers": "tokenizers", "gigatoken": "gigatoken", "rustbpe": "rustbpe"}[name]
-    if importlib.util.find_spec(package) is None:
-        return f"{package} is not installed (pip install {package}, or pip install -e '.[bench]')"
+    """Why trainer ``name`` cannot run here (its package, of the same name, is not installed), or None."""
+    if importlib.util.find_spec(name) is None:
+        return f"{name} is not installed (pip install {name}, or pip install -e '.[bench]')"
     return None
 
 
@@ -75,6 +74,13 @@ def hf_bpe(vocab_size: int, min_frequency: int, eot_token: str):
     return tok, trainer
 
 
+def train_hf(texts: Iterable[str], length: int, vocab_size: int, min_frequency: int, eot_token: str):
+    """The project's tokenizer trained by ``BpeTrainer`` on ``texts`` (streamed; ``length`` of them)."""
+    tok, trainer = hf_bpe(vocab_size, min_frequency, eot_token)
+    tok.train_from_iterator(texts, trainer=trainer, length=length)
+    return tok
+
+
 def hf_merges(tok) -> Merges:
     """The merges of a byte-level BPE ``tokenizers.Tokenizer``, as byte pairs."""
     import json
@@ -108,12 +114,12 @@ def train_merges(
 ) -> tuple[Merges, object]:
     """Train ``name`` on ``texts`` to ``vocab_size`` entries (256 bytes + ``eot_token`` + merges).
 
-    Returns the merges and the trainer's own object (rustbpe's, for its encoder; None for the others)."""
+    Returns the merges and the trainer's own object: the trained ``tokenizers.Tokenizer``, rustbpe's (for its
+    encoder), None for gigatoken."""
     num_merges = vocab_size - 257
     if name == "tokenizers":
-        tok, trainer = hf_bpe(vocab_size, min_frequency, eot_token)
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        return hf_merges(tok), None
+        tok = train_hf(texts, len(texts), vocab_size, min_frequency, eot_token)
+        return hf_merges(tok), tok
     if name == "gigatoken":
         import gigatoken
         from gigatoken.gigatoken_rs import pretokenized_counts
@@ -146,9 +152,7 @@ def train_gigatoken(texts: list[str], vocab_size: int, min_frequency: int, eot_t
             "(tokenizer/unicode_gap.py): training with tokenizers",
             len(gap),
         )
-        tok, trainer = hf_bpe(vocab_size, min_frequency, eot_token)
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        return tok, "tokenizers"
+        return train_hf(texts, len(texts), vocab_size, min_frequency, eot_token), "tokenizers"
     merges, _ = train_merges("gigatoken", texts, vocab_size, min_frequency, eot_token)
     return from_merges(merges, eot_token), "gigatoken"
 
