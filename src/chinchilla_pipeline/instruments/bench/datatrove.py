@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from ...data.layout import MANIFEST_NAME, dataset_dir
-from .prepare import tree_rss_bytes, write_config
+from .prepare import process_tree, rss_bytes, write_config
 
 NUM_FILES = 4
 
@@ -54,20 +54,6 @@ def write_inputs(corpus: Path, out: Path, copies: int, seed: int = 0) -> list[Pa
                 f.writelines(rng.sample(lines, len(lines)))
         paths.append(path)
     return paths
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants alive now, from /proc."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        pids.append(p)
-    return pids
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -91,9 +77,9 @@ def timed(cmd: list[str]) -> tuple[float, float, float, str]:
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
         peak = 0
         while p.poll() is None:
-            pids = _tree(p.pid)
+            pids = process_tree(p.pid)
             ticks.update((q, max(ticks.get(q, 0), _cpu_ticks(q))) for q in pids)
-            peak = max(peak, tree_rss_bytes(p.pid))
+            peak = max(peak, sum(rss_bytes(q) for q in pids))
             time.sleep(0.02)
         seconds = time.perf_counter() - start
         out.seek(0)

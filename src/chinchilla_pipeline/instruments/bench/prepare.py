@@ -39,19 +39,32 @@ def write_config(d: Path, name: str, corpus: str, repeat: int, validation_docs: 
     return path
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, from /proc (0 once gone)."""
-    total, todo = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants alive now, from /proc."""
+    pids, todo = [], [pid]
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
+            continue
+        pids.append(p)
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid``, from /proc (0 once gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (0 once gone)."""
+    return sum(rss_bytes(p) for p in process_tree(pid))
 
 
 def cpu_s(who: int) -> float:
