@@ -39,6 +39,7 @@ from .runs import (
     dataset_train_tokens,
     dataset_vocab_size,
     final_validation,
+    mean_over_domains,
     overall_proportions,
     summarize,
     total_steps,
@@ -185,7 +186,7 @@ def aggregate(finals: dict[str, dict[int, dict[str, float]]]) -> dict[str, Any]:
     difference from the first variant, paired by seed (same seed = same initial weights)."""
 
     def average(by_seed: dict[int, dict[str, float]]) -> dict[int, float]:
-        return {s: sum(losses.values()) / len(losses) for s, losses in by_seed.items()}
+        return {s: mean_over_domains(losses) for s, losses in by_seed.items()}
 
     first_avg = average(next(iter(finals.values())))
     out: dict[str, Any] = {}
@@ -297,7 +298,7 @@ def run_ablation(
     first = cfg.variants[0].name
     total = runs[0][2]["total_tokens"]
     tokens_per_step = base_cfg.batch.global_batch_tokens
-    reference = {s: sum(b.values()) / len(b) for s, b in finals_bpb[first].items()}
+    reference = {s: mean_over_domains(b) for s, b in finals_bpb[first].items()}
     to_reach = reach(curves, reference, tokens_per_step)
     # Tokens each source gets (the same in every variant) and how many passes over its training split.
     exposure = {
