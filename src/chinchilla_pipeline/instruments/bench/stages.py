@@ -148,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer", type=Path, required=True, help="a tokenizer directory")
     p.add_argument("--rounds", type=int, default=2, help="runs of each stage; the least CPU counts")
     a = p.parse_args(argv)
-    return bench_stages(a.config_path, a.tokenizer, a.rounds)
+    from ...errors import EXIT_USER_ERROR, UserError
+
+    try:
+        return bench_stages(a.config_path, a.tokenizer, a.rounds)
+    except UserError as err:  # a config or tokenizer that does not load: one line, as the CLI prints it
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":
