@@ -147,6 +147,12 @@ def _hold_out_parts(cfg: DatasetConfig, path: str, world_size: int, report_docs:
         seen.held += docs
 
 
+def documents_per_source(mix: TokenizerMixConfig, configs: list[DatasetConfig]) -> list[int]:
+    """Documents the tokenizer reads from each source: the mix's share, at most the training documents
+    ``prepare`` keeps (the source's ``max_samples``)."""
+    return [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
+
+
 def _train_documents(
     cfg: DatasetConfig, path: str, num_train: int, max_chars: int, report_docs: int, seen: _SourceText
 ) -> Iterator[str]:
@@ -255,8 +261,7 @@ def train_tokenizer(
             for src, cfg in zip(mix.sources, configs)  # Hub commits read, datasets version
             if isinstance(cfg.source, HubSource) and (pin := hub.pin(cfg.source, src.config, cfg.name))
         }
-        # Per source: the mix's share, at most the training documents prepare keeps.
-        counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
+        counts = documents_per_source(mix, configs)
         seen = {cfg.name: _SourceText() for cfg in configs}
 
         def corpus() -> Iterator[str]:

@@ -42,10 +42,10 @@ class MixSample:
 
 def mix_sample(mix_path: str | Path, max_samples: int | None = None, vocab_size: int | None = None) -> MixSample:
     """Read the mix as ``train_tokenizer`` does with one part (``max_samples``, ``vocab_size`` override it)."""
-    from ...tokenizer.train import _SourceText, _train_documents, load_mix
+    from ...tokenizer.train import _SourceText, _train_documents, documents_per_source, load_mix
 
     mix, configs = load_mix(mix_path, max_samples, vocab_size)
-    counts = [min(n, cfg.max_samples or n) for n, cfg in zip(mix.samples_per_source(), configs)]
+    counts = documents_per_source(mix, configs)
     seen = {cfg.name: _SourceText() for cfg in configs}
     texts = []
     for src, cfg, n in zip(mix.sources, configs, counts):
